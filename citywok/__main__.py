@@ -1,0 +1,5 @@
+import sys
+
+from citywok.cli import main
+
+sys.exit(main())

@@ -1,0 +1,131 @@
+"""The volume layout shared by fetcher and matcher (DESIGN.md, "Volume layout").
+
+    DATA_DIR/fingerprints/<version>/season_01.lmdb/
+    DATA_DIR/fingerprints/<version>/manifest.json     written last: its presence means "complete"
+    DATA_DIR/fingerprints/current -> <version>        flipped atomically
+
+This module is the whole contract between the two: paths, the manifest file, and the `current` flip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+CURRENT = "current"
+MANIFEST_FORMAT = 1
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+SEASON_RE = re.compile(r"^season_(\d{2,})\.lmdb$")
+
+
+class LayoutError(Exception):
+    """The volume does not hold what the layout promises."""
+
+
+def check_version(version: str) -> str:
+    """Refuse version names that could escape the fingerprints folder."""
+    if not VERSION_RE.match(version) or version in {CURRENT, ".", ".."}:
+        raise LayoutError(f"invalid version name {version!r}: use letters, digits, '.', '_' or '-'")
+    return version
+
+
+def fingerprints_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "fingerprints"
+
+
+def version_dir(data_dir: Path, version: str) -> Path:
+    return fingerprints_dir(data_dir) / check_version(version)
+
+
+def season_name(season: int) -> str:
+    return f"season_{season:02d}.lmdb"
+
+
+def season_number(name: str) -> int | None:
+    m = SEASON_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def season_dirs(vdir: Path) -> dict[int, Path]:
+    """Season number -> LMDB folder, for every ``season_NN.lmdb`` in a version folder."""
+    out: dict[int, Path] = {}
+    if vdir.is_dir():
+        for p in vdir.iterdir():
+            n = season_number(p.name)
+            if n is not None and p.is_dir():
+                out[n] = p
+    return dict(sorted(out.items()))
+
+
+def is_complete(vdir: Path) -> bool:
+    return (vdir / MANIFEST).is_file()
+
+
+def read_manifest(vdir: Path) -> dict[str, Any]:
+    path = vdir / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LayoutError(f"{vdir} has no {MANIFEST}: the version is incomplete and is not served") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LayoutError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict) or "seasons" not in data:
+        raise LayoutError(f"{path} is not a CityWok manifest (no 'seasons')")
+    return data
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file, fsync, and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_manifest(vdir: Path, manifest: dict[str, Any]) -> None:
+    write_json_atomic(vdir / MANIFEST, manifest)
+
+
+def current_version(data_dir: Path) -> str | None:
+    """The version `current` points to, or None when there is none yet."""
+    link = fingerprints_dir(data_dir) / CURRENT
+    try:
+        target = os.readlink(link)
+    except (FileNotFoundError, OSError):
+        return None
+    return Path(target).name
+
+
+def current_dir(data_dir: Path) -> Path | None:
+    v = current_version(data_dir)
+    return version_dir(data_dir, v) if v else None
+
+
+def flip_current(data_dir: Path, version: str) -> None:
+    """Point `current` at a complete version: a new symlink renamed over the old one (atomic)."""
+    vdir = version_dir(data_dir, version)
+    if not is_complete(vdir):
+        raise LayoutError(f"refusing to serve {vdir}: it has no {MANIFEST}")
+    base = fingerprints_dir(data_dir)
+    tmp = base / f".{CURRENT}.tmp{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(version, tmp)
+    os.replace(tmp, base / CURRENT)
+    _fsync_dir(base)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

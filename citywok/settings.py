@@ -1,0 +1,61 @@
+"""Settings: flags first, then environment variables (the seed's names), then defaults.
+
+Every part reads its configuration through :func:`load`, so the names and defaults live in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    v = value.strip().lower()
+    if v in {"1", "true", "yes", "on"}:
+        return True
+    if v in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {value!r} (use true or false)")
+
+
+def _int(value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./data")
+    db_version: str = "v1"
+    max_seasons: int | None = None
+    use_lmdb: bool = True
+    s3_bucket: str | None = None
+    s3_prefix: str = "fingerprints"
+    aws_endpoint_url: str | None = None
+    aws_region: str | None = None
+    sentry_dsn: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def with_overrides(self, **kwargs: object) -> Settings:
+        """Apply command-line flags; a flag left as None keeps the environment's value."""
+        return replace(self, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    """Read the environment (``os.environ`` by default) into :class:`Settings`."""
+    e = os.environ if env is None else env
+    return Settings(
+        data_dir=Path(e.get("DATA_DIR") or "./data"),
+        db_version=e.get("DB_VERSION") or "v1",
+        max_seasons=_int(e.get("MAX_SEASONS")),
+        use_lmdb=_bool(e.get("USE_LMDB"), True),
+        s3_bucket=e.get("S3_BUCKET") or None,
+        s3_prefix=e.get("S3_PREFIX") or "fingerprints",
+        aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
+        aws_region=e.get("AWS_REGION") or None,
+        sentry_dsn=e.get("SENTRY_DSN") or None,
+    )

@@ -1,0 +1,115 @@
+"""Clip -> answer: fingerprint the clip, look it up in every season, vote, decide.
+
+The decision is deliberately conservative: a clip is a match only when its best offset gathers at
+least ``min_score`` aligned hashes, which chance alignments on unindexed audio almost never reach.
+A clip that finds nothing is retried at small speed changes (sped-up or slowed broadcasts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from matcher.fingerprint import fingerprint_pcm
+from matcher.library import Library
+from matcher.match import vote
+
+MIN_CLIP_SECONDS = 1.0
+MAX_CLIP_SECONDS = 30.0
+
+
+class ClipTooShort(ValueError):
+    """Not enough audio to fingerprint."""
+
+
+@dataclass(frozen=True)
+class MatchPolicy:
+    min_score: int = 12
+    speeds: tuple[float, ...] = (1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.04, 0.96)
+    candidates: int = 5
+
+
+DEFAULT_POLICY = MatchPolicy()
+
+
+@dataclass
+class Candidate:
+    episode_id: str
+    season: int
+    offset_seconds: float
+    score: int
+    title: str | None = None
+
+
+@dataclass
+class Identification:
+    match: bool
+    episode_id: str | None = None
+    season: int | None = None
+    offset_seconds: float | None = None
+    confidence: float = 0.0
+    score: int = 0
+    speed: float = 1.0
+    query_hashes: int = 0
+    hashes_looked_up: int = 0
+    clip_seconds: float = 0.0
+    db_version: str | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) -> tuple[list[Candidate], int, int]:
+    p = library.params
+    if speed != 1.0:
+        # undo a clip played ``speed`` times too fast: stretch it back to the episode's time base
+        n = int(pcm.size * speed)
+        pcm = np.interp(np.arange(n) / speed, np.arange(pcm.size), pcm).astype(np.float32)
+    hashes = fingerprint_pcm(pcm, p)
+    looked_up = 0
+    found: list[Candidate] = []
+    for season, shard in library.shards.items():
+        postings = shard.lookup(hashes)
+        looked_up += postings.looked_up
+        v = vote(postings, top=policy.candidates)
+        for slot, off, score in zip(v.slot.tolist(), v.offset.tolist(), v.score.tolist(), strict=True):
+            ep = library.episode(season, slot)
+            if ep is None:
+                continue
+            offset = off * p.frame_seconds
+            found.append(Candidate(ep.id, season, round(offset, 3), int(score), ep.title))
+    found.sort(key=lambda c: -c.score)
+    return found[: policy.candidates], len(hashes), looked_up
+
+
+def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAULT_POLICY) -> Identification:
+    """Identify mono PCM at the library's sample rate."""
+    p = library.params
+    seconds = pcm.size / p.sample_rate
+    if seconds < MIN_CLIP_SECONDS:
+        raise ClipTooShort(f"the clip has {seconds:.2f} s of audio; at least {MIN_CLIP_SECONDS:g} s is needed")
+    pcm = pcm[: int(MAX_CLIP_SECONDS * p.sample_rate)]
+    result = Identification(match=False, clip_seconds=round(seconds, 3), db_version=library.version)
+    cands, n_hashes, looked = _rank(library, pcm, 1.0, policy)
+    result.query_hashes, result.hashes_looked_up = n_hashes, looked
+    speed = 1.0
+    if not cands or cands[0].score < policy.min_score:
+        for s in policy.speeds:
+            c2, _, l2 = _rank(library, pcm, s, policy)
+            result.hashes_looked_up += l2
+            if c2 and c2[0].score >= policy.min_score and (not cands or c2[0].score > cands[0].score):
+                cands, speed = c2, s
+                break
+    result.candidates = cands
+    if cands and cands[0].score >= policy.min_score:
+        best = cands[0]
+        runner = next((c.score for c in cands[1:] if (c.episode_id, c.season) != (best.episode_id, best.season)), 0)
+        result.match = True
+        result.episode_id, result.season = best.episode_id, best.season
+        result.offset_seconds, result.score, result.speed = best.offset_seconds, best.score, speed
+        result.confidence = round(1.0 - runner / best.score, 3)
+    elif cands:
+        result.score = cands[0].score
+    return result

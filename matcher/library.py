@@ -1,0 +1,65 @@
+"""A version's season shards opened together: what identify searches and what the server swaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from citywok import layout
+from matcher.params import DEFAULT_PARAMS, FingerprintParams
+from matcher.shard import Episode, Shard, ShardError
+
+
+class Library:
+    """Every season shard of one version folder, read-only unless ``writable``."""
+
+    def __init__(self, version: str, shards: dict[int, Shard], params: FingerprintParams) -> None:
+        self.version = version
+        self.shards = shards
+        self.params = params
+        self._episodes: dict[int, dict[int, Episode]] = {}
+        self.refresh()
+
+    @classmethod
+    def open(cls, vdir: Path, params: FingerprintParams = DEFAULT_PARAMS, max_seasons: int | None = None,
+             writable: bool = False) -> Library:
+        vdir = Path(vdir)
+        seasons = layout.season_dirs(vdir)
+        if max_seasons is not None:
+            seasons = dict(list(seasons.items())[:max_seasons])
+        shards: dict[int, Shard] = {}
+        try:
+            for n, path in seasons.items():
+                shards[n] = Shard.open(path, params, writable=writable)
+        except ShardError:
+            for s in shards.values():
+                s.close()
+            raise
+        return cls(vdir.name, shards, params)
+
+    def refresh(self) -> None:
+        """Re-read the episode tables (after an ingest into a writable shard)."""
+        self._episodes = {n: {e.slot: e for e in s.episodes()} for n, s in self.shards.items()}
+
+    def episode(self, season: int, slot: int) -> Episode | None:
+        return self._episodes.get(season, {}).get(slot)
+
+    @property
+    def seasons(self) -> list[int]:
+        return sorted(self.shards)
+
+    def episode_count(self) -> int:
+        return sum(len(e) for e in self._episodes.values())
+
+    def nbytes(self) -> int:
+        return sum(s.nbytes() for s in self.shards.values())
+
+    def close(self) -> None:
+        for s in self.shards.values():
+            s.close()
+        self.shards = {}
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,89 @@
+"""Spectrogram -> spectral peaks: local maxima, thinned to a fixed density per time bucket.
+
+Everything here is local (a neighbourhood and an absolute-aligned bucket), so a file processed in
+blocks yields exactly the peaks of the file processed whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from matcher.params import FingerprintParams
+from matcher.spectrogram import SILENCE
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Peaks sorted by time then frequency. ``t`` in frames, ``f`` in bins (absolute)."""
+
+    t: np.ndarray  # int64
+    f: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return int(self.t.size)
+
+    @staticmethod
+    def empty() -> Peaks:
+        return Peaks(np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    @staticmethod
+    def concat(parts: list[Peaks]) -> Peaks:
+        if not parts:
+            return Peaks.empty()
+        return Peaks(np.concatenate([p.t for p in parts]), np.concatenate([p.f for p in parts]))
+
+
+def _running_max(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Maximum over a centred window of 2*radius+1 along ``axis``, edges padded with -inf.
+
+    Built from doubling steps (window 1, 2, 4, ...), so the cost is O(n log r), not O(n r).
+    """
+    if radius <= 0:
+        return x
+    width = 2 * radius + 1
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (radius, radius)
+    y = np.pad(x, pad, constant_values=-np.inf)
+    m = y
+    span = 1
+    while span * 2 <= width:
+        a = np.take(m, np.arange(m.shape[axis] - span), axis=axis)
+        b = np.take(m, np.arange(span, m.shape[axis]), axis=axis)
+        m = np.maximum(a, b)
+        span *= 2
+    if span < width:
+        shift = width - span
+        a = np.take(m, np.arange(m.shape[axis] - shift), axis=axis)
+        b = np.take(m, np.arange(shift, m.shape[axis]), axis=axis)
+        m = np.maximum(a, b)
+    return m
+
+
+def find_peaks(spec: np.ndarray, first_frame: int, lo: int, hi: int, p: FingerprintParams) -> Peaks:
+    """Peaks of frames ``lo..hi`` (relative to ``spec``), whose row 0 is absolute frame ``first_frame``.
+
+    Rows outside ``lo..hi`` are context only: they decide whether a row inside is a local maximum.
+    ``first_frame + lo`` and ``first_frame + hi`` must fall on bucket boundaries (or the file's end).
+    """
+    if hi <= lo:
+        return Peaks.empty()
+    local = _running_max(_running_max(spec, p.peak_freq_radius, axis=1), p.peak_time_radius, axis=0)
+    region = spec[lo:hi]
+    is_peak = (region >= local[lo:hi]) & (region > SILENCE)
+    rows, cols = np.nonzero(is_peak)
+    if rows.size == 0:
+        return Peaks.empty()
+    mags = region[rows, cols]
+    t = rows.astype(np.int64) + first_frame + lo
+    bucket = t // p.bucket_frames
+    # strongest first within each bucket, then keep the first N of each bucket
+    order = np.lexsort((-mags, bucket))
+    bucket_sorted = bucket[order]
+    starts = np.searchsorted(bucket_sorted, bucket_sorted, side="left")
+    rank = np.arange(order.size) - starts
+    keep = order[rank < p.peaks_per_bucket]
+    t, f = t[keep], cols[keep].astype(np.int64) + p.min_bin
+    final = np.lexsort((f, t))
+    return Peaks(t[final], f[final])

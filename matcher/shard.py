@@ -1,0 +1,340 @@
+"""The season shard: one LMDB environment per season (``season_NN.lmdb``). The one place its format lives.
+
+Named databases:
+    meta      b"meta" -> JSON {format, format_version, params, params_digest, season, hash_count,
+                               posting_count, episode_count, total_seconds}
+    episodes  uint16 BE episode slot -> JSON {id, title, duration, sha256, hashes}
+    ids       episode id (utf-8) -> uint16 BE slot
+    postings  uint32 BE landmark hash -> packed little-endian uint32 postings, (slot << 22) | frame
+
+Keys sort numerically, so a sorted batch of query hashes walks the B-tree in order. Every change is
+one write transaction: a crash mid-ingest leaves the shard as it was before that episode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import numpy as np
+
+from matcher.landmarks import Hashes
+from matcher.params import FingerprintParams
+
+FORMAT = "citywok-season-shard"
+FORMAT_VERSION = 1
+SLOT_BITS = 10
+TIME_BITS = 22
+MAX_SLOTS = 1 << SLOT_BITS
+MAX_FRAME = (1 << TIME_BITS) - 1
+TIME_MASK = np.uint32(MAX_FRAME)
+MAP_SIZE = 1 << 36  # address space only; the file grows with the data
+
+
+class ShardError(Exception):
+    """The shard is missing, damaged, or was built with other parameters."""
+
+
+@dataclass(frozen=True)
+class Episode:
+    slot: int
+    id: str
+    title: str
+    duration: float
+    sha256: str
+    hashes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "duration": self.duration, "sha256": self.sha256,
+                "hashes": self.hashes}
+
+
+@dataclass(frozen=True)
+class Postings:
+    """Matches of a query against one shard: for each hit, the query time, episode slot and stored time."""
+
+    query_t: np.ndarray  # int64 frames
+    slot: np.ndarray  # int64
+    db_t: np.ndarray  # int64 frames
+    looked_up: int  # distinct hashes looked up
+
+
+def _slot_key(slot: int) -> bytes:
+    return slot.to_bytes(2, "big")
+
+
+class Shard:
+    """One season's LMDB environment, opened once per process (LMDB forbids opening it twice)."""
+
+    def __init__(self, path: Path, env: lmdb.Environment, writable: bool) -> None:
+        self.path = path
+        self.env = env
+        self.writable = writable
+        self._write_lock = threading.Lock()
+        self._meta_db = env.open_db(b"meta", create=writable)
+        self._episodes_db = env.open_db(b"episodes", create=writable)
+        self._ids_db = env.open_db(b"ids", create=writable)
+        self._postings_db = env.open_db(b"postings", create=writable)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, params: FingerprintParams, season: int) -> Shard:
+        """Open for writing, creating an empty shard with these parameters if there is none."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=4, subdir=True)
+        shard = cls(path, env, writable=True)
+        existing = shard.meta(missing_ok=True)
+        if existing is None:
+            meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params.to_dict(),
+                    "params_digest": params.digest(), "season": season, "hash_count": 0,
+                    "posting_count": 0, "episode_count": 0, "total_seconds": 0.0}
+            with env.begin(write=True) as txn:
+                txn.put(b"meta", json.dumps(meta).encode(), db=shard._meta_db)
+        else:
+            shard._check_meta(existing, params)
+        return shard
+
+    @classmethod
+    def open(cls, path: Path, params: FingerprintParams | None = None, writable: bool = False) -> Shard:
+        """Open an existing shard; refuse it if it was built with parameters other than ``params``."""
+        path = Path(path)
+        if not (path / "data.mdb").is_file():
+            raise ShardError(f"{path}: not a season shard (no data.mdb)")
+        try:
+            if writable:
+                env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=4, subdir=True, create=False)
+            else:
+                # A read-only volume cannot hold a lock file; readers then rely on no writer existing.
+                lock = _dir_writable(path)
+                env = lmdb.open(str(path), readonly=True, lock=lock, max_dbs=4, subdir=True,
+                                create=False, readahead=False, max_readers=512)
+        except lmdb.Error as e:
+            raise ShardError(f"{path}: cannot open LMDB environment ({e})") from None
+        try:
+            shard = cls(path, env, writable=writable)
+            meta = shard.meta()
+            shard._check_meta(meta, params)
+        except (lmdb.Error, ShardError) as e:
+            env.close()
+            raise ShardError(f"{path}: {e}") from None
+        return shard
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self) -> Shard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_meta(self, meta: dict[str, Any], params: FingerprintParams | None) -> None:
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise ShardError(f"unsupported shard format {meta.get('format')!r} v{meta.get('format_version')}")
+        if params is not None and meta.get("params_digest") != params.digest():
+            theirs = meta.get("params", {})
+            diff = {k: (theirs.get(k), v) for k, v in params.to_dict().items() if theirs.get(k) != v}
+            raise ShardError(
+                "built with other fingerprint parameters (shard, expected): "
+                + ", ".join(f"{k}={a}/{b}" for k, (a, b) in sorted(diff.items()))
+                + "; re-ingest the season with this version"
+            )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def meta(self, missing_ok: bool = False) -> dict[str, Any] | None:
+        with self.env.begin(db=self._meta_db) as txn:
+            raw = txn.get(b"meta")
+        if raw is None:
+            if missing_ok:
+                return None
+            raise ShardError("no metadata record (half-written or not a CityWok shard)")
+        return json.loads(raw)
+
+    @property
+    def params(self) -> FingerprintParams:
+        return FingerprintParams.from_dict(self.meta()["params"])
+
+    def episodes(self) -> list[Episode]:
+        out = []
+        with self.env.begin(db=self._episodes_db) as txn:
+            for k, v in txn.cursor():
+                d = json.loads(v)
+                out.append(Episode(int.from_bytes(k, "big"), d["id"], d.get("title", d["id"]),
+                                   d["duration"], d["sha256"], d["hashes"]))
+        return out
+
+    def episode(self, episode_id: str) -> Episode | None:
+        with self.env.begin() as txn:
+            slot = txn.get(episode_id.encode(), db=self._ids_db)
+            if slot is None:
+                return None
+            d = json.loads(txn.get(slot, db=self._episodes_db))
+        return Episode(int.from_bytes(slot, "big"), d["id"], d.get("title", d["id"]), d["duration"],
+                       d["sha256"], d["hashes"])
+
+    def lookup(self, hashes: Hashes, max_postings: int = 1024) -> Postings:
+        """Every stored posting of the query's hashes, paired with each query time of that hash.
+
+        A hash with more than ``max_postings`` postings carries no evidence worth its cost and is skipped.
+        """
+        if len(hashes) == 0:
+            z = np.zeros(0, np.int64)
+            return Postings(z, z, z, 0)
+        uniq, inv = np.unique(hashes.hash, return_inverse=True)
+        keys = uniq.astype(">u4").tobytes()
+        key_list = [keys[i : i + 4] for i in range(0, len(keys), 4)]
+        with self.env.begin(db=self._postings_db, buffers=True) as txn:
+            found = txn.cursor().getmulti(key_list)
+            blocks = []
+            owners = []
+            if found:
+                pos = {k: i for i, k in enumerate(key_list)}
+                for k, v in found:
+                    arr = np.frombuffer(v, dtype="<u4")
+                    if arr.size > max_postings:
+                        continue
+                    blocks.append(arr.copy())
+                    owners.append(pos[bytes(k)])
+        counts = np.zeros(uniq.size, np.int64)
+        if not blocks:
+            z = np.zeros(0, np.int64)
+            return Postings(z, z, z, int(uniq.size))
+        sizes = np.fromiter((b.size for b in blocks), np.int64, len(blocks))
+        owners_arr = np.asarray(owners, np.int64)
+        counts[owners_arr] = sizes
+        starts = np.zeros(uniq.size, np.int64)
+        starts[owners_arr] = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        flat = np.concatenate(blocks)
+        per_query = counts[inv]
+        total = int(per_query.sum())
+        qi = np.repeat(np.arange(inv.size), per_query)
+        first = np.repeat(np.cumsum(per_query) - per_query, per_query)
+        within = np.arange(total) - first
+        post = flat[starts[inv[qi]] + within]
+        return Postings(
+            query_t=hashes.t[qi].astype(np.int64),
+            slot=(post >> np.uint32(TIME_BITS)).astype(np.int64),
+            db_t=(post & TIME_MASK).astype(np.int64),
+            looked_up=int(uniq.size),
+        )
+
+    def check(self) -> dict[str, Any]:
+        """Recount hashes and postings and compare with the metadata record (used by validate and tests)."""
+        meta = self.meta()
+        keys = postings = 0
+        with self.env.begin(db=self._postings_db, buffers=True) as txn:
+            for _k, v in txn.cursor():
+                keys += 1
+                postings += len(v) // 4
+        episodes = len(self.episodes())
+        ok = (keys, postings, episodes) == (meta["hash_count"], meta["posting_count"], meta["episode_count"])
+        return {"ok": ok, "hash_count": keys, "posting_count": postings, "episode_count": episodes, "meta": meta}
+
+    def nbytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.name == "data.mdb")
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add_episode(self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None) -> Episode:
+        """Add (or replace) one episode in a single transaction."""
+        if not self.writable:
+            raise ShardError("shard is open read-only")
+        if len(hashes) and int(hashes.t.max()) > MAX_FRAME:
+            raise ShardError(f"{episode_id}: longer than a shard can index ({MAX_FRAME} frames)")
+        with self._write_lock, self.env.begin(write=True) as txn:
+            meta = json.loads(txn.get(b"meta", db=self._meta_db))
+            old = txn.get(episode_id.encode(), db=self._ids_db)
+            if old is not None:
+                self._remove_in(txn, meta, int.from_bytes(old, "big"), episode_id)
+            slot = self._free_slot(txn)
+            ep = Episode(slot, episode_id, title or episode_id, float(duration), sha256, len(hashes))
+            txn.put(_slot_key(slot), json.dumps(ep.to_json()).encode(), db=self._episodes_db)
+            txn.put(episode_id.encode(), _slot_key(slot), db=self._ids_db)
+            new_keys, n_post = self._merge_postings(txn, slot, hashes)
+            meta["hash_count"] += new_keys
+            meta["posting_count"] += n_post
+            meta["episode_count"] += 1
+            meta["total_seconds"] = round(meta["total_seconds"] + float(duration), 3)
+            txn.put(b"meta", json.dumps(meta).encode(), db=self._meta_db)
+        return ep
+
+    def remove_episode(self, episode_id: str) -> bool:
+        """Remove an episode and all its postings in one transaction; False if it is not there."""
+        if not self.writable:
+            raise ShardError("shard is open read-only")
+        with self._write_lock, self.env.begin(write=True) as txn:
+            old = txn.get(episode_id.encode(), db=self._ids_db)
+            if old is None:
+                return False
+            meta = json.loads(txn.get(b"meta", db=self._meta_db))
+            self._remove_in(txn, meta, int.from_bytes(old, "big"), episode_id)
+            txn.put(b"meta", json.dumps(meta).encode(), db=self._meta_db)
+        return True
+
+    def _free_slot(self, txn: lmdb.Transaction) -> int:
+        used = {int.from_bytes(k, "big") for k, _ in txn.cursor(db=self._episodes_db)}
+        for s in range(MAX_SLOTS):
+            if s not in used:
+                return s
+        raise ShardError(f"a season holds at most {MAX_SLOTS} episodes")
+
+    def _merge_postings(self, txn: lmdb.Transaction, slot: int, hashes: Hashes) -> tuple[int, int]:
+        if len(hashes) == 0:
+            return 0, 0
+        order = np.argsort(hashes.hash, kind="stable")
+        h = hashes.hash[order]
+        vals = ((np.uint32(slot) << np.uint32(TIME_BITS)) | hashes.t[order].astype(np.uint32)).astype("<u4")
+        uniq, starts = np.unique(h, return_index=True)
+        ends = np.append(starts[1:], h.size)
+        keys = uniq.astype(">u4").tobytes()
+        key_list = [keys[i : i + 4] for i in range(0, len(keys), 4)]
+        cur = txn.cursor(db=self._postings_db)
+        existing = dict(cur.getmulti(key_list))
+        raw = vals.tobytes()
+        items = []
+        for i, k in enumerate(key_list):
+            block = raw[starts[i] * 4 : ends[i] * 4]
+            prev = existing.get(k)
+            items.append((k, prev + block if prev is not None else block))
+        cur.putmulti(items, dupdata=False, overwrite=True)
+        return len(key_list) - len(existing), int(h.size)
+
+    def _remove_in(self, txn: lmdb.Transaction, meta: dict[str, Any], slot: int, episode_id: str) -> None:
+        d = json.loads(txn.get(_slot_key(slot), db=self._episodes_db))
+        removed_keys = removed_post = 0
+        cur = txn.cursor(db=self._postings_db)
+        updates = []
+        deletes = []
+        for k, v in cur:
+            arr = np.frombuffer(v, dtype="<u4")
+            mine = (arr >> np.uint32(TIME_BITS)) == slot
+            n = int(mine.sum())
+            if n:
+                removed_post += n
+                if n == arr.size:
+                    deletes.append(bytes(k))
+                else:
+                    updates.append((bytes(k), arr[~mine].tobytes()))
+        for k in deletes:
+            txn.delete(k, db=self._postings_db)
+        removed_keys = len(deletes)
+        if updates:
+            txn.cursor(db=self._postings_db).putmulti(updates, overwrite=True)
+        txn.delete(_slot_key(slot), db=self._episodes_db)
+        txn.delete(episode_id.encode(), db=self._ids_db)
+        meta["hash_count"] -= removed_keys
+        meta["posting_count"] -= removed_post
+        meta["episode_count"] -= 1
+        meta["total_seconds"] = round(max(0.0, meta["total_seconds"] - float(d["duration"])), 3)
+
+
+def _dir_writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)

@@ -1,0 +1,1 @@
+"""The kopf operator that reconciles FingerprintDB resources (imported as ``citywok_operator``)."""
