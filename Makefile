@@ -1,0 +1,39 @@
+# CityWok's commands. `make demo` and `make test` are the README's first two commands.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CITYWOK := $(VENV)/bin/citywok
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup demo test test-fast lint bench clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv with citywok and the test tools
+
+demo: setup ## ingest generated episodes into ./data and identify a clip (no bucket, no cluster)
+	$(PY) -m citywok.demo
+
+test: setup ## the whole suite: unit, HTTP, S3, browser and Kubernetes test-bed tests
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+test-fast: setup ## tests that need neither the Kubernetes test bed nor a browser
+	$(PY) -m pytest -q -m "not k8s and not browser"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup ## engine benchmark on the real-music corpus, beside audfprint2
+	$(PY) -m bench.engine
+
+clean:
+	rm -rf $(VENV) build *.egg-info
