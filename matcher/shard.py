@@ -243,7 +243,9 @@ class Shard:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def add_episode(self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None) -> Episode:
+    def add_episode(
+        self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None
+    ) -> Episode:
         """Add (or replace) one episode in a single transaction."""
         if not self.writable:
             raise ShardError("shard is open read-only")
