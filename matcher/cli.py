@@ -75,7 +75,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"{audio / 3600:.2f} h ingested, {audio / elapsed:.0f}x real time")
         bar.update(1)
         if r.status == "failed":
-            bar.write(f"FAILED {r.path}: {r.error}")
+            bar.write(f"FAILED {r.path}: {r.error}", file=sys.stderr)
 
     results = ingest_paths(args.paths, args.season, s.data_dir, s.db_version, workers=args.workers,
                            on_result=on_result)

@@ -98,7 +98,7 @@ def write_manifest(data_dir: Path, version: str, params: FingerprintParams = DEF
                 "lmdb": path.name,
                 "hash_count": meta["hash_count"],
                 "posting_count": meta["posting_count"],
-                "episodes": [e.id for e in shard.episodes()],
+                "episodes": sorted(e.id for e in shard.episodes()),
             }
     manifest = {
         "format_version": layout.MANIFEST_FORMAT,

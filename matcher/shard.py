@@ -5,10 +5,14 @@ Named databases:
                                posting_count, episode_count, total_seconds}
     episodes  uint16 BE episode slot -> JSON {id, title, duration, sha256, hashes}
     ids       episode id (utf-8) -> uint16 BE slot
-    postings  uint32 BE landmark hash -> packed little-endian uint32 postings, (slot << 22) | frame
+    postings  uint32 BE bucket (hash >> 3) -> packed little-endian uint32 postings,
+              (hash & 7) << 29 | slot << 19 | frame
 
-Keys sort numerically, so a sorted batch of query hashes walks the B-tree in order. Every change is
-one write transaction: a crash mid-ingest leaves the shard as it was before that episode.
+Hashes share a bucket key eight to one, with the three low hash bits kept in each posting: LMDB spends
+about 20 bytes on every key, so fewer, fuller keys make the shard several times smaller, and lookups
+filter a bucket's postings by those bits. Keys sort numerically, so a sorted batch of query hashes
+walks the B-tree in order. Every change is one write transaction: a crash mid-ingest leaves the shard
+as it was before that episode. Limits: 1,024 episodes per season, 2.3 hours per episode.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ from matcher.landmarks import Hashes
 from matcher.params import FingerprintParams
 
 FORMAT = "citywok-season-shard"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LOW_BITS = 3
 SLOT_BITS = 10
-TIME_BITS = 22
+TIME_BITS = 19
 MAX_SLOTS = 1 << SLOT_BITS
 MAX_FRAME = (1 << TIME_BITS) - 1
 TIME_MASK = np.uint32(MAX_FRAME)
+SLOT_MASK = np.uint32(MAX_SLOTS - 1)
+LOW_MASK = np.uint32((1 << LOW_BITS) - 1)
+LOW_SHIFT = np.uint32(SLOT_BITS + TIME_BITS)
 MAP_SIZE = 1 << 36  # address space only; the file grows with the data
 
 
@@ -188,13 +196,12 @@ class Shard:
         if len(hashes) == 0:
             z = np.zeros(0, np.int64)
             return Postings(z, z, z, 0)
-        uniq, inv = np.unique(hashes.hash, return_inverse=True)
-        keys = uniq.astype(">u4").tobytes()
-        key_list = [keys[i : i + 4] for i in range(0, len(keys), 4)]
+        buckets, inv = np.unique(hashes.hash >> np.uint32(LOW_BITS), return_inverse=True)
+        key_list = _keys(buckets)
+        blocks: list[np.ndarray] = []
+        owners: list[int] = []
         with self.env.begin(db=self._postings_db, buffers=True) as txn:
             found = txn.cursor().getmulti(key_list)
-            blocks = []
-            owners = []
             if found:
                 pos = {k: i for i, k in enumerate(key_list)}
                 for k, v in found:
@@ -203,27 +210,30 @@ class Shard:
                         continue
                     blocks.append(arr.copy())
                     owners.append(pos[bytes(k)])
-        counts = np.zeros(uniq.size, np.int64)
+        z = np.zeros(0, np.int64)
+        n_hashes = int(np.unique(hashes.hash).size)
         if not blocks:
-            z = np.zeros(0, np.int64)
-            return Postings(z, z, z, int(uniq.size))
+            return Postings(z, z, z, n_hashes)
         sizes = np.fromiter((b.size for b in blocks), np.int64, len(blocks))
+        counts = np.zeros(buckets.size, np.int64)
+        starts = np.zeros(buckets.size, np.int64)
         owners_arr = np.asarray(owners, np.int64)
         counts[owners_arr] = sizes
-        starts = np.zeros(uniq.size, np.int64)
-        starts[owners_arr] = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        starts[owners_arr] = np.cumsum(sizes) - sizes
         flat = np.concatenate(blocks)
+        # pair every query hash with every posting of its bucket, then keep those whose low bits agree
         per_query = counts[inv]
         total = int(per_query.sum())
         qi = np.repeat(np.arange(inv.size), per_query)
-        first = np.repeat(np.cumsum(per_query) - per_query, per_query)
-        within = np.arange(total) - first
+        within = np.arange(total) - np.repeat(np.cumsum(per_query) - per_query, per_query)
         post = flat[starts[inv[qi]] + within]
+        same = (post >> LOW_SHIFT) == (hashes.hash[qi] & LOW_MASK)
+        qi, post = qi[same], post[same]
         return Postings(
             query_t=hashes.t[qi].astype(np.int64),
-            slot=(post >> np.uint32(TIME_BITS)).astype(np.int64),
+            slot=((post >> np.uint32(TIME_BITS)) & SLOT_MASK).astype(np.int64),
             db_t=(post & TIME_MASK).astype(np.int64),
-            looked_up=int(uniq.size),
+            looked_up=n_hashes,
         )
 
     def check(self) -> dict[str, Any]:
@@ -232,7 +242,7 @@ class Shard:
         keys = postings = 0
         with self.env.begin(db=self._postings_db, buffers=True) as txn:
             for _k, v in txn.cursor():
-                keys += 1
+                keys += _distinct_hashes(v)
                 postings += len(v) // 4
         episodes = len(self.episodes())
         ok = (keys, postings, episodes) == (meta["hash_count"], meta["posting_count"], meta["episode_count"])
@@ -293,21 +303,27 @@ class Shard:
             return 0, 0
         order = np.argsort(hashes.hash, kind="stable")
         h = hashes.hash[order]
-        vals = ((np.uint32(slot) << np.uint32(TIME_BITS)) | hashes.t[order].astype(np.uint32)).astype("<u4")
-        uniq, starts = np.unique(h, return_index=True)
+        vals = (((h & LOW_MASK) << LOW_SHIFT) | (np.uint32(slot) << np.uint32(TIME_BITS))
+                | hashes.t[order].astype(np.uint32)).astype("<u4")
+        uniq, starts = np.unique(h >> np.uint32(LOW_BITS), return_index=True)
         ends = np.append(starts[1:], h.size)
-        keys = uniq.astype(">u4").tobytes()
-        key_list = [keys[i : i + 4] for i in range(0, len(keys), 4)]
+        key_list = _keys(uniq)
         cur = txn.cursor(db=self._postings_db)
         existing = dict(cur.getmulti(key_list))
         raw = vals.tobytes()
         items = []
+        new_hashes = 0
         for i, k in enumerate(key_list):
             block = raw[starts[i] * 4 : ends[i] * 4]
             prev = existing.get(k)
-            items.append((k, prev + block if prev is not None else block))
+            if prev is None:
+                new_hashes += _distinct_hashes(block)
+                items.append((k, block))
+            else:
+                new_hashes += _distinct_hashes(prev + block) - _distinct_hashes(prev)
+                items.append((k, prev + block))
         cur.putmulti(items, dupdata=False, overwrite=True)
-        return len(key_list) - len(existing), int(h.size)
+        return new_hashes, int(h.size)
 
     def _remove_in(self, txn: lmdb.Transaction, meta: dict[str, Any], slot: int, episode_id: str) -> None:
         d = json.loads(txn.get(_slot_key(slot), db=self._episodes_db))
@@ -317,17 +333,20 @@ class Shard:
         deletes = []
         for k, v in cur:
             arr = np.frombuffer(v, dtype="<u4")
-            mine = (arr >> np.uint32(TIME_BITS)) == slot
+            mine = ((arr >> np.uint32(TIME_BITS)) & SLOT_MASK) == slot
             n = int(mine.sum())
             if n:
                 removed_post += n
+                before = _distinct_hashes(arr)
                 if n == arr.size:
                     deletes.append(bytes(k))
+                    removed_keys += before
                 else:
-                    updates.append((bytes(k), arr[~mine].tobytes()))
+                    rest = arr[~mine]
+                    updates.append((bytes(k), rest.tobytes()))
+                    removed_keys += before - _distinct_hashes(rest)
         for k in deletes:
             txn.delete(k, db=self._postings_db)
-        removed_keys = len(deletes)
         if updates:
             txn.cursor(db=self._postings_db).putmulti(updates, overwrite=True)
         txn.delete(_slot_key(slot), db=self._episodes_db)
@@ -336,6 +355,17 @@ class Shard:
         meta["posting_count"] -= removed_post
         meta["episode_count"] -= 1
         meta["total_seconds"] = round(max(0.0, meta["total_seconds"] - float(d["duration"])), 3)
+
+
+def _distinct_hashes(block: bytes | np.ndarray) -> int:
+    """How many distinct hashes share a bucket: the distinct low bits among its postings."""
+    arr = np.frombuffer(block, dtype="<u4") if not isinstance(block, np.ndarray) else block
+    return int(np.unique(arr >> LOW_SHIFT).size)
+
+
+def _keys(buckets: np.ndarray) -> list[bytes]:
+    raw = buckets.astype(">u4").tobytes()
+    return [raw[i : i + 4] for i in range(0, len(raw), 4)]
 
 
 def _dir_writable(path: Path) -> bool:
