@@ -20,7 +20,7 @@ from matcher.decode import DecodeError, iter_pcm
 from matcher.fingerprint import fingerprint_chunks
 from matcher.landmarks import Hashes
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import Shard, ShardError
+from matcher.shard import Shard, ShardError, compact
 
 MEDIA_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".m4a", ".aac", ".wma", ".mka",
                   ".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".m4v", ".mpg", ".mpeg"}
@@ -168,6 +168,8 @@ def ingest_paths(
                 done(IngestResult(path, eid, "replaced" if existed else "added", seconds, len(hashes)))
     finally:
         shard.close()
+    if any(r.status in {"added", "replaced"} for r in results):
+        compact(shard.path)
     publish(data_dir, version, params)
     return results
 
@@ -178,6 +180,8 @@ def remove_episodes(episode_ids: Iterable[str], season: int, data_dir: Path, ver
     path = season_path(data_dir, version, season)
     with Shard.open(path, params, writable=True) as shard:
         out = {eid: shard.remove_episode(eid) for eid in episode_ids}
+    if any(out.values()):
+        compact(path)
     publish(data_dir, version, params)
     return out
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,44 +197,36 @@ class Shard:
         if len(hashes) == 0:
             z = np.zeros(0, np.int64)
             return Postings(z, z, z, 0)
-        buckets, inv = np.unique(hashes.hash >> np.uint32(LOW_BITS), return_inverse=True)
-        key_list = _keys(buckets)
-        blocks: list[np.ndarray] = []
-        owners: list[int] = []
+        uniq, q_inv = np.unique(hashes.hash, return_inverse=True)
+        buckets = np.unique(uniq >> np.uint32(LOW_BITS))
         with self.env.begin(db=self._postings_db, buffers=True) as txn:
-            found = txn.cursor().getmulti(key_list)
-            if found:
-                pos = {k: i for i, k in enumerate(key_list)}
-                for k, v in found:
-                    arr = np.frombuffer(v, dtype="<u4")
-                    if arr.size > max_postings:
-                        continue
-                    blocks.append(arr.copy())
-                    owners.append(pos[bytes(k)])
+            found = txn.cursor().getmulti(_keys(buckets))
+            found_keys = np.frombuffer(b"".join(bytes(k) for k, _ in found), dtype=">u4").astype(np.uint32)
+            sizes = np.fromiter((len(v) >> 2 for _, v in found), np.int64, len(found))
+            flat = np.frombuffer(b"".join(v for _, v in found), dtype="<u4")
         z = np.zeros(0, np.int64)
-        n_hashes = int(np.unique(hashes.hash).size)
-        if not blocks:
-            return Postings(z, z, z, n_hashes)
-        sizes = np.fromiter((b.size for b in blocks), np.int64, len(blocks))
-        counts = np.zeros(buckets.size, np.int64)
-        starts = np.zeros(buckets.size, np.int64)
-        owners_arr = np.asarray(owners, np.int64)
-        counts[owners_arr] = sizes
-        starts[owners_arr] = np.cumsum(sizes) - sizes
-        flat = np.concatenate(blocks)
-        # pair every query hash with every posting of its bucket, then keep those whose low bits agree
-        per_query = counts[inv]
-        total = int(per_query.sum())
-        qi = np.repeat(np.arange(inv.size), per_query)
-        within = np.arange(total) - np.repeat(np.cumsum(per_query) - per_query, per_query)
-        post = flat[starts[inv[qi]] + within]
-        same = (post >> LOW_SHIFT) == (hashes.hash[qi] & LOW_MASK)
-        qi, post = qi[same], post[same]
+        if not found:
+            return Postings(z, z, z, int(uniq.size))
+        keep = np.repeat(sizes <= max_postings, sizes)  # too common: not worth its cost
+        # each posting's full hash: its bucket key and the three low bits it carries
+        full = (np.repeat(found_keys, sizes) << np.uint32(LOW_BITS)) | (flat >> LOW_SHIFT)
+        u = np.minimum(np.searchsorted(uniq, full), uniq.size - 1)
+        keep &= uniq[u] == full
+        post, u = flat[keep], u[keep]
+        # pair each posting with every query time of its hash (usually one)
+        order = np.argsort(q_inv, kind="stable")
+        q_count = np.bincount(q_inv, minlength=uniq.size)
+        q_start = np.cumsum(q_count) - q_count
+        reps = q_count[u]
+        pi = np.repeat(np.arange(post.size), reps)
+        within = np.arange(pi.size) - np.repeat(np.cumsum(reps) - reps, reps)
+        qi = order[q_start[u[pi]] + within]
+        post = post[pi]
         return Postings(
             query_t=hashes.t[qi].astype(np.int64),
             slot=((post >> np.uint32(TIME_BITS)) & SLOT_MASK).astype(np.int64),
             db_t=(post & TIME_MASK).astype(np.int64),
-            looked_up=n_hashes,
+            looked_up=int(uniq.size),
         )
 
     def check(self) -> dict[str, Any]:
@@ -355,6 +348,30 @@ class Shard:
         meta["posting_count"] -= removed_post
         meta["episode_count"] -= 1
         meta["total_seconds"] = round(max(0.0, meta["total_seconds"] - float(d["duration"])), 3)
+
+
+def compact(path: Path) -> int:
+    """Rewrite a shard with full pages and no free pages (about half the size after many ingests).
+
+    The compacted file is written beside the live one and renamed over it, so a crash leaves one or
+    the other, never half of each. Call with no writer open. Returns the new size in bytes.
+    """
+    path = Path(path)
+    tmp = path / ".compact"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        env = lmdb.open(str(path), readonly=True, max_dbs=4, subdir=True, create=False)
+        try:
+            env.copy(str(tmp), compact=True)
+        finally:
+            env.close()
+        with open(tmp / "data.mdb", "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp / "data.mdb", path / "data.mdb")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return (path / "data.mdb").stat().st_size
 
 
 def _distinct_hashes(block: bytes | np.ndarray) -> int:

@@ -111,3 +111,22 @@ def test_killed_writer_leaves_shard_consistent(tmp_path):
         n = report["episode_count"]
         assert n >= 3
         assert report["posting_count"] == n * s.episodes()[0].hashes
+
+
+def test_compact_shrinks_and_keeps_everything(tmp_path):
+    from matcher.shard import compact
+
+    path = tmp_path / "season_01.lmdb"
+    hashes = {f"e{i}": fingerprint_pcm(synth.episode(i, 30, 8000)) for i in range(4)}
+    with Shard.create(path, DEFAULT_PARAMS, 1) as s:
+        for eid, h in hashes.items():
+            s.add_episode(eid, h, 30, "0" * 64)
+        s.remove_episode("e0")
+        before = s.nbytes()
+        expect = s.lookup(hashes["e2"])
+    after = compact(path)
+    assert after < before
+    with Shard.open(path, DEFAULT_PARAMS) as s:
+        assert s.check()["ok"]
+        got = s.lookup(hashes["e2"])
+        assert np.array_equal(np.sort(got.db_t), np.sort(expect.db_t))
