@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citywok import layout
+from matcher import shared
 from matcher.decode import DecodeError, iter_pcm
 from matcher.fingerprint import fingerprint_chunks
 from matcher.landmarks import Hashes
@@ -166,6 +167,8 @@ def ingest_paths(
                     done(IngestResult(path, eid, "failed", seconds, 0, str(e)))
                     continue
                 done(IngestResult(path, eid, "replaced" if existed else "added", seconds, len(hashes)))
+        if any(r.status in {"added", "replaced"} for r in results):
+            shared.update(shard)
     finally:
         shard.close()
     if any(r.status in {"added", "replaced"} for r in results):
@@ -180,6 +183,8 @@ def remove_episodes(episode_ids: Iterable[str], season: int, data_dir: Path, ver
     path = season_path(data_dir, version, season)
     with Shard.open(path, params, writable=True) as shard:
         out = {eid: shard.remove_episode(eid) for eid in episode_ids}
+        if any(out.values()):
+            shared.update(shard)
     if any(out.values()):
         compact(path)
     publish(data_dir, version, params)

@@ -5,6 +5,7 @@ Named databases:
                                posting_count, episode_count, total_seconds}
     episodes  uint16 BE episode slot -> JSON {id, title, duration, sha256, hashes}
     ids       episode id (utf-8) -> uint16 BE slot
+    shared    b"segments" -> JSON list of shared segments (matcher/shared.py)
     postings  uint32 BE bucket (hash >> 3) -> packed little-endian uint32 postings,
               (hash & 7) << 29 | slot << 19 | frame
 
@@ -89,6 +90,10 @@ class Shard:
         self._episodes_db = env.open_db(b"episodes", create=writable)
         self._ids_db = env.open_db(b"ids", create=writable)
         self._postings_db = env.open_db(b"postings", create=writable)
+        try:
+            self._shared_db = env.open_db(b"shared", create=writable)
+        except lmdb.NotFoundError:  # a shard written before shared segments were recorded
+            self._shared_db = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -97,7 +102,7 @@ class Shard:
         """Open for writing, creating an empty shard with these parameters if there is none."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=4, subdir=True)
+        env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=5, subdir=True)
         shard = cls(path, env, writable=True)
         existing = shard.meta(missing_ok=True)
         if existing is None:
@@ -118,11 +123,11 @@ class Shard:
             raise ShardError(f"{path}: not a season shard (no data.mdb)")
         try:
             if writable:
-                env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=4, subdir=True, create=False)
+                env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=5, subdir=True, create=False)
             else:
                 # A read-only volume cannot hold a lock file; readers then rely on no writer existing.
                 lock = _dir_writable(path)
-                env = lmdb.open(str(path), readonly=True, lock=lock, max_dbs=4, subdir=True,
+                env = lmdb.open(str(path), readonly=True, lock=lock, max_dbs=5, subdir=True,
                                 create=False, readahead=False, max_readers=512)
         except lmdb.Error as e:
             raise ShardError(f"{path}: cannot open LMDB environment ({e})") from None
@@ -228,6 +233,32 @@ class Shard:
             db_t=(post & TIME_MASK).astype(np.int64),
             looked_up=int(uniq.size),
         )
+
+    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every posting of the shard as (hash, slot, frame) arrays: for season-wide analyses."""
+        with self.env.begin(db=self._postings_db, buffers=True) as txn:
+            items = [(bytes(k), bytes(v)) for k, v in txn.cursor()]
+        if not items:
+            z = np.zeros(0, np.uint32)
+            return z, z, z
+        keys = np.frombuffer(b"".join(k for k, _ in items), dtype=">u4").astype(np.uint32)
+        sizes = np.fromiter((len(v) >> 2 for _, v in items), np.int64, len(items))
+        flat = np.frombuffer(b"".join(v for _, v in items), dtype="<u4")
+        h = (np.repeat(keys, sizes) << np.uint32(LOW_BITS)) | (flat >> LOW_SHIFT)
+        return h, (flat >> np.uint32(TIME_BITS)) & SLOT_MASK, flat & TIME_MASK
+
+    def get_shared(self) -> list[dict[str, Any]]:
+        if self._shared_db is None:
+            return []
+        with self.env.begin(db=self._shared_db) as txn:
+            raw = txn.get(b"segments")
+        return json.loads(raw) if raw else []
+
+    def put_shared(self, segments: list[dict[str, Any]]) -> None:
+        if not self.writable or self._shared_db is None:
+            raise ShardError("shard is open read-only")
+        with self._write_lock, self.env.begin(write=True) as txn:
+            txn.put(b"segments", json.dumps(segments).encode(), db=self._shared_db)
 
     def check(self) -> dict[str, Any]:
         """Recount hashes and postings and compare with the metadata record (used by validate and tests)."""
@@ -361,7 +392,7 @@ def compact(path: Path) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        env = lmdb.open(str(path), readonly=True, max_dbs=4, subdir=True, create=False)
+        env = lmdb.open(str(path), readonly=True, max_dbs=5, subdir=True, create=False)
         try:
             env.copy(str(tmp), compact=True)
         finally:
