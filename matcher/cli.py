@@ -108,6 +108,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
     out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     if args.json:
         print(json.dumps(out, indent=2))
+    elif result.ambiguous:
+        print(f"ambiguous: {result.shared_segment}; the clip could be any of")
+        for c in result.episodes:
+            print(f"  {c.episode_id} (season {c.season}) at {_clock(c.offset_seconds)}, {c.score} hashes")
     elif result.match:
         print(f"{result.episode_id} (season {result.season}) at {_clock(result.offset_seconds)} "
               f"[offset {result.offset_seconds:.2f} s, confidence {result.confidence:.2f}, "
