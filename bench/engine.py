@@ -71,6 +71,20 @@ def corpus_tracks(corpus: Path) -> list[tuple[Path, float]]:
 
 
 def make_clips(tracks: list[Path], held_out: list[Path], n: int, workdir: Path, seed: int = 7) -> list[Clip]:
+    """Cut the clips once per (corpus split, n, seed) and keep them in the cache: cutting is slow."""
+    import json
+
+    index = workdir / "clips.json"
+    if index.is_file():
+        return [Clip(Path(c["path"]), c["track"], c["start"], c["condition"]) for c in json.loads(index.read_text())]
+    workdir.mkdir(parents=True, exist_ok=True)
+    clips = _cut_clips(tracks, held_out, n, workdir, seed)
+    index.write_text(json.dumps([{"path": str(c.path), "track": c.track, "start": c.start,
+                                  "condition": c.condition} for c in clips]))
+    return clips
+
+
+def _cut_clips(tracks: list[Path], held_out: list[Path], n: int, workdir: Path, seed: int) -> list[Clip]:
     rng = np.random.default_rng(seed)
     clips: list[Clip] = []
     cache: dict[Path, np.ndarray] = {}
@@ -103,6 +117,18 @@ def make_clips(tracks: list[Path], held_out: list[Path], n: int, workdir: Path, 
         path.write_bytes(synth.encode(seg, RATE, fmt, bitrate))
         clips.append(Clip(path, None if name.startswith("unindexed") else src.stem, start, name))
     return clips
+
+
+def repeats(track: Path, clip: Clip, offset: float) -> bool:
+    """True when the track holds the clip's audio at ``offset`` too (a loop): then that answer is as
+    right as the cut point. Compared on the original audio, normalised correlation >= 0.9."""
+    secs = 3.0
+    x = decode(track, 8000)
+    a = x[int(clip.start * 8000) : int((clip.start + secs) * 8000)]
+    b = x[max(0, int(offset * 8000)) : max(0, int(offset * 8000)) + a.size]
+    if a.size == 0 or a.size != b.size:
+        return False
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)) >= 0.9
 
 
 def cpu_seconds() -> float:
@@ -174,9 +200,12 @@ def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="citywok-bench-"))
     try:
         t0 = time.perf_counter()
-        clips = make_clips([p for p, _ in indexed], [p for p, _ in held], args.clips, work)
+        clip_dir = CACHE / f"bench-clips-{args.clips}-{len(indexed)}"
+        clips = make_clips([p for p, _ in indexed], [p for p, _ in held], args.clips, clip_dir)
         print(f"{len(clips)} clips cut in {time.perf_counter() - t0:.0f} s", flush=True)
         systems = [CityWok(work)] + ([] if args.no_peer else [Audfprint(work)])
+        by_stem = {p.stem: p for p, _ in indexed}
+        repeated: dict[str, int] = {}
         rows: dict[str, dict[str, str]] = {}
         for sysm in systems:
             c0, w0 = cpu_seconds(), time.perf_counter()
@@ -194,6 +223,9 @@ def run(args: argparse.Namespace) -> None:
                     ok = ep is not None  # a false match
                 else:
                     ok = ep == clip.track and off is not None and abs(off - clip.start) <= 0.1
+                    if not ok and ep == clip.track and off is not None and repeats(by_stem[ep], clip, off):
+                        ok = True
+                        repeated[sysm.name] = repeated.get(sysm.name, 0) + 1
                 stats.setdefault(clip.condition, []).append(ok)
             r: dict[str, str] = {}
             for name, oks in sorted(stats.items(), key=lambda kv: [c[0] for c in CONDITIONS].index(kv[0])
@@ -215,6 +247,8 @@ def run(args: argparse.Namespace) -> None:
             label = n if not n.startswith("unindexed") else "false matches, unindexed 5 s"
             print(f"| {label:<44} | " + " | ".join(f"{rows[s.name].get(n, '-'):>10}" for s in systems) + " |")
         print(f"\n{args.clips} clips per row; indexed {hours:.2f} h; machine: {os.cpu_count()} cores")
+        print("answers at another offset where the track repeats the clip's audio exactly (looped game music),"
+              f" counted right: {repeated or 'none'}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
