@@ -87,20 +87,20 @@ def season_path(data_dir: Path, version: str, season: int) -> Path:
     return layout.version_dir(data_dir, version) / layout.season_name(season)
 
 
-def write_manifest(data_dir: Path, version: str, params: FingerprintParams = DEFAULT_PARAMS) -> dict:
-    """Rewrite the version's manifest from its shards, so a locally ingested version is complete."""
+def write_manifest(data_dir: Path, version: str, params: FingerprintParams = DEFAULT_PARAMS,
+                   open_shards: dict[int, Shard] | None = None) -> dict:
+    """Rewrite the version's manifest from its shards, so a locally ingested version is complete.
+
+    ``open_shards`` are seasons this process already has open (the server): LMDB forbids a second open.
+    """
     vdir = layout.version_dir(data_dir, version)
     seasons = {}
     for n, path in layout.season_dirs(vdir).items():
+        if open_shards and n in open_shards:
+            seasons[f"{n:02d}"] = _season_entry(n, path, open_shards[n])
+            continue
         with Shard.open(path, params) as shard:
-            meta = shard.meta()
-            seasons[f"{n:02d}"] = {
-                "season": n,
-                "lmdb": path.name,
-                "hash_count": meta["hash_count"],
-                "posting_count": meta["posting_count"],
-                "episodes": sorted(e.id for e in shard.episodes()),
-            }
+            seasons[f"{n:02d}"] = _season_entry(n, path, shard)
     manifest = {
         "format_version": layout.MANIFEST_FORMAT,
         "version": version,
@@ -113,9 +113,21 @@ def write_manifest(data_dir: Path, version: str, params: FingerprintParams = DEF
     return manifest
 
 
-def publish(data_dir: Path, version: str, params: FingerprintParams = DEFAULT_PARAMS) -> None:
+def _season_entry(n: int, path: Path, shard: Shard) -> dict:
+    meta = shard.meta()
+    return {
+        "season": n,
+        "lmdb": path.name,
+        "hash_count": meta["hash_count"],
+        "posting_count": meta["posting_count"],
+        "episodes": sorted(e.id for e in shard.episodes()),
+    }
+
+
+def publish(data_dir: Path, version: str, params: FingerprintParams = DEFAULT_PARAMS,
+            open_shards: dict[int, Shard] | None = None) -> None:
     """Keep the version's manifest current, and serve it if nothing is served yet."""
-    write_manifest(data_dir, version, params)
+    write_manifest(data_dir, version, params, open_shards)
     if layout.current_version(data_dir) is None:
         layout.flip_current(data_dir, version)
 
@@ -190,3 +202,22 @@ def remove_episodes(episode_ids: Iterable[str], season: int, data_dir: Path, ver
     publish(data_dir, version, params)
     return out
 
+
+
+def ingest_bytes(shard: Shard, episode_id: str, data: bytes, params: FingerprintParams = DEFAULT_PARAMS,
+                 title: str | None = None) -> IngestResult:
+    """Fingerprint one uploaded file into an open, writable shard (the HTTP ingest route).
+
+    Raises DecodeError when the bytes are not audio; an unchanged upload is skipped, like `ingest_paths`.
+    Shared segments are recomputed, like `ingest_paths` does.
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    old = shard.episode(episode_id)
+    if old is not None and old.sha256 == sha:
+        return IngestResult("<upload>", episode_id, "skipped", old.duration, old.hashes)
+    hashes, seconds = fingerprint_chunks(iter_pcm(data, params.sample_rate), params)
+    if seconds < 1.0:
+        return IngestResult("<upload>", episode_id, "failed", seconds, 0, f"only {seconds:.2f} s of audio decoded")
+    shard.add_episode(episode_id, hashes, seconds, sha, title=title or episode_id)
+    shared.update(shard)  # not compacted: the shard stays open in the server; `citywok ingest` compacts later
+    return IngestResult("<upload>", episode_id, "replaced" if old is not None else "added", seconds, len(hashes))
