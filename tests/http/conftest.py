@@ -77,32 +77,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ServerThread:
-    """The real app on a loopback port, in a thread with its own event loop."""
+class LoopbackServer:
+    """An aiohttp app on a loopback port, in a thread with its own event loop."""
 
-    def __init__(self, config: ServerConfig) -> None:
-        self.config = config
+    def __init__(self, app: web.Application, bind: str = "127.0.0.1") -> None:
+        self.app = app
+        self.bind = bind
         self.loop = asyncio.new_event_loop()
-        self.app = create_app(config)
-        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{bind}:{self.port}"
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    @property
-    def service(self):  # noqa: ANN201 - matcher.server.Service
-        from matcher.routes import SERVICE
-
-        return self.app[SERVICE]
-
-    def start(self) -> ServerThread:
+    def start(self) -> LoopbackServer:
         self._thread.start()
         self.call(self._start())
         return self
 
     async def _start(self) -> None:
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self.runner, self.bind, self.port).start()
 
     def call(self, coro, timeout: float = 30):  # noqa: ANN001, ANN201
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -112,6 +106,20 @@ class ServerThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+class ServerThread(LoopbackServer):
+    """The real matcher app."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        super().__init__(create_app(config))
+
+    @property
+    def service(self):  # noqa: ANN201 - matcher.server.Service
+        from matcher.routes import SERVICE
+
+        return self.app[SERVICE]
 
 
 @pytest.fixture
