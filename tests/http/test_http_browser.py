@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,9 @@ class Cdp:
             await asyncio.sleep(0.1)
 
 
-async def _drive(page_url: str, clip: Path) -> dict[str, str]:
+@contextlib.asynccontextmanager
+async def browser_page(url: str) -> AsyncIterator[Cdp]:
+    """Headless Chromium with a fresh profile, one page loaded at ``url``; killed afterwards."""
     profile = tempfile.mkdtemp(prefix="citywok-chromium-")
     proc = await asyncio.create_subprocess_exec(CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank",
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -89,19 +93,12 @@ async def _drive(page_url: str, clip: Path) -> dict[str, str]:
             cdp.session = attached["sessionId"]
             await cdp.send("Page.enable")
             await cdp.send("Runtime.enable")
-            await cdp.send("Page.navigate", {"url": page_url})
-            await cdp.wait_for("document.readyState === 'complete' && document.getElementById('db')"
-                               " && document.getElementById('db').textContent.startsWith('serving')")
-            doc = await cdp.send("DOM.getDocument")
-            node = await cdp.send("DOM.querySelector", {"nodeId": doc["root"]["nodeId"], "selector": "#file"})
-            await cdp.send("DOM.setFileInputFiles", {"files": [str(clip)], "nodeId": node["nodeId"]})
-            await cdp.wait_for("document.getElementById('episode').textContent")
-            out = await cdp.eval("JSON.stringify({episode: document.getElementById('episode').textContent,"
-                                 " offset: document.getElementById('offset').textContent,"
-                                 " headline: document.getElementById('headline').textContent,"
-                                 " status: document.getElementById('status').textContent})")
-            cdp.reader.cancel()
-            return json.loads(out)
+            await cdp.send("Page.navigate", {"url": url})
+            await cdp.wait_for("document.readyState === 'complete'")
+            try:
+                yield cdp
+            finally:
+                cdp.reader.cancel()
     finally:
         proc.terminate()
         try:
@@ -112,13 +109,45 @@ async def _drive(page_url: str, clip: Path) -> dict[str, str]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+async def _drop_clip(page_url: str, clip: Path) -> dict[str, str]:
+    async with browser_page(page_url) as cdp:
+        await cdp.wait_for("document.getElementById('db').textContent.startsWith('serving')")
+        doc = await cdp.send("DOM.getDocument")
+        node = await cdp.send("DOM.querySelector", {"nodeId": doc["root"]["nodeId"], "selector": "#file"})
+        await cdp.send("DOM.setFileInputFiles", {"files": [str(clip)], "nodeId": node["nodeId"]})
+        await cdp.wait_for("document.getElementById('episode').textContent")
+        out = await cdp.eval("JSON.stringify({episode: document.getElementById('episode').textContent,"
+                             " offset: document.getElementById('offset').textContent,"
+                             " headline: document.getElementById('headline').textContent,"
+                             " status: document.getElementById('status').textContent})")
+        return json.loads(out)
+
+
+async def _try_docs(docs_url: str) -> dict[str, Any]:
+    async with browser_page(docs_url) as cdp:
+        await cdp.wait_for("document.querySelectorAll('section.op').length >= 6")
+        ops = await cdp.eval("[...document.querySelectorAll('section.op h2')].map(h => h.textContent)")
+        await cdp.eval("document.getElementById('get-/api/v1/test').querySelector('button').click()")
+        out = await cdp.wait_for("(t => t.startsWith('HTTP') && t)("
+                                 "document.getElementById('get-/api/v1/test').querySelector('pre').textContent)")
+        return {"ops": ops, "out": out}
+
+
 @pytest.mark.browser
 def test_page_identifies_a_dropped_clip(server, tmp_path: Path) -> None:
     clip = tmp_path / "clip from the tv.mp3"
     clip.write_bytes(clip_bytes(3, 21.0))
-    shown = asyncio.run(_drive(f"{server.url}/", clip))
+    shown = asyncio.run(_drop_clip(f"{server.url}/", clip))
     assert shown["episode"] == "S01E03"
     seconds = float(re.search(r"\(([\d.]+) s\)", shown["offset"]).group(1))
     assert abs(seconds - 21.0) < 0.1
     assert shown["headline"].startswith("S01E03 at 0:2")
     assert shown["status"] == "Found it."
+
+
+@pytest.mark.browser
+def test_docs_page_renders_the_api_and_tries_a_route(server) -> None:
+    got = asyncio.run(_try_docs(f"{server.url}/docs"))
+    assert "POST /api/v1/identify" in got["ops"] and "POST /api/v1/ingest" in got["ops"]
+    assert got["out"].startswith("HTTP 200")
+    assert "CityWok API is running (Audio-Only)" in got["out"]
