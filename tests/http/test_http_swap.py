@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 
+import pytest
 import requests
 from conftest import build_version, clip_bytes
 
@@ -77,3 +78,29 @@ def test_a_version_that_cannot_open_leaves_the_old_one_serving(server, data_dir)
     # a good version after the bad one is picked up
     build_version(data_dir, "v4", {2: "S01E02"})
     _wait(lambda: requests.get(f"{server.url}/readyz", timeout=5).json()["db_version"] == "v4")
+
+
+def test_served_version_closes_old_library_only_after_last_holder(data_dir) -> None:
+    from matcher.swap import NotReady, ServedVersion
+
+    holder = ServedVersion(data_dir)
+    with pytest.raises(NotReady):
+        with holder.acquire():
+            pass
+    assert holder.poll() is True and holder.current.library.version == "v1"
+    assert holder.poll() is False  # nothing new
+    with holder.acquire() as old:
+        layout.flip_current(data_dir, "v2")
+        assert holder.poll() is True
+        assert holder.draining() == ["v1"]
+        assert old.shards, "closed while a request still held it"
+        assert old.episode_count() == 3
+        layout.flip_current(data_dir, "v1")  # back to the draining version: reused, not reopened
+        assert holder.poll() is True
+        assert holder.current.library is old
+        assert holder.draining() == []  # v2 had no holders: closed at once
+    with holder.acquire() as lib:
+        assert lib is old and lib.shards
+    assert holder.swaps == 2
+    holder.close()
+    assert not old.shards
