@@ -3,7 +3,8 @@
 Environment (flags win over it): ``HOST`` (0.0.0.0), ``PORT`` (8000), ``DATA_DIR``, ``MAX_SEASONS``,
 ``INGEST_TOKEN`` (unset: ingest disabled), ``URL_ALLOW_HOSTS`` (comma-separated hosts or networks a URL
 may reach even if private, e.g. ``127.0.0.1``), ``MAX_UPLOAD_BYTES`` (52428800), ``MAX_CONCURRENCY``
-(identify jobs run at once; default: cores), ``MAX_QUEUE`` (jobs waiting beyond those; 32; past it: 429),
+(identify jobs run at once; default: cores), ``MAX_QUEUE`` (jobs waiting beyond those; default twice
+MAX_CONCURRENCY, so a wait stays a few job times; past it: 429 at once),
 ``POLL_INTERVAL`` (seconds between checks of ``current``; 0.5), ``URL_TIMEOUT`` (15 s),
 ``SHUTDOWN_TIMEOUT`` (seconds to drain on SIGTERM; 30), ``SENTRY_DSN`` (errors to Sentry; needs the
 ``sentry`` extra).
@@ -54,7 +55,7 @@ class ServerConfig:
     url_allow: urlfetch.AllowList = field(default_factory=urlfetch.AllowList)
     max_upload_bytes: int = 50 << 20
     max_concurrency: int = max(1, os.cpu_count() or 1)
-    max_queue: int = 32
+    max_queue: int | None = None  # None: 2 x max_concurrency
     poll_interval: float = 0.5
     url_timeout: float = 15.0
     shutdown_timeout: float = 30.0
@@ -65,7 +66,8 @@ class ServerConfig:
         e = dict(os.environ if env is None else env)
         s = settings_mod.load(e)
 
-        def num(name: str, conv: Callable[[str], float | int], default: float | int) -> float | int:
+        def num(name: str, conv: Callable[[str], float | int], default: float | int, least: float = 1e-9
+                ) -> float | int:
             raw = e.get(name, "").strip()
             if not raw:
                 return default
@@ -73,21 +75,22 @@ class ServerConfig:
                 v = conv(raw)
             except ValueError:
                 raise CommandError(f"{name}={raw!r} is not a number", 2) from None
-            if v <= 0 and name != "PORT":
-                raise CommandError(f"{name} must be positive, not {raw}", 2)
+            if v < least:
+                what = "positive" if least < 1e-6 else f"at least {least:g}"
+                raise CommandError(f"{name} must be {what}, not {raw}", 2)
             return v
 
         d = cls()
         cfg = cls(
             data_dir=s.data_dir,
             host=e.get("HOST") or d.host,
-            port=int(num("PORT", int, d.port)),
+            port=int(num("PORT", int, d.port, least=0)),
             max_seasons=s.max_seasons,
             ingest_token=e.get("INGEST_TOKEN") or None,
             url_allow=urlfetch.AllowList.parse(e.get("URL_ALLOW_HOSTS")),
             max_upload_bytes=int(num("MAX_UPLOAD_BYTES", int, d.max_upload_bytes)),
             max_concurrency=int(num("MAX_CONCURRENCY", int, d.max_concurrency)),
-            max_queue=int(num("MAX_QUEUE", int, d.max_queue)),
+            max_queue=int(num("MAX_QUEUE", int, -1, least=0)) if e.get("MAX_QUEUE", "").strip() else None,
             poll_interval=float(num("POLL_INTERVAL", float, d.poll_interval)),
             url_timeout=float(num("URL_TIMEOUT", float, d.url_timeout)),
             shutdown_timeout=float(num("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout)),
@@ -110,7 +113,8 @@ class Service:
         self.pool = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="identify")
         self.ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self.swap_pool = ThreadPoolExecutor(1, thread_name_prefix="swap")
-        self.admission = routes.Admission(config.max_concurrency, config.max_queue)
+        queue = config.max_queue if config.max_queue is not None else 2 * config.max_concurrency
+        self.admission = routes.Admission(config.max_concurrency, queue)
         self.ingest_lock = asyncio.Lock()
         self.fetch_policy = urlfetch.FetchPolicy(allow=config.url_allow, max_bytes=config.max_upload_bytes,
                                                  timeout=config.url_timeout)

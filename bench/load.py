@@ -1,0 +1,383 @@
+"""Load benchmark of `citywok serve`: prints throughput, server-time percentiles, 429 share, RSS, startup and swaps.
+
+    python -m bench.load [--data /tmp/citywok-bench-load] [--rate 100] [--seconds 20] [--swaps 20]
+
+Builds (once, cached) ~10 h of synthetic episodes at 8 kHz spread over 20 season shards, in two
+versions (v1, v2) for hot swaps; starts the server as a subprocess on loopback; this process is the
+load generator (open loop: requests leave on schedule whether or not earlier ones returned, up to
+an in-flight bound). Every figure printed is measured here; nothing is estimated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import psutil
+
+from citywok import layout
+from matcher import synth
+from matcher.fingerprint import fingerprint_pcm
+from matcher.ingest import write_manifest
+from matcher.params import DEFAULT_PARAMS
+from matcher.shard import Shard
+
+RATE = DEFAULT_PARAMS.sample_rate
+SEASONS = 20
+EPISODES_PER_SEASON = 2
+EPISODE_SECONDS = 900.0  # 20 x 2 x 15 min = 10 h
+CLIP_SECONDS = 5.0
+MAX_IN_FLIGHT = 256
+
+
+# -- the data set --------------------------------------------------------------------------------
+
+
+def _seed(season: int, ep: int) -> int:
+    return 1000 + season * 100 + ep
+
+
+def _fingerprint(seed: int) -> tuple[int, object, float]:
+    pcm = synth.episode(seed, EPISODE_SECONDS, RATE)
+    return seed, fingerprint_pcm(pcm), pcm.size / RATE
+
+
+def build_data(data_dir: Path) -> None:
+    """20 season shards of generated episodes in v1, copied to v2; cached across runs by a marker file."""
+    marker = data_dir / f".built-{SEASONS}x{EPISODES_PER_SEASON}x{int(EPISODE_SECONDS)}-{DEFAULT_PARAMS.digest()}"
+    if marker.exists():
+        return
+    shutil.rmtree(data_dir, ignore_errors=True)
+    vdir = layout.version_dir(data_dir, "v1")
+    vdir.mkdir(parents=True)
+    jobs = [(s, e) for s in range(1, SEASONS + 1) for e in range(1, EPISODES_PER_SEASON + 1)]
+    t0 = time.monotonic()
+    shards = {s: Shard.create(vdir / layout.season_name(s), DEFAULT_PARAMS, s) for s in range(1, SEASONS + 1)}
+    by_seed = {_seed(s, e): (s, e) for s, e in jobs}
+    try:
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            for n, (seed, hashes, seconds) in enumerate(pool.map(_fingerprint, list(by_seed)), 1):
+                s, e = by_seed[seed]
+                shards[s].add_episode(f"S{s:02d}E{e:02d}", hashes, seconds, f"synth-{seed}")
+                print(f"  built {n}/{len(jobs)} episodes ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
+    finally:
+        for sh in shards.values():
+            sh.close()
+    write_manifest(data_dir, "v1")
+    shutil.copytree(vdir, layout.version_dir(data_dir, "v2"))
+    m = layout.read_manifest(layout.version_dir(data_dir, "v2"))
+    layout.write_manifest(layout.version_dir(data_dir, "v2"), {**m, "version": "v2"})
+    layout.flip_current(data_dir, "v1")
+    marker.touch()
+
+
+def make_clips(data_dir: Path, n: int, seed: int = 7) -> list[tuple[str, float, bytes]]:
+    """``n`` noisy 5 s MP3 clips at random places of random episodes (cached beside the data)."""
+    folder = data_dir / f"clips-{n}-{seed}"
+    if not folder.is_dir():
+        tmp = data_dir / f".clips-{os.getpid()}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        for k in range(n):
+            s, e = int(rng.integers(1, SEASONS + 1)), int(rng.integers(1, EPISODES_PER_SEASON + 1))
+            start = float(rng.uniform(0, EPISODE_SECONDS - CLIP_SECONDS - 1))
+            # the generator is seeded from the start, so regenerate up to the clip's end
+            x = synth.episode(_seed(s, e), start + CLIP_SECONDS, RATE)[int(start * RATE):]
+            clip = synth.encode(synth.add_noise(x, 15, seed=k), RATE, "mp3")
+            (tmp / f"{k:03d}_S{s:02d}E{e:02d}_{start:.3f}.mp3").write_bytes(clip)
+        tmp.rename(folder)
+    out = []
+    for f in sorted(folder.glob("*.mp3")):
+        _k, eid, start = f.stem.split("_")
+        out.append((eid, float(start), f.read_bytes()))
+    return out
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, float, float]:
+    """Start `citywok serve`; returns the process, seconds from spawn to /readyz 200, and its CPU seconds then."""
+    import urllib.error
+    import urllib.request
+
+    citywok = Path(sys.executable).with_name("citywok")
+    env = {**os.environ, "DATA_DIR": str(data_dir), "POLL_INTERVAL": "0.25"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(citywok), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    took = time.perf_counter() - t0
+                    cpu = psutil.Process(proc.pid).cpu_times()
+                    return proc, took, cpu.user + cpu.system
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.005)
+        if time.perf_counter() - t0 > 60:
+            proc.kill()
+            raise SystemExit("server not ready after 60 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# -- load ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    offered: float
+    seconds: float
+    statuses: dict[int, int] = field(default_factory=dict)
+    server_ms: list[float] = field(default_factory=list)
+    client_ms: list[float] = field(default_factory=list)
+    wrong: int = 0
+    failures: list[str] = field(default_factory=list)
+    dropped: int = 0  # not sent: the in-flight bound was reached
+    wall: float = 0.0
+    peak_rss: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def ok(self) -> int:
+        return self.statuses.get(200, 0)
+
+    def share(self, status: int) -> float:
+        sent = sum(self.statuses.values()) + len(self.failures)
+        return self.statuses.get(status, 0) / sent if sent else 0.0
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q)) if xs else float("nan")
+
+
+async def open_loop(url: str, clips: list[tuple[str, float, bytes]], rate: float, seconds: float,
+                    server_pid: int, during: Callable[[], Awaitable[None]] | None = None) -> Run:
+    """Send ``rate`` identify requests per second for ``seconds``, on schedule; sample server RSS meanwhile."""
+    run = Run(rate, seconds)
+    proc = psutil.Process(server_pid)
+    in_flight = 0
+    tasks: set[asyncio.Task] = set()
+    connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
+    timeout = aiohttp.ClientTimeout(total=30)
+
+    async def one(session: aiohttp.ClientSession, i: int) -> None:
+        nonlocal in_flight
+        eid, _start, data = clips[i % len(clips)]
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename="clip.mp3", content_type="audio/mpeg")
+        t0 = time.perf_counter()
+        try:
+            async with session.post(f"{url}/api/v1/identify", data=form) as r:
+                body = await r.json()
+                run.statuses[r.status] = run.statuses.get(r.status, 0) + 1
+                if r.status == 200:
+                    run.client_ms.append((time.perf_counter() - t0) * 1000)
+                    run.server_ms.append(body["elapsed_ms"])
+                    run.versions[body["db_version"]] = run.versions.get(body["db_version"], 0) + 1
+                    if body["episode_id"] != eid:
+                        run.wrong += 1
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            run.failures.append(f"{type(e).__name__}: {e}")
+        finally:
+            in_flight -= 1
+
+    async def sample_rss() -> None:
+        while True:
+            try:
+                run.peak_rss = max(run.peak_rss, proc.memory_info().rss)
+            except psutil.Error:
+                return
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample_rss())
+    side = asyncio.create_task(during()) if during else None
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        t_start = time.perf_counter()
+        n = int(rate * seconds)
+        for i in range(n):
+            delay = t_start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if in_flight >= MAX_IN_FLIGHT:
+                run.dropped += 1
+                continue
+            in_flight += 1
+            t = asyncio.create_task(one(session, i))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks)
+        run.wall = time.perf_counter() - t_start
+    if side:
+        await side
+    sampler.cancel()
+    return run
+
+
+async def closed_loop(url: str, clips: list[tuple[str, float, bytes]], workers: int, seconds: float) -> float:
+    """Identify/s with ``workers`` clients each sending the next request when the last one returns."""
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession, k: int) -> None:
+        nonlocal done
+        i = k
+        while time.perf_counter() < stop:
+            form = aiohttp.FormData()
+            form.add_field("file", clips[i % len(clips)][2], filename="clip.mp3", content_type="audio/mpeg")
+            async with session.post(f"{url}/api/v1/identify", data=form) as r:
+                await r.read()
+                done += r.status == 200
+            i += workers
+
+    t0 = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(worker(session, k) for k in range(workers)))
+    return done / (time.perf_counter() - t0)
+
+
+def report(title: str, run: Run) -> None:
+    sent = sum(run.statuses.values()) + len(run.failures)
+    print(f"\n{title}")
+    print(f"  offered {run.offered:.0f}/s for {run.seconds:.0f} s: {sent} sent, {run.dropped} not sent "
+          f"(in-flight bound {MAX_IN_FLIGHT}), statuses {dict(sorted(run.statuses.items()))}, "
+          f"transport failures {len(run.failures)}")
+    print(f"  answered 200: {run.ok() / run.wall:.1f}/s over {run.wall:.1f} s; wrong episode {run.wrong}")
+    print(f"  server time elapsed_ms: p50 {pct(run.server_ms, 50):.1f}  p99 {pct(run.server_ms, 99):.1f}   "
+          f"client round trip ms: p50 {pct(run.client_ms, 50):.1f}  p99 {pct(run.client_ms, 99):.1f}")
+    print(f"  429 share {run.share(429) * 100:.1f} %; server peak RSS {run.peak_rss / 2**20:.0f} MiB")
+    if run.failures:
+        print(f"  first failures: {run.failures[:3]}")
+
+
+async def alive(url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=5)) as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def swap_loop(url: str, data_dir: Path, swaps: int, interval: float) -> list[float]:
+    """Flip `current` v1 <-> v2 ``swaps`` times; returns seconds from each flip until /readyz reports it."""
+    took = []
+    async with aiohttp.ClientSession() as s:
+        for _ in range(swaps):
+            target = "v2" if layout.current_version(data_dir) == "v1" else "v1"
+            t0 = time.perf_counter()
+            layout.flip_current(data_dir, target)
+            while True:
+                async with s.get(f"{url}/readyz") as r:
+                    if (await r.json()).get("db_version") == target:
+                        break
+                await asyncio.sleep(0.02)
+            took.append(time.perf_counter() - t0)
+            await asyncio.sleep(max(0.0, interval - took[-1]))
+    return took
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("/tmp/citywok-bench-load"))
+    ap.add_argument("--rate", type=float, default=100.0, help="fixed offered rate, requests/s")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each open-loop phase")
+    ap.add_argument("--swaps", type=int, default=20)
+    ap.add_argument("--clips", type=int, default=40)
+    args = ap.parse_args(argv)
+    args.seconds = min(args.seconds, 60.0)  # bounded in time ...
+    args.rate = min(args.rate, 400.0)  # ... and in count
+
+    t0 = time.monotonic()
+    build_data(args.data)
+    vdir = layout.version_dir(args.data, "v1")
+    manifest = layout.read_manifest(vdir)
+    hours = SEASONS * EPISODES_PER_SEASON * EPISODE_SECONDS / 3600
+    size = sum(f.stat().st_size for f in vdir.rglob("data.mdb"))
+    print(f"data: {args.data} ({len(manifest['seasons'])} season shards, {SEASONS * EPISODES_PER_SEASON} episodes, "
+          f"{hours:.1f} h of audio at {RATE} Hz, {size / 2**20:.0f} MiB per version; ready in "
+          f"{time.monotonic() - t0:.0f} s)")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start "
+          "(shared with other work; the load generator runs on the same cores)")
+    layout.flip_current(args.data, "v1")
+    clips = make_clips(args.data, args.clips)
+
+    startups, cpus = [], []
+    for _ in range(5):
+        proc, took, cpu = start_server(args.data, free_port())
+        startups.append(took)
+        cpus.append(cpu)
+        stop_server(proc)
+    print(f"\nstartup to ready (spawn -> /readyz 200, {SEASONS} season shards), 5 runs: "
+          + ", ".join(f"{t * 1000:.0f} ms" for t in startups) + f"; median {statistics.median(startups) * 1000:.0f} ms"
+          + f"; server CPU time until ready, median {statistics.median(cpus) * 1000:.0f} ms")
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc, _, _ = start_server(args.data, port)
+    try:
+        asyncio.run(open_loop(url, clips, 10, 2, proc.pid))  # warm-up
+        sustained = asyncio.run(closed_loop(url, clips, 4, 10))
+        print(f"\nclosed loop, 4 clients, 10 s: {sustained:.1f} identify/s sustained")
+
+        run = asyncio.run(open_loop(url, clips, args.rate, args.seconds, proc.pid))
+        report(f"open loop at a fixed {args.rate:.0f}/s", run)
+
+        over = 2 * max(1.0, sustained)
+        run2 = asyncio.run(open_loop(url, clips, over, args.seconds, proc.pid))
+        report(f"open loop at twice the sustained rate ({over:.0f}/s)", run2)
+        print(f"  server still up after overload: {asyncio.run(alive(url))}")
+
+        swap_rate = max(1.0, sustained / 2)
+        duration = max(args.seconds, args.swaps * 0.75 + 2)
+        took: list[float] = []
+
+        async def during() -> None:
+            await asyncio.sleep(1.0)
+            took.extend(await swap_loop(url, args.data, args.swaps, 0.75))
+
+        run3 = asyncio.run(open_loop(url, clips, swap_rate, duration, proc.pid, during))
+        report(f"{args.swaps} hot swaps under load at {swap_rate:.0f}/s (half the sustained rate)", run3)
+        failed = sum(v for k, v in run3.statuses.items() if k != 200) + len(run3.failures) + run3.wrong
+        print(f"  swaps done {len(took)}, flip -> served median {statistics.median(took) * 1000:.0f} ms; "
+              f"answers by version {run3.versions}; failed requests {failed}")
+        rss = psutil.Process(proc.pid).memory_info().rss
+        print(f"  server still up: {asyncio.run(alive(url))}; RSS now {rss / 2**20:.0f} MiB")
+    finally:
+        stop_server(proc)
+        layout.flip_current(args.data, "v1")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
