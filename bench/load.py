@@ -167,6 +167,8 @@ class Run:
     dropped: int = 0  # not sent: the in-flight bound was reached
     wall: float = 0.0
     peak_rss: int = 0
+    server_cpu: float = 0.0  # CPU seconds the server used during the run
+    client_cpu: float = 0.0  # ... and this load generator
     versions: dict[str, int] = field(default_factory=dict)
 
     def ok(self) -> int:
@@ -220,6 +222,7 @@ async def open_loop(url: str, clips: list[tuple[str, float, bytes]], rate: float
                 return
             await asyncio.sleep(0.25)
 
+    cpu0, me0 = _cpu(proc), _cpu(psutil.Process())
     sampler = asyncio.create_task(sample_rss())
     side = asyncio.create_task(during()) if during else None
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -242,7 +245,13 @@ async def open_loop(url: str, clips: list[tuple[str, float, bytes]], rate: float
     if side:
         await side
     sampler.cancel()
+    run.server_cpu, run.client_cpu = _cpu(proc) - cpu0, _cpu(psutil.Process()) - me0
     return run
+
+
+def _cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
 
 
 async def closed_loop(url: str, clips: list[tuple[str, float, bytes]], workers: int, seconds: float) -> float:
@@ -277,6 +286,10 @@ def report(title: str, run: Run) -> None:
     print(f"  server time elapsed_ms: p50 {pct(run.server_ms, 50):.1f}  p99 {pct(run.server_ms, 99):.1f}   "
           f"client round trip ms: p50 {pct(run.client_ms, 50):.1f}  p99 {pct(run.client_ms, 99):.1f}")
     print(f"  429 share {run.share(429) * 100:.1f} %; server peak RSS {run.peak_rss / 2**20:.0f} MiB")
+    answered = max(1, sum(run.statuses.values()))
+    print(f"  CPU: server {run.server_cpu:.1f} s ({run.server_cpu / run.wall * 100:.0f} % of one core; "
+          f"{run.server_cpu / max(1, run.ok()) * 1000:.0f} ms per 200, {run.server_cpu / answered * 1000:.0f} ms per "
+          f"answer incl. 429s), load generator {run.client_cpu:.1f} s")
     if run.failures:
         print(f"  first failures: {run.failures[:3]}")
 
