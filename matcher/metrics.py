@@ -43,6 +43,8 @@ class Metrics:
         self.episodes = Gauge("citywok_episodes", "episodes in the served version", registry=r)
         self.ready = Gauge("citywok_ready", "1 when a verified version is loaded", registry=r)
         self.swaps = Counter("citywok_swaps_total", "hot swaps to a new fingerprint version", registry=r)
+        self.load_errors = Counter("citywok_version_load_errors_total",
+                                   "versions that `current` named but could not be served", registry=r)
 
     def served(self, version: str, seasons: list[int], nbytes: int, episodes: int) -> None:
         """Record what is being served now."""

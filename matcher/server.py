@@ -127,7 +127,11 @@ class Service:
             self.metrics.swaps.inc()
 
     async def poll(self) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self.swap_pool, self.holder.poll)
+        errors = self.holder.errors
+        swapped = await asyncio.get_running_loop().run_in_executor(self.swap_pool, self.holder.poll)
+        if self.holder.errors > errors:
+            self.metrics.load_errors.inc(self.holder.errors - errors)
+        return swapped
 
     async def watch(self) -> None:
         """Poll `current` forever; a failure is logged and the next poll tries again."""

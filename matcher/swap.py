@@ -53,6 +53,7 @@ class ServedVersion:
         self._current: Handle | None = None
         self._open: dict[Path, Handle] = {}  # every opened version not yet closed, current or draining
         self.swaps = 0
+        self.errors = 0  # distinct failures to load a version
         self.last_error: str | None = None
 
     # -- reading -------------------------------------------------------------------------------
@@ -123,6 +124,7 @@ class ServedVersion:
     def _fail(self, message: str) -> None:
         if message != self.last_error:
             log.error("%s", message)
+            self.errors += 1
         self.last_error = message
 
     def _swap_to(self, vdir: Path) -> bool:
@@ -133,7 +135,7 @@ class ServedVersion:
             if h is not None:  # still draining from an earlier swap: take it back
                 h.retired = False
         if h is None:
-            lib = Library.open(vdir, max_seasons=self.max_seasons, writable=self.writable)
+            lib = self._open_library(vdir)
             h = Handle(vdir, lib, mtime, seasons=lib.seasons)
         with self._lock:
             old = self._current
@@ -150,6 +152,15 @@ class ServedVersion:
         if self.on_swap:
             self.on_swap(old, h)
         return True
+
+    def _open_library(self, vdir: Path) -> Library:
+        """Writable when ingest is on; a version on a read-only volume is still served, read-only."""
+        if self.writable:
+            try:
+                return Library.open(vdir, max_seasons=self.max_seasons, writable=True)
+            except ShardError as e:
+                log.warning("serving %s read-only (ingest into it will fail): %s", vdir.name, e)
+        return Library.open(vdir, max_seasons=self.max_seasons)
 
     def _retire(self, h: Handle) -> None:
         with self._lock:

@@ -95,3 +95,51 @@ def test_one_json_log_line_per_request_with_request_id(server, caplog) -> None:
     mine = [ln for ln in lines if ln["request_id"] == "abc-42"]
     assert len(mine) == 1
     assert mine[0]["status"] == 200 and mine[0]["route"] == "/api/v1/test" and mine[0]["ms"] >= 0
+
+
+
+def test_unexpected_error_is_json_500_reported_with_request_id(data_dir) -> None:
+    from conftest import ServerThread
+
+    from matcher.server import ServerConfig
+
+    s = ServerThread(ServerConfig(data_dir=data_dir))
+
+    async def boom(request):  # noqa: ANN001, ANN202
+        raise RuntimeError("kaboom")
+
+    s.app.router.add_get("/boom", boom)
+    reported: list[BaseException] = []
+    s.service.report_error = reported.append
+    s.start()
+    try:
+        r = requests.get(f"{s.url}/boom", headers={"X-Request-Id": "req-500"}, timeout=5)
+    finally:
+        s.stop()
+    assert r.status_code == 500
+    assert r.json()["error"] == "internal" and "req-500" in r.json()["message"]
+    assert "kaboom" not in r.text  # no internals to the client ...
+    assert [str(e) for e in reported] == ["kaboom"]  # ... but to Sentry
+
+
+def test_sentry_is_optional(caplog) -> None:
+    import importlib.util
+
+    from matcher.server import ServerConfig, Service, _setup_sentry
+
+    svc = Service(ServerConfig())
+    try:
+        before = svc.report_error
+        _setup_sentry(None, svc)
+        assert svc.report_error is before  # no DSN: sentry is not even imported
+        with caplog.at_level(logging.WARNING, logger="citywok.server"):
+            _setup_sentry("https://key@sentry.invalid/1", svc)
+        if importlib.util.find_spec("sentry_sdk") is None:
+            assert svc.report_error is before
+            assert "sentry-sdk is not installed" in caplog.text
+        else:
+            import sentry_sdk
+
+            assert svc.report_error is sentry_sdk.capture_exception
+    finally:
+        svc.close()

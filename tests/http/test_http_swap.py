@@ -73,6 +73,7 @@ def test_a_version_that_cannot_open_leaves_the_old_one_serving(server, data_dir)
     r = requests.get(f"{server.url}/readyz", timeout=5)
     assert r.status_code == 200 and r.json()["db_version"] == "v1"
     assert "v3" in (server.service.holder.last_error or "")
+    assert "citywok_version_load_errors_total 1.0" in requests.get(f"{server.url}/metrics", timeout=5).text
     r = requests.post(f"{server.url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(1, 3.0))}, timeout=30)
     assert r.status_code == 200 and r.json()["episode_id"] == "S01E01" and r.json()["db_version"] == "v1"
     # a good version after the bad one is picked up
