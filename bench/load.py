@@ -34,7 +34,8 @@ from matcher import synth
 from matcher.fingerprint import fingerprint_pcm
 from matcher.ingest import write_manifest
 from matcher.params import DEFAULT_PARAMS
-from matcher.shard import Shard
+from matcher.shard import FORMAT_VERSION as SHARD_FORMAT
+from matcher.shard import Shard, compact
 
 RATE = DEFAULT_PARAMS.sample_rate
 SEASONS = 20
@@ -58,7 +59,8 @@ def _fingerprint(seed: int) -> tuple[int, object, float]:
 
 def build_data(data_dir: Path) -> None:
     """20 season shards of generated episodes in v1, copied to v2; cached across runs by a marker file."""
-    marker = data_dir / f".built-{SEASONS}x{EPISODES_PER_SEASON}x{int(EPISODE_SECONDS)}-{DEFAULT_PARAMS.digest()}"
+    marker = data_dir / (f".built-{SEASONS}x{EPISODES_PER_SEASON}x{int(EPISODE_SECONDS)}-{DEFAULT_PARAMS.digest()}"
+                         f"-shard{SHARD_FORMAT}")
     if marker.exists():
         return
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -77,6 +79,8 @@ def build_data(data_dir: Path) -> None:
     finally:
         for sh in shards.values():
             sh.close()
+    for sh in shards.values():
+        compact(sh.path)  # as `citywok ingest` leaves a season
     write_manifest(data_dir, "v1")
     shutil.copytree(vdir, layout.version_dir(data_dir, "v2"))
     m = layout.read_manifest(layout.version_dir(data_dir, "v2"))

@@ -122,6 +122,11 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
                     "match_ms": {"type": "number"},
                     "source": {"type": "string", "enum": ["upload", "url", "body"]},
                     "candidates": {"type": "array", "items": {"$ref": "#/components/schemas/Candidate"}},
+                    "ambiguous": {"type": "boolean",
+                                  "description": "the clip is audio several episodes share (theme, credits): "
+                                                 "match is true, episode_id is null, `episodes` lists them"},
+                    "episodes": {"type": "array", "items": {"$ref": "#/components/schemas/Candidate"}},
+                    "shared_segment": {"type": ["string", "null"], "description": "what the shared audio is"},
                 }},
                 "IngestResult": {"type": "object", "properties": {
                     "episode_id": {"type": "string"}, "season": {"type": "integer"},

@@ -15,7 +15,14 @@ function say(text, isError) {
 
 function show(answer) {
   $("result").hidden = false;
-  if (answer.match) {
+  if (answer.match && answer.ambiguous) {
+    const where = answer.episodes.map((e) => `${e.episode_id} at ${clock(e.offset_seconds)}`);
+    $("headline").textContent = `Shared audio: ${answer.shared_segment || "in several episodes"}`;
+    $("episode").textContent = where.join(", ");
+    $("season").textContent = answer.season ?? "several";
+    $("offset").textContent = "-";
+    $("confidence").textContent = `${Math.round(answer.confidence * 100)} %`;
+  } else if (answer.match) {
     $("headline").textContent = `${answer.episode_id} at ${clock(answer.offset_seconds)}`;
     $("episode").textContent = answer.episode_id;
     $("season").textContent = answer.season;
@@ -27,7 +34,8 @@ function show(answer) {
     $("confidence").textContent = "0 %";
   }
   $("elapsed").textContent = `${answer.elapsed_ms} ms`;
-  say(answer.match ? "Found it." : "Not in the library (or too noisy): try a longer or cleaner clip.", false);
+  if (answer.ambiguous) say("This audio occurs in several episodes: a longer clip can tell them apart.", false);
+  else say(answer.match ? "Found it." : "Not in the library (or too noisy): try a longer or cleaner clip.", false);
 }
 
 async function identify(body, headers) {
