@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import requests
 from conftest import RATE, episode_pcm
 
@@ -88,3 +89,26 @@ def test_ingest_bad_input(start_server, data_dir) -> None:
     r = post({"episode_id": "S01E09"}, {"file": ("e.wav", synth.encode(episode_pcm(9)[:2000], RATE, "wav"))})
     assert r.status_code == 422
     assert requests.get(f"{s.url}/api/v1/test", timeout=5).json()["episodes"] == 3  # nothing half-added
+
+
+def test_audio_shared_by_ingested_episodes_is_answered_as_ambiguous(start_server, data_dir) -> None:
+    s = start_server(data_dir, ingest_token=TOKEN)
+    theme = synth.episode(500, 12.0, RATE)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for eid, seed in (("S03E01", 501), ("S03E02", 502)):
+        pcm = np.concatenate([theme, synth.episode(seed, 25.0, RATE)])
+        r = requests.post(f"{s.url}/api/v1/ingest", data={"episode_id": eid, "season": "3"},
+                          files={"file": ("e.flac", synth.encode(pcm, RATE, "flac"))}, headers=auth, timeout=60)
+        assert r.status_code == 201, r.text
+    clip = synth.encode(theme[2 * RATE: 7 * RATE], RATE, "mp3")
+    body = requests.post(f"{s.url}/api/v1/identify", files={"file": ("c.mp3", clip)}, timeout=30).json()
+    assert body["match"] is True and body["ambiguous"] is True
+    assert body["episode_id"] is None
+    assert {e["episode_id"] for e in body["episodes"]} == {"S03E01", "S03E02"}
+    assert all(abs(e["offset_seconds"] - 2.0) < 0.1 for e in body["episodes"])
+    assert body["shared_segment"]
+    # a clip of one episode's own audio still names that episode
+    own = synth.encode(synth.episode(502, 25.0, RATE)[5 * RATE: 10 * RATE], RATE, "mp3")
+    body = requests.post(f"{s.url}/api/v1/identify", files={"file": ("c.mp3", own)}, timeout=30).json()
+    assert body["episode_id"] == "S03E02" and not body["ambiguous"]
+    assert abs(body["offset_seconds"] - 17.0) < 0.1
