@@ -16,7 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import clip_bytes
+
+from tests.http.support import clip_bytes
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

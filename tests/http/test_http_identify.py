@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import requests
-from conftest import RATE, build_version, clip_bytes
 
 from matcher import synth
+from tests.http.support import RATE, build_version, clip_bytes
 
 
 def test_identify_upload_finds_episode_and_offset(server) -> None:

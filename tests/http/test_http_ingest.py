@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import requests
-from conftest import RATE, episode_pcm
 
 from citywok import layout
 from matcher import synth
+from tests.http.support import RATE, episode_pcm
 
 TOKEN = "s3cret-token"
 

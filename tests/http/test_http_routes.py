@@ -6,7 +6,8 @@ import json
 import logging
 
 import requests
-from conftest import clip_bytes
+
+from tests.http.support import ServerThread, clip_bytes
 
 
 def test_api_test_describes_what_is_served(server) -> None:
@@ -99,8 +100,6 @@ def test_one_json_log_line_per_request_with_request_id(server, caplog) -> None:
 
 
 def test_unexpected_error_is_json_500_reported_with_request_id(data_dir) -> None:
-    from conftest import ServerThread
-
     from matcher.server import ServerConfig
 
     s = ServerThread(ServerConfig(data_dir=data_dir))

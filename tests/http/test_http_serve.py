@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import clip_bytes, free_port
-from test_http_url import Origin
+
+from tests.http.support import Origin, clip_bytes, free_port
 
 
 def _serve(data_dir: Path, port: int, **env: str) -> subprocess.Popen:

@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 import requests
-from conftest import build_version, clip_bytes
 
 from citywok import layout
+from tests.http.support import build_version, clip_bytes
 
 
 def _wait(pred, timeout: float = 5.0) -> None:  # noqa: ANN001

@@ -7,47 +7,9 @@ import ipaddress
 
 import pytest
 import requests
-from aiohttp import web
-from conftest import LoopbackServer, clip_bytes
 
 from matcher import urlfetch
-
-
-class Origin(LoopbackServer):
-    """A small loopback web server that serves clips, redirects, huge and slow bodies."""
-
-    def __init__(self, bind: str = "127.0.0.1") -> None:
-        self.hits: list[str] = []
-        super().__init__(self._make_app(), bind)
-
-    def _make_app(self) -> web.Application:
-        clip = clip_bytes(2, 9.0)
-
-        async def handle(request: web.Request) -> web.StreamResponse:
-            self.hits.append(request.path)
-            name = request.match_info["name"]
-            if name == "clip.mp3":
-                return web.Response(body=clip, content_type="audio/mpeg")
-            if name == "redirect":
-                raise web.HTTPFound(request.query["to"])
-            if name == "huge":
-                resp = web.StreamResponse()  # no Content-Length: the cap must hold while streaming
-                await resp.prepare(request)
-                for _ in range(64):
-                    await resp.write(b"\0" * 65536)
-                return resp
-            if name == "slow":
-                await asyncio.sleep(5)
-                return web.Response(body=clip)
-            if name == "missing":
-                raise web.HTTPNotFound()
-            if name == "loop":
-                raise web.HTTPFound(f"/loop?{len(self.hits)}")
-            return web.Response(text="not audio")
-
-        app = web.Application()
-        app.router.add_get("/{name}", handle)
-        return app
+from tests.http.support import Origin
 
 
 @pytest.fixture
