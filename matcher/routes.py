@@ -63,8 +63,13 @@ class Clip:
     source: str  # "upload" | "url" | "body"
 
 
-async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch.FetchPolicy) -> Clip:
-    """The clip of an identify request: a multipart/form ``file`` or ``url``, a JSON ``url``, or a raw body."""
+async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch.FetchPolicy,
+                    downloads: Admission) -> Clip:
+    """The clip of an identify request: a multipart/form ``file`` or ``url``, a JSON ``url``, or a raw body.
+
+    URL downloads are bounded apart from identify jobs (``downloads``): each may hold a connection and
+    up to ``max_bytes`` of memory for the whole URL timeout.
+    """
     declared = request.content_length
     if declared is not None and declared > max_bytes + UPLOAD_SLACK:
         raise too_large(max_bytes)
@@ -86,7 +91,7 @@ async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch
         if not isinstance(body, dict):
             raise ApiError(400, "bad_json", "the JSON body must be an object like {\"url\": \"https://...\"}")
         url = body.get("url")
-    elif declared:
+    elif request.body_exists:
         data = await request.read()
         if len(data) > max_bytes:
             raise too_large(max_bytes)
@@ -97,7 +102,8 @@ async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch
     if not isinstance(url, str):
         raise ApiError(400, "bad_request", "'url' must be a string")
     try:
-        fetched = await urlfetch.fetch(url.strip(), fetch_policy)
+        with downloads.slot():
+            fetched = await urlfetch.fetch(url.strip(), fetch_policy)
     except urlfetch.FetchError as e:
         raise ApiError(e.status, e.code, str(e)) from None
     return Clip(fetched.data, "url")
@@ -169,7 +175,7 @@ async def identify(request: web.Request) -> web.Response:
         if svc.admission.full:  # refuse before reading the body
             m.rejected.inc()
             raise overloaded()
-        clip = await read_clip(request, svc.config.max_upload_bytes, svc.fetch_policy)
+        clip = await read_clip(request, svc.config.max_upload_bytes, svc.fetch_policy, svc.downloads)
         try:
             with svc.admission.slot():
                 m.queue.set(svc.admission.admitted)

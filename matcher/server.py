@@ -1,13 +1,22 @@
 """`citywok serve`: the matcher HTTP service (aiohttp). App factory, middleware, the swap watcher, main.
 
-Environment (flags win over it): ``HOST`` (0.0.0.0), ``PORT`` (8000), ``DATA_DIR``, ``MAX_SEASONS``,
-``INGEST_TOKEN`` (unset: ingest disabled), ``URL_ALLOW_HOSTS`` (comma-separated hosts or networks a URL
-may reach even if private, e.g. ``127.0.0.1``), ``MAX_UPLOAD_BYTES`` (52428800), ``MAX_CONCURRENCY``
-(identify jobs run at once; default: cores), ``MAX_QUEUE`` (jobs waiting beyond those; default twice
-MAX_CONCURRENCY, so a wait stays a few job times; past it: 429 at once),
-``POLL_INTERVAL`` (seconds between checks of ``current``; 0.5), ``URL_TIMEOUT`` (15 s),
-``SHUTDOWN_TIMEOUT`` (seconds to drain on SIGTERM; 30), ``SENTRY_DSN`` (errors to Sentry; needs the
-``sentry`` extra).
+Settings, flags first, then the environment, then the default:
+
+    HOST, --host        0.0.0.0
+    PORT, --port        8000
+    DATA_DIR            ./data; serves DATA_DIR/fingerprints/current, swapped when it moves
+    MAX_SEASONS         all
+    INGEST_TOKEN        unset: POST /api/v1/ingest answers 404 "ingest is disabled"
+    URL_ALLOW_HOSTS     comma-separated hosts or networks a URL may reach although private/loopback
+                        (e.g. 127.0.0.1 in tests); default none
+    MAX_UPLOAD_BYTES    52428800 (uploads and URL downloads)
+    MAX_CONCURRENCY     identify jobs running at once (threads); default: the number of cores
+    MAX_QUEUE           identify jobs waiting beyond those; default 2 x MAX_CONCURRENCY; past it: 429
+    MAX_DOWNLOADS       URL downloads at once; 8; past it: 429
+    POLL_INTERVAL       seconds between looks at `current`; 0.5
+    URL_TIMEOUT         seconds for a whole URL download, redirects included; 15
+    SHUTDOWN_TIMEOUT    seconds to drain in-flight requests on SIGTERM; 30
+    SENTRY_DSN          unset: no Sentry; set: errors go to Sentry (needs the `sentry` extra)
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ class ServerConfig:
     max_upload_bytes: int = 50 << 20
     max_concurrency: int = max(1, os.cpu_count() or 1)
     max_queue: int | None = None  # None: 2 x max_concurrency
+    max_downloads: int = 8
     poll_interval: float = 0.5
     url_timeout: float = 15.0
     shutdown_timeout: float = 30.0
@@ -91,6 +101,7 @@ class ServerConfig:
             max_upload_bytes=int(num("MAX_UPLOAD_BYTES", int, d.max_upload_bytes)),
             max_concurrency=int(num("MAX_CONCURRENCY", int, d.max_concurrency)),
             max_queue=int(num("MAX_QUEUE", int, -1, least=0)) if e.get("MAX_QUEUE", "").strip() else None,
+            max_downloads=int(num("MAX_DOWNLOADS", int, d.max_downloads)),
             poll_interval=float(num("POLL_INTERVAL", float, d.poll_interval)),
             url_timeout=float(num("URL_TIMEOUT", float, d.url_timeout)),
             shutdown_timeout=float(num("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout)),
@@ -115,6 +126,7 @@ class Service:
         self.swap_pool = ThreadPoolExecutor(1, thread_name_prefix="swap")
         queue = config.max_queue if config.max_queue is not None else 2 * config.max_concurrency
         self.admission = routes.Admission(config.max_concurrency, queue)
+        self.downloads = routes.Admission(config.max_downloads, 0)
         self.ingest_lock = asyncio.Lock()
         self.fetch_policy = urlfetch.FetchPolicy(allow=config.url_allow, max_bytes=config.max_upload_bytes,
                                                  timeout=config.url_timeout)

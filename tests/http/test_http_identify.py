@@ -137,3 +137,11 @@ def test_unknown_route_and_method_are_json(server) -> None:
     _error(requests.get(f"{server.url}/nope", timeout=5), 404, "not_found")
     body = _error(requests.get(f"{server.url}/api/v1/identify", timeout=5), 405, "method_not_allowed")
     assert body["message"]
+
+
+def test_chunked_raw_body(server) -> None:
+    clip = clip_bytes(2, 30.0)
+    r = requests.post(f"{server.url}/api/v1/identify", data=iter([clip[:1000], clip[1000:]]),
+                      headers={"Content-Type": "audio/mpeg"}, timeout=30)
+    assert "Content-Length" not in r.request.headers
+    assert r.status_code == 200 and r.json()["episode_id"] == "S01E02"

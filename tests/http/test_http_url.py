@@ -96,3 +96,20 @@ def test_resolver_checks_resolved_addresses() -> None:
         assert (await allowed.resolve("localhost", 80))[0]["host"] in {"127.0.0.1", "::1"}
 
     asyncio.run(run())
+
+
+def test_concurrent_downloads_are_bounded(start_server, data_dir, origin) -> None:
+    import concurrent.futures as cf
+    import time
+
+    s = start_server(data_dir, url_allow=urlfetch.AllowList.parse("127.0.0.1"), max_downloads=1, url_timeout=1.5)
+    with cf.ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(_identify_url, s, f"{origin.url}/slow")
+        deadline = time.monotonic() + 5
+        while "/slow" not in origin.hits:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        second = _identify_url(s, f"{origin.url}/clip.mp3")
+        assert second.status_code == 429 and second.headers["Retry-After"] == "1"
+        assert slow.result().status_code == 504
+    assert _identify_url(s, f"{origin.url}/clip.mp3").status_code == 200  # the slot was given back
