@@ -11,8 +11,6 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from aiohttp import web
 
 from citywok import layout
 from matcher import openapi, urlfetch
+from matcher.admission import Admission, Overloaded
 from matcher.decode import DecodeError, decode
 from matcher.identify import MAX_CLIP_SECONDS, ClipTooShort, Identification, identify_pcm
 from matcher.ingest import IngestResult, ingest_bytes, publish
@@ -104,6 +103,8 @@ async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch
     try:
         with downloads.slot():
             fetched = await urlfetch.fetch(url.strip(), fetch_policy)
+    except Overloaded:
+        raise overloaded() from None
     except urlfetch.FetchError as e:
         raise ApiError(e.status, e.code, str(e)) from None
     return Clip(fetched.data, "url")
@@ -139,28 +140,6 @@ def identify_bytes(library: Library, data: bytes) -> Timed:
     return Timed(result, t1 - t0, time.perf_counter() - t1)
 
 
-class Admission:
-    """Bounded concurrency: ``workers`` jobs run, ``queue`` more wait; beyond that, 429 at once."""
-
-    def __init__(self, workers: int, queue: int) -> None:
-        self.limit = workers + queue
-        self.admitted = 0
-
-    @property
-    def full(self) -> bool:
-        return self.admitted >= self.limit
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        if self.full:
-            raise overloaded()
-        self.admitted += 1
-        try:
-            yield
-        finally:
-            self.admitted -= 1
-
-
 def overloaded() -> ApiError:
     return ApiError(429, "overloaded", "the server is at capacity; retry in a moment", {"Retry-After": "1"})
 
@@ -182,10 +161,10 @@ async def identify(request: web.Request) -> web.Response:
                 with svc.holder.acquire() as lib:
                     loop = asyncio.get_running_loop()
                     timed = await loop.run_in_executor(svc.pool, identify_bytes, lib, clip.data)
-        except ApiError as e:
-            if e.status == 429:
-                m.rejected.inc()
-            raise
+            svc.admission.record(timed.decode_s + timed.match_s)
+        except Overloaded:
+            m.rejected.inc()
+            raise overloaded() from None
         except NotReady:
             raise not_ready() from None
         except DecodeError as e:

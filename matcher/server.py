@@ -12,6 +12,7 @@ Settings, flags first, then the environment, then the default:
     MAX_UPLOAD_BYTES    52428800 (uploads and URL downloads)
     MAX_CONCURRENCY     identify jobs running at once (threads); default: the number of cores
     MAX_QUEUE           identify jobs waiting beyond those; default 2 x MAX_CONCURRENCY; past it: 429
+    MAX_QUEUE_WAIT      seconds a new job may be expected to wait (recent job times); 0.5; past it: 429
     MAX_DOWNLOADS       URL downloads at once; 8; past it: 429
     POLL_INTERVAL       seconds between looks at `current`; 0.5
     URL_TIMEOUT         seconds for a whole URL download, redirects included; 15
@@ -41,6 +42,7 @@ from aiohttp import web
 from citywok import settings as settings_mod
 from citywok.cli import CommandError
 from matcher import routes, urlfetch
+from matcher.admission import Admission
 from matcher.metrics import Metrics
 from matcher.swap import Handle, ServedVersion
 
@@ -65,6 +67,7 @@ class ServerConfig:
     max_upload_bytes: int = 50 << 20
     max_concurrency: int = max(1, os.cpu_count() or 1)
     max_queue: int | None = None  # None: 2 x max_concurrency
+    max_queue_wait: float = 0.5
     max_downloads: int = 8
     poll_interval: float = 0.5
     url_timeout: float = 15.0
@@ -101,6 +104,7 @@ class ServerConfig:
             max_upload_bytes=int(num("MAX_UPLOAD_BYTES", int, d.max_upload_bytes)),
             max_concurrency=int(num("MAX_CONCURRENCY", int, d.max_concurrency)),
             max_queue=int(num("MAX_QUEUE", int, -1, least=0)) if e.get("MAX_QUEUE", "").strip() else None,
+            max_queue_wait=float(num("MAX_QUEUE_WAIT", float, d.max_queue_wait)),
             max_downloads=int(num("MAX_DOWNLOADS", int, d.max_downloads)),
             poll_interval=float(num("POLL_INTERVAL", float, d.poll_interval)),
             url_timeout=float(num("URL_TIMEOUT", float, d.url_timeout)),
@@ -125,8 +129,8 @@ class Service:
         self.ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self.swap_pool = ThreadPoolExecutor(1, thread_name_prefix="swap")
         queue = config.max_queue if config.max_queue is not None else 2 * config.max_concurrency
-        self.admission = routes.Admission(config.max_concurrency, queue)
-        self.downloads = routes.Admission(config.max_downloads, 0)
+        self.admission = Admission(config.max_concurrency, queue, config.max_queue_wait)
+        self.downloads = Admission(config.max_downloads, 0)
         self.ingest_lock = asyncio.Lock()
         self.fetch_policy = urlfetch.FetchPolicy(allow=config.url_allow, max_bytes=config.max_upload_bytes,
                                                  timeout=config.url_timeout)
