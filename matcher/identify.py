@@ -20,6 +20,7 @@ import numpy as np
 from matcher.fingerprint import fingerprint_pcm
 from matcher.library import Library
 from matcher.match import vote
+from matcher.shard import SLOT_BITS, Postings
 from matcher.shared import SharedSegment
 
 MIN_CLIP_SECONDS = 1.0
@@ -79,18 +80,24 @@ def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) 
         n = int(pcm.size * speed)
         pcm = np.interp(np.arange(n) / speed, np.arange(pcm.size), pcm).astype(np.float32)
     hashes = fingerprint_pcm(pcm, p)
-    looked_up = 0
+    # one vote over every season: each season's slots are moved into a range of their own
+    seasons = list(library.shards.items())
+    parts = [shard.lookup(hashes) for _, shard in seasons]
+    looked_up = sum(x.looked_up for x in parts)
+    none = np.zeros(0, np.int64)
+    postings = Postings(
+        query_t=np.concatenate([none] + [x.query_t for x in parts]),
+        slot=np.concatenate([none] + [x.slot + (k << SLOT_BITS) for k, x in enumerate(parts)]),
+        db_t=np.concatenate([none] + [x.db_t for x in parts]),
+        looked_up=looked_up,
+    )
+    v = vote(postings, top=64)
     found: list[Candidate] = []
-    for season, shard in library.shards.items():
-        postings = shard.lookup(hashes)
-        looked_up += postings.looked_up
-        v = vote(postings, top=64)
-        for slot, off, score in zip(v.slot.tolist(), v.offset.tolist(), v.score.tolist(), strict=True):
-            ep = library.episode(season, slot)
-            if ep is None:
-                continue
-            offset = off * p.frame_seconds
-            found.append(Candidate(ep.id, season, round(offset, 3), int(score), ep.title))
+    for gslot, off, score in zip(v.slot.tolist(), v.offset.tolist(), v.score.tolist(), strict=True):
+        season = seasons[gslot >> SLOT_BITS][0]
+        ep = library.episode(season, gslot & ((1 << SLOT_BITS) - 1))
+        if ep is not None:
+            found.append(Candidate(ep.id, season, round(off * p.frame_seconds, 3), int(score), ep.title))
     found.sort(key=lambda c: -c.score)
     return found, len(hashes), looked_up
 

@@ -202,7 +202,7 @@ class Shard:
         if len(hashes) == 0:
             z = np.zeros(0, np.int64)
             return Postings(z, z, z, 0)
-        uniq, q_inv = np.unique(hashes.hash, return_inverse=True)
+        uniq, q_inv = hashes.distinct
         buckets = np.unique(uniq >> np.uint32(LOW_BITS))
         with self.env.begin(db=self._postings_db, buffers=True) as txn:
             found = txn.cursor().getmulti(_keys(buckets))
