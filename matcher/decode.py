@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
@@ -74,6 +75,34 @@ def _batch(frames: list[av.AudioFrame]) -> av.AudioFrame:
     return out
 
 
+class _Downsampler:
+    """Mono float32 at ``rate`` through an FFmpeg filter graph: downmix first, then a short
+    resampling filter. About twice as fast as a default resampler, and fingerprints need no more."""
+
+    def __init__(self, frame: av.AudioFrame, rate: int) -> None:
+        self.key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        g = av.filter.Graph()
+        src = g.add_abuffer(format=frame.format.name, sample_rate=frame.sample_rate, layout=frame.layout.name,
+                            time_base=Fraction(1, frame.sample_rate))
+        mono = g.add("aformat", "sample_fmts=flt:channel_layouts=mono")
+        resample = g.add("aresample", f"{rate}:filter_size=16:phase_shift=8:linear_interp=1")
+        out = g.add("aformat", f"sample_fmts=flt:channel_layouts=mono:sample_rates={rate}")
+        sink = g.add("abuffersink")
+        g.link_nodes(src, mono, resample, out, sink).configure()
+        self.graph = g
+
+    def push(self, frame: av.AudioFrame | None) -> list[np.ndarray]:
+        if frame is not None:
+            frame.pts = None
+        self.graph.push(frame)
+        out = []
+        while True:
+            try:
+                out.append(self.graph.pull().to_ndarray().reshape(-1))
+            except (av.BlockingIOError, av.EOFError):
+                return out
+
+
 def iter_pcm(
     source: Source,
     sample_rate: int = 8000,
@@ -87,19 +116,25 @@ def iter_pcm(
             raise DecodeError("the file has no audio track")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        resampler: _Downsampler | None = None
         limit = None if max_seconds is None else int(max_seconds * sample_rate)
         total = 0
         pending: list[av.AudioFrame] = []
         pending_seconds = 0.0
 
         def flush(final: bool) -> np.ndarray | None:
-            nonlocal pending, pending_seconds
-            outs = resampler.resample(_batch(pending)) if pending else []
-            if final:
-                outs += resampler.resample(None)
+            nonlocal pending, pending_seconds, resampler
+            parts: list[np.ndarray] = []
+            if pending:
+                batch = _batch(pending)
+                if resampler is None or resampler.key != (batch.format.name, batch.layout.name, batch.sample_rate):
+                    if resampler is not None:
+                        parts += resampler.push(None)
+                    resampler = _Downsampler(batch, sample_rate)
+                parts += resampler.push(batch)
+            if final and resampler is not None:
+                parts += resampler.push(None)
             pending, pending_seconds = [], 0.0
-            parts = [o.to_ndarray().reshape(-1) for o in outs]
             return np.concatenate(parts) if parts else None
 
         def emit(chunk: np.ndarray | None) -> Iterator[np.ndarray]:

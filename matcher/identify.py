@@ -35,6 +35,7 @@ class ClipTooShort(ValueError):
 class MatchPolicy:
     min_score: int = 10
     margin: float = 1.5  # the best must beat the best other episode by this factor
+    speed_min_score: int = 16  # eight more tries at other speeds are eight more chances of a fluke
     speeds: tuple[float, ...] = (1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.04, 0.96)
     candidates: int = 5
 
@@ -107,10 +108,11 @@ def _runner_up(cands: list[Candidate]) -> int:
     return next((c.score for c in cands[1:] if (c.episode_id, c.season) != (best.episode_id, best.season)), 0)
 
 
-def _decisive(cands: list[Candidate], policy: MatchPolicy) -> bool:
+def _decisive(cands: list[Candidate], policy: MatchPolicy, min_score: int | None = None) -> bool:
     """One episode is ahead of every other by ``margin``: a clip straddling shared and unique audio
     is, once its unique part carries a third of the evidence."""
-    return bool(cands) and cands[0].score >= max(policy.min_score, policy.margin * _runner_up(cands))
+    floor = policy.min_score if min_score is None else min_score
+    return bool(cands) and cands[0].score >= max(floor, policy.margin * _runner_up(cands))
 
 
 def _contenders(cands: list[Candidate], policy: MatchPolicy) -> list[Candidate]:
@@ -152,7 +154,7 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
         for s in policy.speeds:
             c2, _, l2 = _rank(library, pcm, s, policy)
             result.hashes_looked_up += l2
-            if _decisive(c2, policy):
+            if _decisive(c2, policy, policy.speed_min_score):
                 cands, speed = c2, s
                 break
     result.candidates = cands[: policy.candidates]
