@@ -190,9 +190,9 @@ def _decompressed(f: IO[bytes], archive: str) -> IO[bytes]:
     return gzip.GzipFile(fileobj=f, mode="rb")
 
 
-def unpack_archive(archive: Path, dest_dir: Path) -> Path:
+def unpack_archive(archive: Path, dest_dir: Path, season_dir: str | None = None) -> Path:
     """Unpack ``season_NN.lmdb.tar.*`` into ``dest_dir/season_NN.lmdb/``, accepting only its data file."""
-    season_dir = season_dir_of(archive.name)
+    season_dir = season_dir or season_dir_of(archive.name)
     target = dest_dir / season_dir
     if target.exists():
         shutil.rmtree(target)
