@@ -65,11 +65,16 @@ class ChecksumError(StoreError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter; ``attempts`` failures in a row without progress give up."""
+    """Exponential backoff with full jitter; ``attempts`` failures in a row without progress give up.
+
+    botocore retries each request ``sdk_attempts`` times first (adaptive mode: it also slows itself down
+    when the store throttles); this policy then resumes on top, by Range for downloads.
+    """
 
     attempts: int = 8
     base: float = 0.5
     cap: float = 30.0
+    sdk_attempts: int = 3
 
     def delay(self, failure: int) -> float:
         return random.uniform(0, min(self.cap, self.base * 2 ** (failure - 1)))
@@ -125,7 +130,7 @@ class Store:
         region = settings.aws_region or ("auto" if self.endpoint else "us-east-1")
         config = Config(
             region_name=region,
-            retries={"mode": "adaptive", "max_attempts": 5},
+            retries={"mode": "adaptive", "max_attempts": self.retry.sdk_attempts},
             connect_timeout=10,
             read_timeout=60,
             max_pool_connections=pool,

@@ -50,7 +50,7 @@ def bucket(moto_endpoint: str) -> str:
 
 
 @pytest.fixture
-def settings_for(bucket: str, proxy: FaultProxy, tmp_path: Path):  # noqa: ANN201
+def settings_for(bucket: str, proxy: FaultProxy, tmp_path: Path):
     """Settings for a machine with its own DATA_DIR, talking to the bucket through the proxy."""
 
     def make(name: str) -> Settings:

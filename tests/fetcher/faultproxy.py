@@ -36,6 +36,7 @@ class Traffic:
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, status
     body_bytes_out: int = 0  # response body bytes sent to clients
     body_bytes_in: int = 0  # request body bytes received from clients
+    ranges: list[tuple[str, str]] = field(default_factory=list)  # path, Range header of ranged GETs
 
     def count(self, method: str, contains: str = "") -> int:
         return sum(1 for m, p, _s in self.requests if m == method and contains in p)
@@ -98,6 +99,9 @@ class FaultProxy:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         fault = self._take_fault(method, path)
+        if h.headers.get("Range"):
+            with self.lock:
+                self.traffic.ranges.append((path, h.headers["Range"]))
         if fault and fault.kind == "status":
             msg = b"<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
             if fault.status == 503:

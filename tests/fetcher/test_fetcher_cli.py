@@ -37,7 +37,7 @@ def cli_env(data_dir: Path, bucket: str, endpoint: str) -> dict[str, str]:
     return env
 
 
-def test_pack_push_fetch_commands_from_env(tmp_path: Path, bucket: str, proxy) -> None:  # noqa: ANN001
+def test_pack_push_fetch_commands_from_env(tmp_path: Path, bucket: str, proxy) -> None:
     make_season(layout.version_dir(tmp_path / "build", "v1"), 1, [1, 2], seconds=20)
     build = cli_env(tmp_path / "build", bucket, proxy.url)
     node = cli_env(tmp_path / "node", bucket, proxy.url)

@@ -16,10 +16,10 @@ from fetcher.push import push_version
 from fetcher.store import RetryPolicy, Store, StoreError
 from fetcher.sync import Fetcher, FetchError
 
-FAST = RetryPolicy(attempts=6, base=0.01, cap=0.05)
+FAST = RetryPolicy(sdk_attempts=2, attempts=6, base=0.01, cap=0.05)
 
 
-def publish(settings, version: str, seasons: dict[int, list[int]]):  # noqa: ANN001, ANN201
+def publish(settings, version: str, seasons: dict[int, list[int]]):
     """Ingest-like shards on the build machine, packed and pushed."""
     vdir = layout.version_dir(settings.data_dir, version)
     for season, seeds in seasons.items():
@@ -29,7 +29,7 @@ def publish(settings, version: str, seasons: dict[int, list[int]]):  # noqa: ANN
     return push_version(store, archives_dir(settings.data_dir, version), version, progress=False)
 
 
-def test_push_then_fetch_round_trips_byte_for_byte(settings_for, proxy: FaultProxy) -> None:  # noqa: ANN001
+def test_push_then_fetch_round_trips_byte_for_byte(settings_for, proxy: FaultProxy) -> None:
     build, node = settings_for("build"), settings_for("node")
     res = publish(build, "v1", {1: [1, 2], 2: [3]})
     assert sorted(res.sent) == ["season_01.lmdb.tar.zst", "season_02.lmdb.tar.zst"]
@@ -56,7 +56,7 @@ def test_push_then_fetch_round_trips_byte_for_byte(settings_for, proxy: FaultPro
     assert again.bytes_downloaded == 0 and again.downloaded == []
 
 
-def test_unchanged_seasons_are_neither_pushed_nor_fetched_again(settings_for, proxy: FaultProxy) -> None:  # noqa: ANN001
+def test_unchanged_seasons_are_neither_pushed_nor_fetched_again(settings_for, proxy: FaultProxy) -> None:
     build, node = settings_for("build"), settings_for("node")
     publish(build, "v1", {1: [1, 2], 2: [3], 3: [4]})
     fetcher = Fetcher(Store(node, FAST), node.data_dir, progress=False)
@@ -94,7 +94,7 @@ def test_unchanged_seasons_are_neither_pushed_nor_fetched_again(settings_for, pr
     assert shard_meta(n2 / "season_02.lmdb")["episodes"] == ["S02E03", "S02E05"]
 
 
-def test_keep_prunes_old_versions_but_never_current(settings_for) -> None:  # noqa: ANN001
+def test_keep_prunes_old_versions_but_never_current(settings_for) -> None:
     build, node = settings_for("build"), settings_for("node")
     for i, v in enumerate(("v1", "v2", "v3")):
         publish(build, v, {1: [10 + i]})
@@ -109,7 +109,7 @@ def test_keep_prunes_old_versions_but_never_current(settings_for) -> None:  # no
     assert sorted(p.name for p in fp.iterdir() if p.is_dir() and not p.is_symlink()) == ["v2", "v3"]
 
 
-def test_missing_version_and_missing_bucket_are_clear_errors(settings_for) -> None:  # noqa: ANN001
+def test_missing_version_and_missing_bucket_are_clear_errors(settings_for) -> None:
     node = settings_for("node")
     with pytest.raises(
         StoreError,
@@ -121,7 +121,7 @@ def test_missing_version_and_missing_bucket_are_clear_errors(settings_for) -> No
         Fetcher(Store(node, FAST), node.data_dir, progress=False).fetch("../etc")
 
 
-def test_refuses_when_the_disk_lacks_room(settings_for, bucket: str, moto_endpoint: str) -> None:  # noqa: ANN001
+def test_refuses_when_the_disk_lacks_room(settings_for, bucket: str, moto_endpoint: str) -> None:
     build, node = settings_for("build"), settings_for("node")
     publish(build, "v1", {1: [1]})
     import boto3

@@ -22,10 +22,10 @@ from fetcher.report import ERROR_ANNOTATION, SERVED_ANNOTATION, Status, StatusFi
 from fetcher.store import RetryPolicy, Store
 from fetcher.watch import DesiredVersion, Follower
 
-FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
+FAST = RetryPolicy(sdk_attempts=1, attempts=3, base=0.01, cap=0.05)
 
 
-def publish(settings, version: str, seeds: list[int]) -> None:  # noqa: ANN001
+def publish(settings, version: str, seeds: list[int]) -> None:
     make_season(layout.version_dir(settings.data_dir, version), 1, seeds, seconds=15)
     pack_version(settings.data_dir, version, progress=False)
     push_version(Store(settings, FAST), archives_dir(settings.data_dir, version), version, progress=False)
@@ -48,7 +48,7 @@ class Recorder:
         self.seen.append(status)
 
 
-def wait_for(pred, timeout: float = 60.0, what: str = "") -> None:  # noqa: ANN001
+def wait_for(pred, timeout: float = 60.0, what: str = "") -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():
@@ -59,7 +59,7 @@ def wait_for(pred, timeout: float = 60.0, what: str = "") -> None:  # noqa: ANN0
 
 def test_follower_keeps_serving_the_old_version_while_a_new_one_fails(
     settings_for, bucket, moto_endpoint
-) -> None:  # noqa: ANN001
+) -> None:
     build, node = settings_for("build"), settings_for("node")
     publish(build, "v1", [1])
     publish(build, "v2", [2])
@@ -120,7 +120,7 @@ def test_status_file_is_rewritten_only_on_change(tmp_path: Path) -> None:
 
 def test_sidecar_follows_two_version_changes_and_survives_a_bad_one(
     settings_for, bucket, moto_endpoint, proxy, tmp_path: Path
-) -> None:  # noqa: ANN001
+) -> None:
     build = settings_for("build")
     for v, seeds in (("v1", [1]), ("v2", [2]), ("v3", [3]), ("v4", [4])):
         publish(build, v, seeds)
