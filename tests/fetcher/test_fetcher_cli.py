@@ -70,3 +70,20 @@ def test_fetch_without_bucket_is_a_clear_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
     p = run(["fetch", "--version", "v1", "--data-dir", str(tmp_path)], env)
     assert p.returncode == 1 and "no bucket: set S3_BUCKET" in p.stderr
+
+
+def test_subcommand_version_flag_lives_beside_the_program_version() -> None:
+    """`citywok fetch --version V` is a fingerprint version; `citywok --version` stays the program's."""
+    import argparse
+
+    from fetcher import cli
+
+    parser = argparse.ArgumentParser(prog="citywok")
+    parser.add_argument("--version", action="version", version="citywok 0")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        ["fetch", "--version", "v7", "--watch", "--version-file", "/cfg/version", "--keep", "3"]
+    )
+    assert (args.db_version, args.watch, args.keep, str(args.version_file)) == ("v7", True, 3, "/cfg/version")
+    assert parser.parse_args(["pack", "--format", "gz"]).format == "gz"
+    assert parser.parse_args(["push", "--bucket", "b", "--prefix", "p"]).prefix == "p"
