@@ -111,10 +111,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from fetcher.manifest import ManifestError
     from fetcher.pack import archives_dir
     from fetcher.push import push_version
-    from fetcher.store import Store, StoreError
+    from fetcher.store import Store, StoreError, short_error
 
     s = _settings(args)
     try:
@@ -123,6 +125,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         res = push_version(store, src, s.db_version, progress=False if args.no_progress else None)
     except (StoreError, ManifestError, LayoutError) as e:
         raise CommandError(str(e)) from None
+    except (ClientError, BotoCoreError) as e:
+        raise CommandError(f"object store: {short_error(e)}") from None
     print(
         f"pushed {s.db_version} to {store.describe()}: "
         f"{len(res.sent)} uploaded ({res.bytes_sent / 1e6:.1f} MB), "

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import urllib3.exceptions
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
@@ -161,10 +162,12 @@ class Store:
                     raise
                 failures += 1
                 if failures >= self.retry.attempts:
-                    raise StoreError(f"{what}: gave up after {failures} attempts ({_short(e)})") from None
+                    raise StoreError(
+                        f"{what}: gave up after {failures} attempts ({short_error(e)})"
+                    ) from None
                 metrics.RETRIES.inc()
                 delay = self.retry.delay(failures)
-                log.warning("%s failed (%s); retry %d in %.1fs", what, _short(e), failures, delay)
+                log.warning("%s failed (%s); retry %d in %.1fs", what, short_error(e), failures, delay)
                 time.sleep(delay)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -185,9 +188,9 @@ class Store:
                 raise StoreError(
                     f"version {version} is not in the bucket: no {url} ({self.describe()})"
                 ) from None
-            raise StoreError(f"cannot read {url}: {_short(e)}") from None
+            raise StoreError(f"cannot read {url}: {short_error(e)}") from None
         except BotoCoreError as e:
-            raise StoreError(f"cannot reach {self.describe()}: {_short(e)}") from None
+            raise StoreError(f"cannot reach {self.describe()}: {short_error(e)}") from None
         try:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -199,7 +202,7 @@ class Store:
         except ClientError as e:
             if _is_missing(e):
                 return None
-            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {_short(e)}") from None
+            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {short_error(e)}") from None
 
     def remote_sha256(self, key: str) -> tuple[str | None, int]:
         """The sha256 recorded on an object at upload (metadata), and its size; (None, 0) if it is absent."""
@@ -213,9 +216,12 @@ class Store:
         out = []
         paginator = self.client.get_paginator("list_objects_v2")
         prefix = f"{self.prefix}/" if self.prefix else ""
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
-            for cp in page.get("CommonPrefixes", []):
-                out.append(cp["Prefix"][len(prefix) :].strip("/"))
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                for cp in page.get("CommonPrefixes", []):
+                    out.append(cp["Prefix"][len(prefix) :].strip("/"))
+        except (ClientError, BotoCoreError) as e:
+            raise StoreError(f"cannot list {self.describe()}: {short_error(e)}") from None
         return out
 
     def download(
@@ -276,11 +282,11 @@ class Store:
                     if _is_missing(e):
                         raise StoreError(f"{name}: missing from the bucket ({url})") from None
                     if not is_retryable(e):
-                        raise StoreError(f"{name}: {_short(e)} ({url})") from None
+                        raise StoreError(f"{name}: {short_error(e)} ({url})") from None
                     failures = self._failed(name, e, failures, got)
                 except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as e:
                     if not is_retryable(e):
-                        raise StoreError(f"{name}: {_short(e)} ({url})") from None
+                        raise StoreError(f"{name}: {short_error(e)} ({url})") from None
                     failures = self._failed(name, e, failures, got)
             out.flush()
             os.fsync(out.fileno())
@@ -297,10 +303,12 @@ class Store:
         """Count a failed attempt (progress resets the count) and sleep before the ranged retry."""
         failures = 1 if progressed else failures + 1
         if failures >= self.retry.attempts:
-            raise StoreError(f"{name}: gave up after {failures} attempts without progress ({_short(exc)})")
+            raise StoreError(
+                f"{name}: gave up after {failures} attempts without progress ({short_error(exc)})"
+            )
         metrics.RETRIES.inc()
         delay = self.retry.delay(failures)
-        log.warning("%s: %s; resuming in %.1fs", name, _short(exc), delay)
+        log.warning("%s: %s; resuming in %.1fs", name, short_error(exc), delay)
         time.sleep(delay)
         return failures
 
@@ -318,6 +326,14 @@ class Store:
         extra: dict[str, Any] = {"ContentType": content_type}
         if sha256:
             extra["Metadata"] = {"sha256": sha256}
+        try:
+            self._upload(path, key, extra, on_bytes)
+        except S3UploadFailedError as e:
+            raise StoreError(f"upload of s3://{self.bucket}/{key} failed: {str(e)[:300]}") from None
+
+    def _upload(
+        self, path: Path, key: str, extra: dict[str, Any], on_bytes: Callable[[int], None] | None
+    ) -> None:
         self._call(
             f"upload s3://{self.bucket}/{key}",
             lambda: self.client.upload_file(
@@ -348,7 +364,7 @@ def _discard(part: Path) -> None:
         pass
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     """One line about an error, without anything that could carry credentials (no headers, no URLs' users)."""
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})

@@ -87,3 +87,15 @@ def test_subcommand_version_flag_lives_beside_the_program_version() -> None:
     assert (args.db_version, args.watch, args.keep, str(args.version_file)) == ("v7", True, 3, "/cfg/version")
     assert parser.parse_args(["pack", "--format", "gz"]).format == "gz"
     assert parser.parse_args(["push", "--bucket", "b", "--prefix", "p"]).prefix == "p"
+
+
+def test_push_to_a_missing_bucket_is_a_clear_error(tmp_path: Path, moto_endpoint: str) -> None:
+    make_season(layout.version_dir(tmp_path, "v1"), 1, [1], seconds=10)
+    env = cli_env(tmp_path, "no-such-bucket", moto_endpoint)
+    assert run(["pack", "--version", "v1"], env).returncode == 0
+    p = run(["push", "--version", "v1", "--no-progress"], env)
+    assert p.returncode == 1, p.stderr
+    assert "citywok push: " in p.stderr and "NoSuchBucket" in p.stderr and "Traceback" not in p.stderr
+    assert SECRET_KEY not in p.stderr
+    p = run(["push", "--version", "v2", "--no-progress"], env)
+    assert p.returncode == 1 and "run `citywok pack --version v2` first" in p.stderr
