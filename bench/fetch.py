@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -141,6 +142,31 @@ def median_runs(runs: int, fn: Callable[[int], float]) -> tuple[float, list[floa
     return statistics.median(times), times
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (the fetcher, and the in-process server), to see past a busy machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def disk_write_mbps(folder: Path, mb: int = 256) -> float:
+    """Sequential write + fsync speed of the volume: a fetch writes the archive and the unpacked LMDB."""
+    block = os.urandom(1 << 20)
+    path = folder / "disk-probe.bin"
+    t = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(mb):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+    dt = time.perf_counter() - t
+    path.unlink()
+    return mb * (1 << 20) / MB / dt
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seasons", type=int, default=20)
@@ -187,6 +213,8 @@ def main() -> None:
             )
             print(f"push v1 to moto: {archive_bytes / MB / t_push:.0f} MB/s ({t_push:.1f} s)")
 
+            cpu: list[float] = []
+
             def fetch_run(endpoint_url: str) -> Callable[[int], float]:
                 def run(i: int) -> float:
                     node = tmp / f"node-{endpoint_url.rsplit(':', 1)[1]}-{i}"
@@ -197,12 +225,23 @@ def main() -> None:
                         aws_region="us-east-1",
                     )
                     f = Fetcher(Store(s, retry, pool=args.jobs * 2), node, jobs=args.jobs, progress=False)
+                    c = cpu_seconds()
                     dt = timed(lambda: f.fetch("v1"))
+                    cpu.append(cpu_seconds() - c)
                     shutil.rmtree(node)
                     return dt
 
                 return run
 
+            disk = disk_write_mbps(tmp)
+            per_archive_byte = 1 + data_bytes / archive_bytes
+            print(
+                f"disk: {disk:.0f} MB/s sequential write + fsync; a fetch writes "
+                f"{per_archive_byte:.1f} bytes per archive byte (archive + unpacked LMDB), "
+                "so the disk alone caps a fetch at "
+                f"{disk / per_archive_byte:.0f} MB/s of archive"
+            )
+            print(load())
             med, times = median_runs(args.runs, fetch_run(endpoint))
             print(
                 f"fetch+verify+unpack from moto: {archive_bytes / MB / med:.0f} MB/s of archive "
@@ -212,12 +251,16 @@ def main() -> None:
 
             static = StaticS3({"v1": archives_dir(build, "v1")})
             threading.Thread(target=static.serve_forever, daemon=True).start()
+            cpu.clear()
             med_s, times_s = median_runs(args.runs, fetch_run(static.url))
             print(
                 f"fetch+verify+unpack from a loopback sendfile server: "
                 f"{archive_bytes / MB / med_s:.0f} MB/s of archive "
-                f"(median of {args.runs}: {', '.join(f'{t:.2f}' for t in times_s)} s)"
+                f"(median of {args.runs}: {', '.join(f'{t:.2f}' for t in times_s)} s); "
+                f"CPU cost {archive_bytes / MB / statistics.median(cpu):.0f} MB of archive per CPU-second "
+                f"(median {statistics.median(cpu):.2f} CPU-s per fetch, server included)"
             )
+            print(load())
 
             def download_only(url: str) -> Callable[[int], float]:
                 def run(i: int) -> float:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import tarfile
 from pathlib import Path
 
+import lmdb
 import pytest
 import zstandard
 from fetcher_testkit import make_season
@@ -93,8 +95,6 @@ def test_pack_refuses_empty_version_and_mixed_parameters(tmp_path: Path) -> None
     vdir = layout.version_dir(tmp_path, "v2")
     make_season(vdir, 1, [1], seconds=10)
     shutil.copytree(vdir / "season_01.lmdb", vdir / "season_02.lmdb")
-    import lmdb
-
     env = lmdb.open(str(vdir / "season_02.lmdb"), max_dbs=4)
     db = env.open_db(b"meta")
     with env.begin(write=True) as txn:
@@ -104,3 +104,23 @@ def test_pack_refuses_empty_version_and_mixed_parameters(tmp_path: Path) -> None
     env.close()
     with pytest.raises(PackError, match="different fingerprint parameters"):
         pack_version(tmp_path, "v2", progress=False)
+
+
+def test_unpacks_a_seed_style_tar_gz_with_lock_file_and_pax_headers(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_season(src, 3, [7], seconds=10)
+    data = (src / "season_03.lmdb" / "data.mdb").read_bytes()
+    seed = tmp_path / "season_03.lmdb.tar.gz"
+    with tarfile.open(seed, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(src / "season_03.lmdb", arcname="./season_03.lmdb", recursive=False)
+        info = tarfile.TarInfo("./season_03.lmdb/data.mdb")
+        info.size = len(data)
+        info.pax_headers = {"comment": "é" * 10}  # forces a pax record before the member
+        tar.addfile(info, io.BytesIO(data))
+        lock = tarfile.TarInfo("./season_03.lmdb/lock.mdb")
+        lock.size = 8192
+        tar.addfile(lock, io.BytesIO(b"\0" * 8192))
+    out = archive.unpack_archive(seed, tmp_path / "out")
+    assert (out / "data.mdb").read_bytes() == data
+    assert sorted(p.name for p in out.iterdir()) == ["data.mdb"]
+    assert archive.shard_meta(out)["episodes"] == ["S03E07"]
