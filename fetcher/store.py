@@ -288,8 +288,9 @@ class Store:
                     if not is_retryable(e):
                         raise StoreError(f"{name}: {short_error(e)} ({url})") from None
                     failures = self._failed(name, e, failures, got)
+            # No fsync: the archive is a scratch copy, hashed again before any later use, and deleted once
+            # unpacked; forcing it to disk would only compete with the LMDB writes that must be durable.
             out.flush()
-            os.fsync(out.fileno())
         got_sha = sha.hexdigest()
         if have != size or got_sha != sha256:
             _discard(part)
