@@ -130,11 +130,11 @@ def verify_season(path: Path, entry: SeasonEntry, params_digest: str | None) -> 
     except ArchiveError as e:
         raise FetchError(f"season {entry.season}: {e}") from None
     problems = []
-    if meta.get("hash_count") != entry.hash_count or meta.get("postings_entries") != entry.hash_count:
-        problems.append(
-            f"hash count {meta.get('hash_count')} (B-tree {meta.get('postings_entries')}), "
-            f"manifest says {entry.hash_count}"
-        )
+    if meta.get("hash_count") != entry.hash_count:
+        problems.append(f"hash count {meta.get('hash_count')}, manifest says {entry.hash_count}")
+    keys = meta.get("postings_entries", 0)
+    if (keys == 0) != (entry.hash_count == 0) or keys > entry.hash_count:
+        problems.append(f"{keys} posting keys cannot hold {entry.hash_count} hashes")
     if entry.episode_count and meta.get("episode_count") != entry.episode_count:
         problems.append(f"{meta.get('episode_count')} episodes, manifest says {entry.episode_count}")
     if params_digest and meta.get("params_digest") != params_digest:

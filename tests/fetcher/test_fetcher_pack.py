@@ -69,7 +69,7 @@ def test_gz_format_and_unpack_round_trip(shard_root: Path, tmp_path: Path) -> No
     out = archive.unpack_archive(tmp_path / "gz" / "season_01.lmdb.tar.gz", tmp_path / "unpacked")
     assert out.name == "season_01.lmdb"
     meta = archive.shard_meta(out)
-    assert meta["hash_count"] == res.manifest["seasons"][0]["hash_count"] == meta["postings_entries"]
+    assert meta["hash_count"] == res.manifest["seasons"][0]["hash_count"] >= meta["postings_entries"] > 0
 
 
 def test_unpack_refuses_foreign_members_and_truncation(tmp_path: Path) -> None:
