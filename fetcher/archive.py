@@ -238,9 +238,7 @@ class _TarReader:
         while left:
             n = self.stream.readinto(view[: min(left, CHUNK)])  # type: ignore[attr-defined]
             if not n:
-                raise EOFError(
-                    f"unexpected end of data in {info.name} ({info.size - left} of {info.size} bytes)"
-                )
+                raise EOFError(f"unexpected end of data in {info.name} ({info.size - left} of {info.size} bytes)")
             out.write(view[:n])
             left -= n
         self._read(_padded(info.size) - info.size)

@@ -22,9 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add this part's subcommands."""
     p = sub.add_parser("pack", help="season LMDBs of a version -> archives + manifest.json")
     _common(p)
-    p.add_argument(
-        "--format", choices=sorted(FORMATS), default="zst", help="archive compression (default zst)"
-    )
+    p.add_argument("--format", choices=sorted(FORMATS), default="zst", help="archive compression (default zst)")
     p.add_argument("--level", type=int, default=DEFAULT_ZSTD_LEVEL, help="zstd level (default %(default)s)")
     p.add_argument("--out", type=Path, help="archive folder (default DATA_DIR/archives/VERSION)")
     p.set_defaults(func=cmd_pack)
@@ -41,16 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="init mode: fetch and exit (the default)")
     mode.add_argument("--watch", action="store_true", help="sidecar mode: follow the desired version")
-    p.add_argument(
-        "--version-file", type=Path, help="file holding the desired version (a mounted ConfigMap key)"
-    )
+    p.add_argument("--version-file", type=Path, help="file holding the desired version (a mounted ConfigMap key)")
     p.add_argument("--poll", type=float, default=10.0, help="seconds between checks in watch mode")
     p.add_argument("--keep", type=int, default=2, help="complete versions to keep on the volume (default 2)")
     p.add_argument("--jobs", type=int, default=4, help="seasons downloaded in parallel (default 4)")
     p.add_argument("--retries", type=int, default=8, help="attempts without progress before giving up")
-    p.add_argument(
-        "--retry-delay", type=float, default=0.5, help="first backoff in seconds (doubles, jittered)"
-    )
+    p.add_argument("--retry-delay", type=float, default=0.5, help="first backoff in seconds (doubles, jittered)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (watch mode)")
     p.add_argument("--status-file", type=Path, help="status JSON (default DATA_DIR/fetcher-status.json)")
     p.set_defaults(func=cmd_fetch)
@@ -143,14 +137,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     try:
-        store = Store(
-            s, RetryPolicy(attempts=args.retries, base=args.retry_delay), pool=max(16, args.jobs * 2)
-        )
+        store = Store(s, RetryPolicy(attempts=args.retries, base=args.retry_delay), pool=max(16, args.jobs * 2))
     except StoreError as e:
         raise CommandError(str(e)) from None
-    fetcher = Fetcher(
-        store, s.data_dir, jobs=args.jobs, keep=args.keep, progress=False if args.no_progress else None
-    )
+    fetcher = Fetcher(store, s.data_dir, jobs=args.jobs, keep=args.keep, progress=False if args.no_progress else None)
     fixed = args.db_version or os.environ.get("DB_VERSION") or (None if args.version_file else s.db_version)
     desired = DesiredVersion(args.version_file, fixed)
     try:

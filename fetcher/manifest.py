@@ -2,9 +2,11 @@
 
     {"format": "citywok-fingerprints", "format_version": 1, "version": "v3",
      "params": {...}, "params_digest": "58666fca8b0f3b02",
-     "seasons": [{"season": 1, "name": "season_01.lmdb", "archive": "season_01.lmdb.tar.zst",
-                  "bytes": 123, "sha256": "...", "data_bytes": 456, "hash_count": 131042,
-                  "posting_count": 195267, "episode_count": 3, "episodes": ["S01E01", ...]}, ...]}
+     "seasons": {"01": {"season": 1, "lmdb": "season_01.lmdb", "archive": "season_01.lmdb.tar.zst",
+                        "bytes": 123, "sha256": "...", "data_bytes": 456, "hash_count": 131042,
+                        "posting_count": 195267, "episode_count": 3, "episodes": ["S01E01", ...]}, ...}}
+
+``seasons`` is keyed by the two-digit season number, the shape `citywok ingest` writes for a local version.
 
 Pure functions only: building, checking, and comparing manifests.
 """
@@ -41,6 +43,7 @@ class SeasonEntry:
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
+        d["lmdb"] = d.pop("name")
         d["episodes"] = list(self.episodes)
         return d
 
@@ -67,9 +70,7 @@ def build(version: str, entries: list[SeasonEntry], metas: list[dict[str, Any]])
     if len(digests) > 1:
         raise ManifestError(
             "seasons were built with different fingerprint parameters ("
-            + ", ".join(
-                f"season {e.season}: {m.get('params_digest')}" for e, m in zip(entries, metas, strict=True)
-            )
+            + ", ".join(f"season {e.season}: {m.get('params_digest')}" for e, m in zip(entries, metas, strict=True))
             + "); re-ingest them with one parameter set"
         )
     return {
@@ -78,7 +79,7 @@ def build(version: str, entries: list[SeasonEntry], metas: list[dict[str, Any]])
         "version": layout.check_version(version),
         "params": metas[0].get("params", {}) if metas else {},
         "params_digest": metas[0].get("params_digest") if metas else None,
-        "seasons": [e.to_json() for e in sorted(entries, key=lambda e: e.season)],
+        "seasons": {f"{e.season:02d}": e.to_json() for e in sorted(entries, key=lambda e: e.season)},
     }
 
 
@@ -88,10 +89,11 @@ def parse(data: Any, where: str) -> list[SeasonEntry]:
         raise ManifestError(f"{where}: not a CityWok fingerprints manifest")
     if data.get("format_version") != layout.MANIFEST_FORMAT:
         raise ManifestError(
-            f"{where}: manifest format {data.get('format_version')!r}, "
-            f"this fetcher reads {layout.MANIFEST_FORMAT}"
+            f"{where}: manifest format {data.get('format_version')!r}, this fetcher reads {layout.MANIFEST_FORMAT}"
         )
     seasons = data.get("seasons")
+    if isinstance(seasons, dict):
+        seasons = list(seasons.values())
     if not isinstance(seasons, list) or not seasons:
         raise ManifestError(f"{where}: no seasons listed")
     out = []
@@ -99,7 +101,7 @@ def parse(data: Any, where: str) -> list[SeasonEntry]:
         try:
             entry = SeasonEntry(
                 season=int(s["season"]),
-                name=str(s["name"]),
+                name=str(s["lmdb"]),
                 archive=str(s["archive"]),
                 bytes=int(s["bytes"]),
                 sha256=str(s["sha256"]),
@@ -115,14 +117,8 @@ def parse(data: Any, where: str) -> list[SeasonEntry]:
             dir_of_archive = season_dir_of(entry.archive)
         except ArchiveError as e:
             raise ManifestError(f"{where}: season {entry.season}: {e}") from None
-        if (
-            entry.name != layout.season_name(entry.season)
-            or dir_of_archive != entry.name
-            or "/" in entry.archive
-        ):
-            raise ManifestError(
-                f"{where}: season {entry.season} has unexpected names {entry.name!r}/{entry.archive!r}"
-            )
+        if entry.name != layout.season_name(entry.season) or dir_of_archive != entry.name or "/" in entry.archive:
+            raise ManifestError(f"{where}: season {entry.season} has unexpected names {entry.name!r}/{entry.archive!r}")
         if not SHA256_RE.match(entry.sha256):
             raise ManifestError(f"{where}: season {entry.season} sha256 {entry.sha256!r} is not a sha256")
         out.append(entry)
@@ -135,6 +131,8 @@ def season_shas(data: dict[str, Any]) -> dict[int, str]:
     """Season -> archive sha256 in a manifest on the volume (tolerant: ingest writes its own shape)."""
     out: dict[int, str] = {}
     seasons = data.get("seasons")
+    if isinstance(seasons, dict):
+        seasons = list(seasons.values())
     if isinstance(seasons, list):
         for s in seasons:
             if isinstance(s, dict) and isinstance(s.get("sha256"), str) and isinstance(s.get("season"), int):

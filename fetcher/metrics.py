@@ -5,9 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 BYTES_DOWNLOADED = Counter("citywok_fetcher_downloaded_bytes", "Archive bytes downloaded from the bucket")
-BYTES_REUSED = Counter(
-    "citywok_fetcher_reused_bytes", "Season bytes reused from a version already on the volume"
-)
+BYTES_REUSED = Counter("citywok_fetcher_reused_bytes", "Season bytes reused from a version already on the volume")
 FETCH_SECONDS = Histogram(
     "citywok_fetcher_fetch_seconds",
     "Time to fetch, verify and unpack one version",
@@ -16,12 +14,8 @@ FETCH_SECONDS = Histogram(
 FETCHES = Counter("citywok_fetcher_fetches", "Version fetches by outcome", ["outcome"])
 VERIFY_FAILURES = Counter("citywok_fetcher_verify_failures", "Archives or shards that failed verification")
 RETRIES = Counter("citywok_fetcher_retries", "Retried object-store requests and resumed downloads")
-SERVED = Gauge(
-    "citywok_fetcher_served_version_info", "The version `current` points to (value 1)", ["version"]
-)
-DESIRED = Gauge(
-    "citywok_fetcher_desired_version_info", "The version the fetcher was asked for (value 1)", ["version"]
-)
+SERVED = Gauge("citywok_fetcher_served_version_info", "The version `current` points to (value 1)", ["version"])
+DESIRED = Gauge("citywok_fetcher_desired_version_info", "The version the fetcher was asked for (value 1)", ["version"])
 FETCH_ERROR = Gauge("citywok_fetcher_fetch_error", "1 while the desired version fails to fetch")
 
 

@@ -56,9 +56,7 @@ def push_version(store: Store, archive_dir: Path, version: str, progress: bool |
         raise StoreError(f"{mpath} is for version {doc.get('version')!r}, not {version!r}")
     entries = manifest.parse(doc, str(mpath))
     total = sum(e.bytes for e in entries)
-    with tqdm(
-        total=total, unit="B", unit_scale=True, desc=f"check {version}", disable=progress is False
-    ) as bar:
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"check {version}", disable=progress is False) as bar:
         for e in entries:
             path = archive_dir / e.archive
             if not path.is_file():
@@ -68,9 +66,7 @@ def push_version(store: Store, archive_dir: Path, version: str, progress: bool |
                 raise StoreError(f"{path} changed since it was packed: sha256 expected {e.sha256}, got {got}")
     res = PushResult()
     known: dict[str, str] | None = None
-    with tqdm(
-        total=total, unit="B", unit_scale=True, desc=f"push {version}", disable=progress is False
-    ) as bar:
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"push {version}", disable=progress is False) as bar:
         for e in entries:
             key = store.key(version, e.archive)
             remote_sha, remote_size = store.remote_sha256(key)

@@ -162,9 +162,7 @@ class Store:
                     raise
                 failures += 1
                 if failures >= self.retry.attempts:
-                    raise StoreError(
-                        f"{what}: gave up after {failures} attempts ({short_error(e)})"
-                    ) from None
+                    raise StoreError(f"{what}: gave up after {failures} attempts ({short_error(e)})") from None
                 metrics.RETRIES.inc()
                 delay = self.retry.delay(failures)
                 log.warning("%s failed (%s); retry %d in %.1fs", what, short_error(e), failures, delay)
@@ -179,15 +177,11 @@ class Store:
         try:
             body = self._call(
                 f"get {url}",
-                lambda: self.client.get_object(Bucket=self.bucket, Key=self.key(version, MANIFEST))[
-                    "Body"
-                ].read(),
+                lambda: self.client.get_object(Bucket=self.bucket, Key=self.key(version, MANIFEST))["Body"].read(),
             )
         except ClientError as e:
             if _is_missing(e) or e.response.get("Error", {}).get("Code") == "NoSuchBucket":
-                raise StoreError(
-                    f"version {version} is not in the bucket: no {url} ({self.describe()})"
-                ) from None
+                raise StoreError(f"version {version} is not in the bucket: no {url} ({self.describe()})") from None
             raise StoreError(f"cannot read {url}: {short_error(e)}") from None
         except BotoCoreError as e:
             raise StoreError(f"cannot reach {self.describe()}: {short_error(e)}") from None
@@ -254,9 +248,7 @@ class Store:
             while have < size:
                 got = 0
                 try:
-                    resp = self.client.get_object(
-                        Bucket=self.bucket, Key=key, Range=f"bytes={have}-{size - 1}"
-                    )
+                    resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={have}-{size - 1}")
                     body = resp["Body"]
                     try:
                         for chunk in body.iter_chunks(CHUNK):
@@ -295,18 +287,14 @@ class Store:
         if have != size or got_sha != sha256:
             _discard(part)
             metrics.VERIFY_FAILURES.inc()
-            raise ChecksumError(
-                f"{name}: sha256 mismatch: expected {sha256}, got {got_sha} ({have} bytes, {url})"
-            )
+            raise ChecksumError(f"{name}: sha256 mismatch: expected {sha256}, got {got_sha} ({have} bytes, {url})")
         os.replace(part, dest)
 
     def _failed(self, name: str, exc: BaseException, failures: int, progressed: int) -> int:
         """Count a failed attempt (progress resets the count) and sleep before the ranged retry."""
         failures = 1 if progressed else failures + 1
         if failures >= self.retry.attempts:
-            raise StoreError(
-                f"{name}: gave up after {failures} attempts without progress ({short_error(exc)})"
-            )
+            raise StoreError(f"{name}: gave up after {failures} attempts without progress ({short_error(exc)})")
         metrics.RETRIES.inc()
         delay = self.retry.delay(failures)
         log.warning("%s: %s; resuming in %.1fs", name, short_error(exc), delay)
@@ -332,9 +320,7 @@ class Store:
         except S3UploadFailedError as e:
             raise StoreError(f"upload of s3://{self.bucket}/{key} failed: {str(e)[:300]}") from None
 
-    def _upload(
-        self, path: Path, key: str, extra: dict[str, Any], on_bytes: Callable[[int], None] | None
-    ) -> None:
+    def _upload(self, path: Path, key: str, extra: dict[str, Any], on_bytes: Callable[[int], None] | None) -> None:
         self._call(
             f"upload s3://{self.bucket}/{key}",
             lambda: self.client.upload_file(
@@ -346,9 +332,7 @@ class Store:
         """A server-side copy (no bytes through this machine), keeping the source's metadata."""
         self._call(
             f"copy s3://{self.bucket}/{src_key}",
-            lambda: self.client.copy(
-                {"Bucket": self.bucket, "Key": src_key}, self.bucket, key, Config=MULTIPART
-            ),
+            lambda: self.client.copy({"Bucket": self.bucket, "Key": src_key}, self.bucket, key, Config=MULTIPART),
         )
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:

@@ -95,12 +95,7 @@ def complete_versions(base: Path) -> dict[str, Path]:
     out = {}
     if base.is_dir():
         for p in base.iterdir():
-            if (
-                p.is_dir()
-                and not p.is_symlink()
-                and layout.VERSION_RE.match(p.name)
-                and layout.is_complete(p)
-            ):
+            if p.is_dir() and not p.is_symlink() and layout.VERSION_RE.match(p.name) and layout.is_complete(p):
                 out[p.name] = p
     return out
 
@@ -333,8 +328,6 @@ class Fetcher:
                 removed.append(v)
                 log.info("removed old version %s", v)
         for p in self.base.iterdir():
-            if p.name.startswith((".staging-", ".downloads-", ".trash-")) and not p.name.endswith(
-                f"-{fetched}"
-            ):
+            if p.name.startswith((".staging-", ".downloads-", ".trash-")) and not p.name.endswith(f"-{fetched}"):
                 shutil.rmtree(p, ignore_errors=True)
         return removed

@@ -54,8 +54,6 @@ def settings_for(bucket: str, proxy: FaultProxy, tmp_path: Path):
     """Settings for a machine with its own DATA_DIR, talking to the bucket through the proxy."""
 
     def make(name: str) -> Settings:
-        return Settings(
-            data_dir=tmp_path / name, s3_bucket=bucket, aws_endpoint_url=proxy.url, aws_region="us-east-1"
-        )
+        return Settings(data_dir=tmp_path / name, s3_bucket=bucket, aws_endpoint_url=proxy.url, aws_region="us-east-1")
 
     return make

@@ -81,9 +81,7 @@ def test_subcommand_version_flag_lives_beside_the_program_version() -> None:
     parser = argparse.ArgumentParser(prog="citywok")
     parser.add_argument("--version", action="version", version="citywok 0")
     cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(
-        ["fetch", "--version", "v7", "--watch", "--version-file", "/cfg/version", "--keep", "3"]
-    )
+    args = parser.parse_args(["fetch", "--version", "v7", "--watch", "--version-file", "/cfg/version", "--keep", "3"])
     assert (args.db_version, args.watch, args.keep, str(args.version_file)) == ("v7", True, 3, "/cfg/version")
     assert parser.parse_args(["pack", "--format", "gz"]).format == "gz"
     assert parser.parse_args(["push", "--bucket", "b", "--prefix", "p"]).prefix == "p"

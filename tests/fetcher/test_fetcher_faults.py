@@ -59,9 +59,7 @@ def served_v1(settings_for):
     return build, node, m2
 
 
-def test_corrupted_object_names_file_and_checksums_and_keeps_current(
-    served_v1, bucket, moto_endpoint
-) -> None:
+def test_corrupted_object_names_file_and_checksums_and_keeps_current(served_v1, bucket, moto_endpoint) -> None:
     build, node, m2 = served_v1
     key = "fingerprints/v2/season_02.lmdb.tar.zst"
     good = s3(moto_endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -69,7 +67,7 @@ def test_corrupted_object_names_file_and_checksums_and_keeps_current(
     bad[100] ^= 0x01
     s3(moto_endpoint).put_object(Bucket=bucket, Key=key, Body=bytes(bad))
     before = metrics.VERIFY_FAILURES._value.get()
-    expected = next(s["sha256"] for s in m2["seasons"] if s["season"] == 2)
+    expected = m2["seasons"]["02"]["sha256"]
     with pytest.raises(ChecksumError) as err:
         Fetcher(Store(node, FAST), node.data_dir, progress=False).fetch("v2")
     msg = str(err.value)
@@ -122,7 +120,7 @@ def test_5xx_bursts_and_throttling_are_retried(served_v1, proxy: FaultProxy) -> 
 
 def test_dropped_connections_resume_by_range(served_v1, proxy: FaultProxy) -> None:
     build, node, m2 = served_v1
-    size = next(s["bytes"] for s in m2["seasons"] if s["season"] == 2)
+    size = m2["seasons"]["02"]["bytes"]
     proxy.reset()
     proxy.add(Fault("drop", path_contains="season_02.lmdb.tar.zst", after=size // 4, times=3))
     res = Fetcher(Store(node, FAST), node.data_dir, progress=False).fetch("v2")
@@ -172,7 +170,7 @@ def test_killed_mid_download_and_mid_unpack_then_rerun_succeeds(settings_for, bu
     pack_version(build.data_dir, "v2", progress=False)
     push_version(Store(build, FAST), archives_dir(build.data_dir, "v2"), "v2", progress=False)
     m2 = json.loads((archives_dir(build.data_dir, "v2") / "manifest.json").read_text())
-    size, data_bytes = m2["seasons"][0]["bytes"], m2["seasons"][0]["data_bytes"]
+    size, data_bytes = m2["seasons"]["01"]["bytes"], m2["seasons"]["01"]["data_bytes"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_", "POD_", "DB_"))}
     env.update(
         DATA_DIR=str(node.data_dir),

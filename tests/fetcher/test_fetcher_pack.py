@@ -15,7 +15,7 @@ import zstandard
 from fetcher_testkit import make_season
 
 from citywok import layout
-from fetcher import archive
+from fetcher import archive, manifest
 from fetcher.pack import PackError, pack_version
 
 
@@ -37,15 +37,16 @@ def test_pack_is_reproducible_and_writes_checksums_and_manifest(shard_root: Path
     assert m == a.manifest == b.manifest
     assert m["format"] == "citywok-fingerprints" and m["version"] == "v1"
     assert m["params_digest"] and m["params"]["sample_rate"] == 8000
-    s1 = m["seasons"][0]
-    assert [s["season"] for s in m["seasons"]] == [1, 2]
+    s1 = m["seasons"]["01"]
+    assert [(k, s["season"], s["lmdb"]) for k, s in m["seasons"].items()] == [
+        ("01", 1, "season_01.lmdb"),
+        ("02", 2, "season_02.lmdb"),
+    ]
     assert s1["archive"] == "season_01.lmdb.tar.zst"
     assert s1["episodes"] == ["S01E01", "S01E02", "S01E03"] and s1["episode_count"] == 3
     data = (tmp_path / "a" / s1["archive"]).read_bytes()
     assert s1["bytes"] == len(data) and s1["sha256"] == hashlib.sha256(data).hexdigest()
-    assert (
-        tmp_path / "a" / "season_01.lmdb.tar.zst.sha256"
-    ).read_text() == f"{s1['sha256']}  {s1['archive']}\n"
+    assert (tmp_path / "a" / "season_01.lmdb.tar.zst.sha256").read_text() == f"{s1['sha256']}  {s1['archive']}\n"
     meta = archive.shard_meta(shard_root / "fingerprints/v1/season_01.lmdb")
     assert s1["hash_count"] == meta["hash_count"] > 1000
 
@@ -65,11 +66,13 @@ def test_archive_is_smaller_and_holds_only_the_season_folder(shard_root: Path, t
 def test_gz_format_and_unpack_round_trip(shard_root: Path, tmp_path: Path) -> None:
     res = pack_version(shard_root, "v1", fmt="gz", out_dir=tmp_path / "gz", progress=False)
     again = pack_version(shard_root, "v1", fmt="gz", out_dir=tmp_path / "gz2", progress=False)
-    assert [s["sha256"] for s in res.manifest["seasons"]] == [s["sha256"] for s in again.manifest["seasons"]]
+    assert [s["sha256"] for s in res.manifest["seasons"].values()] == [
+        s["sha256"] for s in again.manifest["seasons"].values()
+    ]
     out = archive.unpack_archive(tmp_path / "gz" / "season_01.lmdb.tar.gz", tmp_path / "unpacked")
     assert out.name == "season_01.lmdb"
     meta = archive.shard_meta(out)
-    assert meta["hash_count"] == res.manifest["seasons"][0]["hash_count"] >= meta["postings_entries"] > 0
+    assert meta["hash_count"] == res.manifest["seasons"]["01"]["hash_count"] >= meta["postings_entries"] > 0
 
 
 def test_unpack_refuses_foreign_members_and_truncation(tmp_path: Path) -> None:
@@ -124,3 +127,37 @@ def test_unpacks_a_seed_style_tar_gz_with_lock_file_and_pax_headers(tmp_path: Pa
     assert (out / "data.mdb").read_bytes() == data
     assert sorted(p.name for p in out.iterdir()) == ["data.mdb"]
     assert archive.shard_meta(out)["episodes"] == ["S03E07"]
+
+
+def test_manifest_parse_names_the_bad_field() -> None:
+    good = {
+        "format": "citywok-fingerprints",
+        "format_version": 1,
+        "seasons": {
+            "01": {
+                "season": 1,
+                "lmdb": "season_01.lmdb",
+                "archive": "season_01.lmdb.tar.zst",
+                "bytes": 10,
+                "sha256": "a" * 64,
+                "hash_count": 5,
+            },
+        },
+    }
+    assert [e.archive for e in manifest.parse(good, "m")] == ["season_01.lmdb.tar.zst"]
+    cases = [
+        ({"archive": "../../x.tar.zst"}, "unexpected names"),
+        ({"archive": "season_01.lmdb.zip"}, "not a season archive"),
+        ({"archive": "season_02.lmdb.tar.zst"}, "unexpected names"),
+        ({"sha256": "nope"}, "is not a sha256"),
+        ({"bytes": "ten"}, "season entry 0 is malformed"),
+    ]
+    for change, message in cases:
+        bad = json.loads(json.dumps(good))
+        bad["seasons"]["01"].update(change)
+        with pytest.raises(manifest.ManifestError, match=message):
+            manifest.parse(bad, "m")
+    with pytest.raises(manifest.ManifestError, match="m: no seasons listed"):
+        manifest.parse({**good, "seasons": {}}, "m")
+    with pytest.raises(manifest.ManifestError, match="this fetcher reads 1"):
+        manifest.parse({**good, "format_version": 9}, "m")

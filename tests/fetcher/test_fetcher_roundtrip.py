@@ -48,9 +48,7 @@ def test_push_then_fetch_round_trips_byte_for_byte(settings_for, proxy: FaultPro
         assert got == src
     archives = archives_dir(build.data_dir, "v1")
     assert (served / "manifest.json").read_bytes() == (archives / "manifest.json").read_bytes()
-    assert not any(
-        p.name.startswith(".") and p.is_dir() for p in layout.fingerprints_dir(node.data_dir).iterdir()
-    )
+    assert not any(p.name.startswith(".") and p.is_dir() for p in layout.fingerprints_dir(node.data_dir).iterdir())
     # a second fetch of the served version downloads nothing
     again = Fetcher(Store(node, FAST), node.data_dir, progress=False).fetch("v1")
     assert again.bytes_downloaded == 0 and again.downloaded == []
@@ -79,7 +77,7 @@ def test_unchanged_seasons_are_neither_pushed_nor_fetched_again(settings_for, pr
     assert res.sent == ["season_02.lmdb.tar.zst"]
     assert sorted(res.copied) == ["season_01.lmdb.tar.zst", "season_03.lmdb.tar.zst"]
     m2 = json.loads((archives_dir(build.data_dir, "v2") / "manifest.json").read_text())
-    s2 = next(s for s in m2["seasons"] if s["season"] == 2)
+    s2 = m2["seasons"]["02"]
     assert proxy.traffic.body_bytes_in < s2["bytes"] + 20_000, "only season 2 travelled"
 
     proxy.reset()
@@ -128,10 +126,8 @@ def test_refuses_when_the_disk_lacks_room(settings_for, bucket: str, moto_endpoi
 
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     doc = json.loads((archives_dir(build.data_dir, "v1") / "manifest.json").read_text())
-    doc["seasons"][0]["data_bytes"] = 1 << 60  # a season far bigger than any disk
+    doc["seasons"]["01"]["data_bytes"] = 1 << 60  # a season far bigger than any disk
     s3.put_object(Bucket=bucket, Key="fingerprints/v1/manifest.json", Body=json.dumps(doc).encode())
-    with pytest.raises(
-        FetchError, match=r"not enough disk space for version v1 .* need \d+\.\d MB .* MB free"
-    ):
+    with pytest.raises(FetchError, match=r"not enough disk space for version v1 .* need \d+\.\d MB .* MB free"):
         Fetcher(Store(node, FAST), node.data_dir, progress=False).fetch("v1")
     assert layout.current_version(node.data_dir) is None

@@ -57,9 +57,7 @@ def wait_for(pred, timeout: float = 60.0, what: str = "") -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_follower_keeps_serving_the_old_version_while_a_new_one_fails(
-    settings_for, bucket, moto_endpoint
-) -> None:
+def test_follower_keeps_serving_the_old_version_while_a_new_one_fails(settings_for, bucket, moto_endpoint) -> None:
     build, node = settings_for("build"), settings_for("node")
     publish(build, "v1", [1])
     publish(build, "v2", [2])
@@ -97,15 +95,10 @@ def test_follower_keeps_serving_the_old_version_while_a_new_one_fails(
 
 def test_annotation_patch_sets_and_clears_the_error() -> None:
     bad = annotation_patch(Status("v1", "v2", "v2: sha256 mismatch"))
-    assert bad == {
-        "metadata": {"annotations": {SERVED_ANNOTATION: "v1", ERROR_ANNOTATION: "v2: sha256 mismatch"}}
-    }
+    assert bad == {"metadata": {"annotations": {SERVED_ANNOTATION: "v1", ERROR_ANNOTATION: "v2: sha256 mismatch"}}}
     ok = annotation_patch(Status("v2", "v2", None))
     assert ok["metadata"]["annotations"] == {SERVED_ANNOTATION: "v2", ERROR_ANNOTATION: None}
-    assert (
-        len(annotation_patch(Status("v1", "v2", "x" * 5000))["metadata"]["annotations"][ERROR_ANNOTATION])
-        == 1024
-    )
+    assert len(annotation_patch(Status("v1", "v2", "x" * 5000))["metadata"]["annotations"][ERROR_ANNOTATION]) == 1024
 
 
 def test_status_file_is_rewritten_only_on_change(tmp_path: Path) -> None:
@@ -192,9 +185,7 @@ def test_sidecar_follows_two_version_changes_and_survives_a_bad_one(
         wait_for(lambda: status().get("served_version") == "v4", what="v4 served")
         assert status()["fetch_error"] is None
         downloaded = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        line = next(
-            x for x in downloaded.splitlines() if x.startswith("citywok_fetcher_downloaded_bytes_total")
-        )
+        line = next(x for x in downloaded.splitlines() if x.startswith("citywok_fetcher_downloaded_bytes_total"))
         v4 = archives_dir(build.data_dir, "v4") / "season_01.lmdb.tar.zst"
         assert float(line.split()[1]) >= v4.stat().st_size
     finally:
