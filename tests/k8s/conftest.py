@@ -1,0 +1,49 @@
+"""The `k8s` fixture: one real Kubernetes control plane (tests/k8s/testbed.py) per test session.
+
+Tests that use it are marked `@pytest.mark.k8s`. The binaries are built (or found in the cache) by
+hack/k8s-testenv.sh once collection is done, before any test runs, so a cold build is not counted
+against a test's timeout. A missing toolchain makes those tests fail with the script's message:
+they are never skipped.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.k8s.testbed import TestBed, TestBedError, build_binaries
+
+_BIN_DIR = pytest.StashKey[Path | TestBedError]()
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """Build the test-bed binaries up front when any collected test needs the cluster."""
+    if config.option.collectonly or not any(item.get_closest_marker("k8s") for item in items):
+        return
+    try:
+        config.stash[_BIN_DIR] = build_binaries()
+    except TestBedError as exc:
+        config.stash[_BIN_DIR] = exc
+
+
+@pytest.fixture(scope="session")
+def k8s(request: pytest.FixtureRequest) -> Iterator[TestBed]:
+    """A running control plane with Ready fake nodes: `.kubectl()`, `.kubeconfig`, `.server`, `.env`."""
+    try:
+        bin_dir = request.config.stash.get(_BIN_DIR, None) or build_binaries()
+        if isinstance(bin_dir, TestBedError):
+            raise bin_dir
+        bed = TestBed(bin_dir)
+        atexit.register(bed.stop)  # also on KeyboardInterrupt or an aborted session
+        bed.start()
+    except TestBedError as exc:
+        pytest.fail(f"Kubernetes test bed unavailable: {exc}", pytrace=False)
+    print(f"\nKubernetes test bed ready at {bed.server} in {bed.startup_seconds:.1f} s")
+    try:
+        yield bed
+    finally:
+        bed.stop()
+        atexit.unregister(bed.stop)
