@@ -46,7 +46,7 @@ if all_ok; then
 fi
 
 command -v go >/dev/null 2>&1 ||
-    die "'go' is not on PATH: the test bed is built from the Go module proxy and needs Go >= 1.24 (https://go.dev/dl/, or the golang-go Debian package)"
+    die "'go' is not on PATH: the test bed is built from the Go module proxy and needs Go >= 1.26 (https://go.dev/dl/)"
 
 mkdir -p "$BIN" "$SRC"
 exec 9>"$CACHE/.lock"

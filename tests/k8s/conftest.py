@@ -32,6 +32,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @pytest.fixture(scope="session")
 def k8s(request: pytest.FixtureRequest) -> Iterator[TestBed]:
     """A running control plane with Ready fake nodes: `.kubectl()`, `.kubeconfig`, `.server`, `.env`."""
+    failure = ""
     try:
         bin_dir = request.config.stash.get(_BIN_DIR, None) or build_binaries()
         if isinstance(bin_dir, TestBedError):
@@ -40,7 +41,9 @@ def k8s(request: pytest.FixtureRequest) -> Iterator[TestBed]:
         atexit.register(bed.stop)  # also on KeyboardInterrupt or an aborted session
         bed.start()
     except TestBedError as exc:
-        pytest.fail(f"Kubernetes test bed unavailable: {exc}", pytrace=False)
+        failure = str(exc)
+    if failure:
+        pytest.fail(f"Kubernetes test bed unavailable: {failure}", pytrace=False)
     print(f"\nKubernetes test bed ready at {bed.server} in {bed.startup_seconds:.1f} s")
     try:
         yield bed
