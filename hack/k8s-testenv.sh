@@ -10,7 +10,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=k8s/versions.env
+# shellcheck source-path=SCRIPTDIR source=k8s/versions.env
 source "$HERE/k8s/versions.env"
 
 CACHE_ROOT=${CITYWOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/citywok}
@@ -52,7 +52,7 @@ mkdir -p "$BIN" "$SRC"
 exec 9>"$CACHE/.lock"
 log "waiting for the build lock $CACHE/.lock"
 flock 9
-log "building into $BIN with $(go version | cut -d' ' -f3) (cold build of Kubernetes: ~10-25 min on 2 cores)"
+log "building into $BIN with $(go version | cut -d' ' -f3) (a cold build took 34 min on 2 shared cores)"
 
 # Sane parallelism on a shared 2-core machine; static binaries; module mode even without go.sum.
 export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
@@ -149,15 +149,16 @@ go_install() {
 # kwok's default stages (what `kwok` applies with no stage config): nodes initialise and keep a
 # lease, pods go Running and Ready, and deleted pods go away. Copied from the pinned module.
 copy_kwok_stages() {
-    local dst=$CACHE/kwok-stages src
+    local dst=$CACHE/kwok-stages src f
+    local -a stages=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+        pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
     [[ -f $dst/.stamp && $(<"$dst/.stamp") == "$KWOK_VERSION" ]] && return
     src=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')/kustomize/stage
     rm -rf "$dst" && mkdir -p "$dst"
-    cp "$src"/node/fast/node-initialize.yaml "$src"/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-        "$src"/pod/fast/pod-ready.yaml "$src"/pod/fast/pod-complete.yaml "$src"/pod/fast/pod-delete.yaml "$dst/"
+    for f in "${stages[@]}"; do cp "$src/$f" "$dst/"; done
     printf '%s' "$KWOK_VERSION" >"$dst/.stamp"
-    log "kwok stages: $(ls "$dst" | tr '\n' ' ')"
+    log "kwok stages: ${stages[*]##*/}"
 }
 
 build_etcd
