@@ -17,11 +17,16 @@ import pytest
 from tests.k8s.testbed import TestBed, TestBedError, build_binaries
 
 _BIN_DIR = pytest.StashKey[Path | TestBedError]()
+_STARTED = pytest.StashKey[str]()
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    """Build the test-bed binaries up front when any collected test needs the cluster."""
-    if config.option.collectonly or not any(item.get_closest_marker("k8s") for item in items):
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the test-bed binaries up front when a selected test needs the cluster.
+
+    After collection, so `-m "not k8s"` and `-k` deselections are already applied.
+    """
+    config = session.config
+    if config.option.collectonly or not any(item.get_closest_marker("k8s") for item in session.items):
         return
     try:
         config.stash[_BIN_DIR] = build_binaries()
@@ -44,9 +49,16 @@ def k8s(request: pytest.FixtureRequest) -> Iterator[TestBed]:
         failure = str(exc)
     if failure:
         pytest.fail(f"Kubernetes test bed unavailable: {failure}", pytrace=False)
-    print(f"\nKubernetes test bed ready at {bed.server} in {bed.startup_seconds:.1f} s")
+    started = f"Kubernetes test bed ready at {bed.server} in {bed.startup_seconds:.1f} s"
+    request.config.stash[_STARTED] = started
     try:
         yield bed
     finally:
         bed.stop()
         atexit.unregister(bed.stop)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print how long the control plane took to start, for CI logs."""
+    if _STARTED in config.stash:
+        terminalreporter.write_line(config.stash[_STARTED])
