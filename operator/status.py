@@ -101,3 +101,23 @@ def condition(conditions: list[dict[str, Any]] | None, ctype: str) -> dict[str, 
 def status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether writing ``new`` would change anything the user can see (so quiet reconciles write nothing)."""
     return any(old.get(k) != v for k, v in new.items())
+
+
+def build(old: dict[str, Any], *, record: dict[str, Any], phase: str,
+          conditions: dict[str, tuple[str, str, str]], obs: Observation, target: str | None,
+          generation: int | None, now: datetime) -> dict[str, Any]:
+    """The new ``status`` as a merge patch over ``old`` (vanished versions are set to None)."""
+    served = obs.served_versions()
+    old_served = old.get("servedVersions") or {}
+    old_conditions = old.get("conditions") or []
+    return {
+        "observedGeneration": generation,
+        "phase": phase,
+        **record,
+        "replicas": len(obs.live),
+        "readyReplicas": len(obs.ready),
+        "updatedReplicas": served.get(target, 0) if target else 0,
+        "servedVersions": {**{v: None for v in old_served if v not in served}, **served},
+        "conditions": [merge_condition(old_conditions, t, *conditions[t], now, generation)
+                       for t in CONDITION_TYPES if t in conditions],
+    }

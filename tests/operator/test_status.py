@@ -48,3 +48,19 @@ def test_condition_keeps_transition_time_while_status_holds() -> None:
 def test_status_changed() -> None:
     assert not status_changed({"phase": "Available"}, {"phase": "Available", "failedVersion": None})
     assert status_changed({"phase": "Available"}, {"phase": "Degraded"})
+
+
+def test_build_status_counts_and_removes_vanished_versions() -> None:
+    from citywok_operator.status import build
+
+    old = {"servedVersions": {"v1": 2, "v0": 1}, "conditions": []}
+    obs = observe([pod("a", True, "v1"), pod("b", True, "v2"), pod("c", False)])
+    new = build(old, record={"targetVersion": "v2"}, phase="Progressing",
+                conditions={"Available": ("True", "PodsServing", "m"), "Progressing": ("True", "R", "m"),
+                            "Degraded": ("False", "AsExpected", "m")},
+                obs=obs, target="v2", generation=4, now=NOW)
+    assert new["servedVersions"] == {"v0": None, "v1": 1, "v2": 1}
+    assert (new["replicas"], new["readyReplicas"], new["updatedReplicas"]) == (3, 2, 1)
+    assert [c["type"] for c in new["conditions"]] == ["Available", "Progressing", "Degraded"]
+    assert new["observedGeneration"] == 4 and new["targetVersion"] == "v2"
+    assert status_changed(old, new)
