@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                    log_refkey="k8s")
     memo = kopf.Memo(kube=Kube(api_client(args.kubeconfig)), options=Options(default_image=args.image),
                      resync=args.resync, debounce=0.2, metrics_port=args.metrics_port,
-                     priority=args.priority)
+                     priority=args.priority, wakers={})
     kopf.run(clusterwide=not args.namespace, namespaces=args.namespace,
              liveness_endpoint=args.liveness or None, standalone=args.standalone,
              peering_name=args.peering, priority=args.priority, memo=memo)

@@ -39,24 +39,25 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     settings.peering.stealth = True
     for resource in CHILD_RESOURCES:  # watch only what this operator manages, filtered by the server
         settings.watching.label_selectors[resource] = f"app.kubernetes.io/managed-by={MANAGED_BY}"
-    memo.wakers = {}
+    memo.setdefault("wakers", {})  # shared: kopf gives each resource a shallow copy of this memo
     if memo.metrics_port:
         metrics.serve(memo.metrics_port)
         logger.info("metrics on :%d/metrics", memo.metrics_port)
 
 
 def wake(memo: kopf.Memo, namespace: str | None, name: str | None) -> None:
+    """Wake the daemon of one FingerprintDB (called on the event loop: asyncio.Event is not thread-safe)."""
     waker = memo.get("wakers", {}).get((namespace, name))
     if waker is not None:
         waker.set()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def fingerprintdb_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def fingerprintdb_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     wake(memo, namespace, name)
 
 
-def _child_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
+async def _child_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
     wake(memo, namespace, labels.get(INSTANCE_LABEL))
 
 
