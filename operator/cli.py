@@ -49,10 +49,17 @@ def run(args: argparse.Namespace) -> int:
                    log_format={"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN,
                                "full": kopf.LogFormat.FULL}[args.log_format],
                    log_refkey="k8s")
+    logging.getLogger("kopf.objects").addFilter(_quiet_wakeups)
     memo = kopf.Memo(kube=Kube(api_client(args.kubeconfig)), options=Options(default_image=args.image),
                      resync=args.resync, debounce=0.2, metrics_port=args.metrics_port,
                      priority=args.priority, wakers={})
     kopf.run(clusterwide=not args.namespace, namespaces=args.namespace,
              liveness_endpoint=args.liveness or None, standalone=args.standalone,
-             peering_name=args.peering, priority=args.priority, memo=memo)
+             peering_name=None if args.standalone else args.peering, priority=args.priority, memo=memo)
     return 0
+
+
+def _quiet_wakeups(record: logging.LogRecord) -> bool:
+    """Drop kopf's "Handler ... succeeded" lines for the wake-up handlers (one per watch event)."""
+    msg = str(record.msg)
+    return not (msg.startswith("Handler '") and ("'child-" in msg or "'fingerprintdb_changed'" in msg))

@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 import kubernetes
 from citywok_operator.desired import API_VERSION, PLURAL
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 
 FIELD_MANAGER = "citywok-operator"
 
@@ -48,31 +50,25 @@ def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
 
 class Kube:
     def __init__(self, client: kubernetes.client.ApiClient, field_manager: str = FIELD_MANAGER) -> None:
-        self.client = client
+        # DynamicClient.request is the client's public raw-request call: paths and dicts in, bytes out.
+        self.dynamic = DynamicClient(client)
         self.field_manager = field_manager
 
     def request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                 body: Any = None, content_type: str | None = None) -> dict[str, Any] | None:
         """One call; None for 404, :class:`KubeError` for any other failure."""
-        headers = {"Accept": "application/json"}
+        params: dict[str, Any] = {"query_params": query or [], "serialize": False, "_request_timeout": 30}
         if content_type:
-            headers["Content-Type"] = content_type
-        req = self.client.param_serialize(method, path, query_params=query or [], header_params=headers,
-                                          body=body, auth_settings=["BearerToken"])
+            params["content_type"] = content_type
         try:
-            resp = self.client.call_api(*req, _request_timeout=30)
-            resp.read()
+            resp = self.dynamic.request(method.lower(), path, body=body, **params)
+        except NotFoundError:
+            return None
+        except DynamicApiError as e:
+            raise KubeError(int(e.status or 0), f"{method} {path}: {e.summary()}") from e
         except Exception as e:  # connection errors come from urllib3 in several shapes
             raise KubeError(0, f"{method} {path}: {e}") from e
-        if resp.status == 404:
-            return None
         data = resp.data.decode() if resp.data else ""
-        if not 200 <= resp.status < 300:
-            try:
-                message = json.loads(data).get("message", data)
-            except ValueError:
-                message = data
-            raise KubeError(resp.status, f"{method} {path}: {message}")
         return json.loads(data) if data else {}
 
     def _fdb_path(self, namespace: str, name: str) -> str:
