@@ -448,4 +448,15 @@ def test_metrics_and_liveness(operator: Operator, cluster: Cluster) -> None:
         text = r.read().decode()
     assert 'citywok_operator_reconciles_total{result="ok"}' in text
     assert "citywok_operator_rollout_duration_seconds_bucket" in text
-    assert f'citywok_fingerprintdb_ready_replicas{{namespace="{cluster.ns}",name="db"}} 2.0' in text
+    assert f'citywok_fingerprintdb_ready_replicas{{name="db",namespace="{cluster.ns}"}} 2.0' in text
+
+
+def test_restart_strategy_bad_version_rolls_the_template_back(cluster: Cluster) -> None:
+    serving_v1(cluster, replicas=1, rollout={"strategy": "Restart"})
+    cluster.patch_spec("db", version="v6")
+    (new,) = cluster.ready_pods("db", 1, template_version="v6")
+    cluster.report(new["metadata"]["name"], error="manifest.json: no such key")
+    st = cluster.wait_status("db", "rolled back", lambda st: st.get("failedVersion") == "v6")
+    assert condition(st, "Degraded")["reason"] == "RolledBack"
+    wait_for(lambda: cluster.get("deployment", "db")["spec"]["template"]["metadata"]["annotations"]
+             ["citywok.io/version"] == "v1", 30, "template back at v1", cluster.op)
