@@ -46,14 +46,17 @@ def run(args: list[str | Path], *, check: bool = True, stdin: str | None = None)
     return proc
 
 
-def helm_args(values: list[Path] = (), sets: dict[str, str] | None = None,
+def helm_args(values: list[Path] = (), sets: dict[str, Any] | None = None,
               api_versions: list[str] = (), crds: bool = False) -> list[str | Path]:
     args: list[str | Path] = [tool("helm"), "template", RELEASE, CHART, "--namespace", NAMESPACE,
                               "--kube-version", KUBE_VERSION]
     for v in values:
         args += ["-f", v]
-    for key, value in (sets or {}).items():
-        args += ["--set-json" if value.startswith(("{", "[")) else "--set", f"{key}={value}"]
+    for key, value in (sets or {}).items():  # str: helm's --set typing; anything else: exactly that JSON
+        if isinstance(value, str) and not value.startswith(("{", "[")):
+            args += ["--set", f"{key}={value}"]
+        else:
+            args += ["--set-json", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
     for api in api_versions:
         args += ["--api-versions", api]
     if crds:
