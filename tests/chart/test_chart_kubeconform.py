@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.chartkit import CHART, FULL_VALUES, KUBE_VERSION, MONITORING, render_text, run, tool
+from tests.chart.chartkit import CHART, FULL_VALUES, KUBE_VERSION, MONITORING, ROOT, render_text, run, tool
 from tests.chart.kubeschemas import TEMPLATE, swagger_path, write_crds, write_kubernetes
 
 MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
@@ -36,12 +36,18 @@ def kubeconform(schemas: Path, manifest: str) -> dict:
             "skipped": {r["kind"] for r in report["resources"] if r["status"] == "statusSkipped"}}
 
 
-@pytest.mark.parametrize("values", [[], [FULL_VALUES]], ids=["default", "full"])
+@pytest.mark.parametrize("values", [[], [FULL_VALUES], [ROOT / "hack/kind/values.yaml"]],
+                         ids=["default", "full", "kind-dev"])
 def test_rendered_chart_is_valid_kubernetes(schemas: Path, values: list[Path]) -> None:
     out = kubeconform(schemas, render_text(values=values, api_versions=[MONITORING], crds=True))
     assert out["rc"] == 0 and not out["bad"], out["bad"]
     assert out["skipped"] <= MONITORING_KINDS, f"skipped without a schema: {out['skipped']}"
-    assert out["summary"]["valid"] >= (10 if values else 9)
+    assert out["summary"]["valid"] >= 9
+
+
+def test_dev_s3_manifest_is_valid_kubernetes(schemas: Path) -> None:
+    out = kubeconform(schemas, (ROOT / "hack/kind/s3.yaml").read_text())
+    assert out["rc"] == 0 and not out["bad"] and out["summary"]["valid"] == 3, out
 
 
 def test_kubeconform_with_these_schemas_rejects_bad_objects(schemas: Path) -> None:
