@@ -17,7 +17,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim-trixie
 
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+# PYTHONSAFEPATH: the source tree has a folder named operator/ that must never shadow the stdlib module.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONSAFEPATH=1
 # Optional extras from pyproject.toml, e.g. --build-arg EXTRAS=sentry
 ARG EXTRAS=""
 RUN python -m venv /opt/citywok
@@ -50,6 +51,7 @@ COPY --from=build /opt/citywok /opt/citywok
 ENV PATH=/opt/citywok/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONSAFEPATH=1 \
     DATA_DIR=/data \
     TMPDIR=/tmp \
     HOME=/tmp \

@@ -58,6 +58,8 @@ def test_runtime_is_non_root_read_only_friendly_and_has_no_ffmpeg(parsed) -> Non
     assert json.loads(instructions(runtime, "VOLUME")[0]) == ["/data", "/tmp"]
     assert parsed.envs["DATA_DIR"] == "/data" and parsed.envs["TMPDIR"] == "/tmp" and parsed.envs["HOME"] == "/tmp"
     assert parsed.envs["PYTHONDONTWRITEBYTECODE"] == "1", "nothing is written beside the code at run time"
+    for stage in stages(parsed):  # the source tree's operator/ folder must never shadow the stdlib module
+        assert any("PYTHONSAFEPATH=1" in e for e in instructions(stage, "ENV"))
     assert json.loads(instructions(runtime, "ENTRYPOINT")[0]) == ["citywok"]
     assert instructions(runtime, "HEALTHCHECK")
     runs = " ".join(i["value"] for i in parsed.structure if i["instruction"] == "RUN")
