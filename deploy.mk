@@ -20,6 +20,8 @@ RELEASE ?= citywok
 IMAGE ?= ghcr.io/citywok/citywok
 TOOLS_BIN := $(HOME)/.cache/citywok/tools/bin
 HELM := $(TOOLS_BIN)/helm
+# helm built by `go install` assumes Kubernetes v1.20 offline: render for the test bed's version.
+KUBE_VERSION := $(shell sed -n 's/^K8S_VERSION=v//p' hack/k8s/versions.env)
 
 .PHONY: tools kind-up kind-down deploy dev logs port-forward chart-sync chart-lint image
 
@@ -58,6 +60,6 @@ chart-sync: ## copy crds/, operator/rbac.yaml and the peering CRDs into the char
 
 chart-lint: ## helm lint and render the chart with the default and the full values
 	bash hack/tools.sh helm >/dev/null
-	$(HELM) lint --strict $(CHART)
-	$(HELM) lint --strict $(CHART) -f tests/chart/values-full.yaml
-	$(HELM) template $(RELEASE) $(CHART) -f tests/chart/values-full.yaml >/dev/null
+	$(HELM) lint --strict --kube-version $(KUBE_VERSION) $(CHART)
+	$(HELM) lint --strict --kube-version $(KUBE_VERSION) $(CHART) -f tests/chart/values-full.yaml
+	$(HELM) template $(RELEASE) $(CHART) --kube-version $(KUBE_VERSION) -f tests/chart/values-full.yaml >/dev/null
