@@ -81,7 +81,9 @@ def test_helm_install_default_values(bed: TestBed, default_release: str) -> None
     assert bed.kubectl("get", "clusterkopfpeering", "citywok", "-o", "name").stdout.strip()
     out = bed.kubectl("get", "fingerprintdbs", "-A").stdout
     assert out == "" or "No resources" in out
-    helm(bed, "status", "cw", "--namespace", "citywok")
+    notes = helm(bed, "get", "notes", "cw", "--namespace", "citywok")
+    assert "watches FingerprintDB resources in every namespace" in notes, notes
+    assert "No FingerprintDB was created" in notes and "No ServiceMonitor" in notes, notes
     server = json.loads(bed.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
     assert server == f"v{KUBE_VERSION}", "helm template renders for the version the test bed runs"
 
@@ -108,6 +110,9 @@ def test_helm_install_full_values_creates_the_fingerprintdb(bed: TestBed, full_r
     assert dep["status"].get("availableReplicas") == 2
     assert bed.kubectl("-n", "citywok", "get", "kopfpeering", "citywok", "-o", "name").stdout.strip()
     assert bed.kubectl("get", "ingress", "-n", "citywok-staging", "full-citywok", "-o", "name").stdout.strip()
+    notes = helm(bed, "get", "notes", "full", "--namespace", "citywok-staging")
+    assert "FingerprintDB episodes asks for version 2026-11-27" in notes, notes
+    assert "Secret citywok-r2" in notes and "https://citywok.example.com/api/v1/identify" in notes, notes
 
 
 def test_namespaced_operator_reaches_only_the_watched_namespaces(bed: TestBed, full_release: str) -> None:
