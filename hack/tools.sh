@@ -10,7 +10,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=k8s/versions.env
+# shellcheck source-path=SCRIPTDIR source=k8s/versions.env
 source "$HERE/k8s/versions.env"
 ACTIONLINT_VERSION=v1.7.12
 
