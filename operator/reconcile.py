@@ -1,0 +1,115 @@
+"""One reconcile of one FingerprintDB: read, decide (pure), apply children, write status.
+
+Level-based: everything is derived from the resource, its status and its pods as they are now, so
+running it again (or after an operator restart) changes nothing that is already right.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from citywok_operator import desired, metrics, status
+from citywok_operator.kube import Kube
+from citywok_operator.rollout import Decision, Event, Intent, Record, decide
+from citywok_operator.spec import DEFAULT_IMAGE, Spec, SpecError, parse
+
+log = logging.getLogger("citywok.operator")
+
+
+@dataclass(frozen=True)
+class Options:
+    default_image: str = DEFAULT_IMAGE
+
+
+@dataclass
+class Outcome:
+    body: dict[str, Any] | None  # the resource as read (None when it is gone)
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+def intent(spec: Spec) -> Intent:
+    return Intent(version=spec.version, replicas=spec.replicas, strategy=spec.rollout.strategy,
+                  deadline_seconds=spec.rollout.progress_deadline_seconds,
+                  auto_rollback=spec.rollout.auto_rollback)
+
+
+def status_for(old: dict[str, Any], d: Decision, obs: status.Observation, generation: int | None,
+               now: datetime) -> dict[str, Any]:
+    conds = {"Available": d.available, "Progressing": d.progressing, "Degraded": d.degraded}
+    return status.build(old, record=d.record.to_status(), phase=d.phase,
+                        conditions={k: (c.status, c.reason, c.message) for k, c in conds.items()},
+                        obs=obs, target=d.record.target, generation=generation, now=now)
+
+
+def invalid_status(old: dict[str, Any], error: SpecError, obs: status.Observation, generation: int | None,
+                   now: datetime) -> dict[str, Any]:
+    serving = sum(obs.served_versions().values())
+    conds = {"Available": ("True", "PodsServing", "pods keep serving") if serving
+             else ("False", "NoPodServing", "no pod serves a version"),
+             "Progressing": ("False", "InvalidSpec", str(error)),
+             "Degraded": ("True", "InvalidSpec", str(error))}
+    rec = Record.from_status(old)
+    return status.build(old, record=rec.to_status(), phase="Degraded", conditions=conds, obs=obs,
+                        target=rec.target, generation=generation, now=now)
+
+
+def reconcile(kube: Kube, namespace: str, name: str, options: Options,
+              now: datetime | None = None) -> Outcome:
+    """Bring one FingerprintDB's children and status to what its spec and pods say."""
+    started = time.monotonic()
+    now = now or datetime.now(UTC)
+    body = kube.get_fingerprintdb(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        metrics.forget(namespace, name)
+        return Outcome(None)
+    old = body.get("status") or {}
+    generation = body["metadata"].get("generation")
+    obs = status.observe(kube.list_pods(namespace, desired.selector_labels(name)))
+    try:
+        spec = parse(name, namespace, body.get("spec") or {}, options.default_image)
+    except SpecError as e:
+        new = invalid_status(old, e, obs, generation, now)
+        events = [Event("Warning", "InvalidSpec", str(e))] if status.status_changed(old, new) else []
+        _write(kube, namespace, name, old, new)
+        metrics.RECONCILES.labels("invalid").inc()
+        return Outcome(body, events)
+
+    d = decide(intent(spec), Record.from_status(old), obs, now)
+    for child in desired.children(spec, d.version, body):
+        kube.apply(child)
+    new = status_for(old, d, obs, generation, now)
+    _write(kube, namespace, name, old, new)
+    events = list(d.events) + _availability_events(old, new)
+    for e in events:
+        log.info("%s/%s %s: %s", namespace, name, e.reason, e.message,
+                 extra={"fingerprintdb": f"{namespace}/{name}", "reason": e.reason})
+    if d.outcome and d.rollout_seconds is not None:
+        metrics.ROLLOUT_SECONDS.labels(d.outcome).observe(d.rollout_seconds)
+    if d.outcome == "rolled_back" and d.rollout_seconds is not None:
+        metrics.ROLLBACKS.inc()
+    metrics.READY.labels(namespace, name).set(new["readyReplicas"])
+    metrics.DEGRADED.labels(namespace, name).set(1 if d.degraded.status == "True" else 0)
+    metrics.RECONCILES.labels("ok").inc()
+    metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    return Outcome(body, events, d.requeue_after)
+
+
+def _write(kube: Kube, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    if status.status_changed(old, new):
+        kube.patch_status(namespace, name, new)
+
+
+def _availability_events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
+    """An event when Available flips (rollout transitions have their own events)."""
+    before = status.condition(old.get("conditions"), "Available") or {}
+    after = status.condition(new.get("conditions"), "Available") or {}
+    if not before or before.get("status") == after.get("status"):
+        return []
+    if after.get("status") == "True":
+        return [Event("Normal", "Available", after.get("message", ""))]
+    return [Event("Warning", "Unavailable", after.get("message", ""))]

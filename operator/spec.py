@@ -1,0 +1,142 @@
+"""The FingerprintDB spec read into a typed value, with the CRD's defaults applied again.
+
+The API server already validates and defaults through the CRD schema; reading the spec once here means
+every other module works with plain attributes and a resource created before a default existed still
+gets it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+STRATEGIES = ("InPlace", "Restart")
+STORAGE_TYPES = ("EmptyDir", "PersistentVolumeClaim")
+# Children are named "<name>-fetcher" etc.; a Service name is a DNS-1035 label of at most 63 characters.
+MAX_NAME = 50
+DEFAULT_IMAGE = "ghcr.io/citywok/citywok:latest"
+
+
+class SpecError(ValueError):
+    """A spec the schema let through but the operator cannot act on (reported in the status)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    bucket: str
+    prefix: str = "fingerprints"
+    endpoint: str | None = None
+    region: str | None = None
+    secret_name: str | None = None
+    access_key_id_key: str = "AWS_ACCESS_KEY_ID"
+    secret_access_key_key: str = "AWS_SECRET_ACCESS_KEY"
+
+
+@dataclass(frozen=True)
+class Container:
+    image: str
+    pull_policy: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Storage:
+    type: str = "EmptyDir"
+    size: str | None = None
+    storage_class: str | None = None
+    claim_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Rollout:
+    strategy: str = "InPlace"
+    progress_deadline_seconds: int = 600
+    auto_rollback: bool = True
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    namespace: str
+    version: str
+    source: Source
+    replicas: int = 2
+    seasons: tuple[int, ...] = ()
+    max_seasons: int | None = None
+    matcher: Container = field(default_factory=lambda: Container(DEFAULT_IMAGE))
+    fetcher: Container = field(default_factory=lambda: Container(DEFAULT_IMAGE))
+    storage: Storage = field(default_factory=Storage)
+    rollout: Rollout = field(default_factory=Rollout)
+
+
+def _container(raw: dict[str, Any] | None, default_image: str) -> Container:
+    raw = raw or {}
+    return Container(
+        image=raw.get("image") or default_image,
+        pull_policy=raw.get("imagePullPolicy"),
+        resources=dict(raw.get("resources") or {}),
+    )
+
+
+def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = DEFAULT_IMAGE) -> Spec:
+    """Read a FingerprintDB's ``spec`` dict; raise :class:`SpecError` with a one-line reason."""
+    if len(name) > MAX_NAME:
+        raise SpecError(f"name {name!r} is longer than {MAX_NAME} characters (children append suffixes)")
+    version = spec.get("version")
+    if not isinstance(version, str) or not VERSION_RE.match(version) or version == "current":
+        raise SpecError(f"spec.version {version!r} is not a valid version name")
+    src = spec.get("source") or {}
+    if not src.get("bucket"):
+        raise SpecError("spec.source.bucket is required")
+    secret = src.get("credentialsSecret") or {}
+    source = Source(
+        bucket=src["bucket"],
+        prefix=src.get("prefix") or "fingerprints",
+        endpoint=src.get("endpoint") or None,
+        region=src.get("region") or None,
+        secret_name=secret.get("name") or None,
+        access_key_id_key=secret.get("accessKeyIdKey") or "AWS_ACCESS_KEY_ID",
+        secret_access_key_key=secret.get("secretAccessKeyKey") or "AWS_SECRET_ACCESS_KEY",
+    )
+    seasons = tuple(sorted(set(spec.get("seasons") or ())))
+    max_seasons = spec.get("maxSeasons")
+    if seasons and max_seasons is not None:
+        raise SpecError("set either spec.seasons or spec.maxSeasons, not both")
+    replicas = spec.get("replicas", 2)
+    if not isinstance(replicas, int) or replicas < 0:
+        raise SpecError(f"spec.replicas must be an integer >= 0, not {replicas!r}")
+    st = spec.get("storage") or {}
+    storage = Storage(
+        type=st.get("type") or "EmptyDir",
+        size=str(st["size"]) if st.get("size") is not None else None,
+        storage_class=st.get("storageClassName") or None,
+        claim_name=st.get("claimName") or None,
+    )
+    if storage.type not in STORAGE_TYPES:
+        raise SpecError(f"spec.storage.type must be one of {', '.join(STORAGE_TYPES)}")
+    if storage.type == "PersistentVolumeClaim" and not storage.claim_name and not storage.size:
+        raise SpecError("spec.storage: a PersistentVolumeClaim needs claimName or size")
+    ro = spec.get("rollout") or {}
+    rollout = Rollout(
+        strategy=ro.get("strategy") or "InPlace",
+        progress_deadline_seconds=int(ro.get("progressDeadlineSeconds") or 600),
+        auto_rollback=bool(ro.get("autoRollback", True)),
+    )
+    if rollout.strategy not in STRATEGIES:
+        raise SpecError(f"spec.rollout.strategy must be one of {', '.join(STRATEGIES)}")
+    matcher = _container(spec.get("matcher"), default_image)
+    return Spec(
+        name=name,
+        namespace=namespace,
+        version=version,
+        source=source,
+        replicas=replicas,
+        seasons=seasons,
+        max_seasons=max_seasons,
+        matcher=matcher,
+        fetcher=_container(spec.get("fetcher"), matcher.image),
+        storage=storage,
+        rollout=rollout,
+    )
