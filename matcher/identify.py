@@ -2,7 +2,7 @@
 
 The decision is deliberately conservative: a clip is a match only when its best offset gathers at
 least ``min_score`` aligned hashes and clearly more than any other episode, which chance alignments
-on unindexed audio almost never do (on real music, 5 s of unindexed audio peaked at 9).
+on unindexed audio almost never do (on real music, 5 s of unindexed audio peaked at 10).
 A clip that finds nothing is retried at small speed changes (sped-up or slowed broadcasts).
 
 When several episodes explain the clip equally well (an opening theme, credits, a reused cue), the
@@ -33,9 +33,9 @@ class ClipTooShort(ValueError):
 
 @dataclass(frozen=True)
 class MatchPolicy:
-    min_score: int = 10
+    min_score: int = 14
     margin: float = 1.5  # the best must beat the best other episode by this factor
-    speed_min_score: int = 16  # eight more tries at other speeds are eight more chances of a fluke
+    speed_min_score: int = 20  # eight more tries at other speeds are eight more chances of a fluke
     speeds: tuple[float, ...] = (1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.04, 0.96)
     candidates: int = 5
 
