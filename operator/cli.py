@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", type=int, default=8081, help="Prometheus metrics port (0 to disable)")
     p.add_argument("--peering", default="citywok",
                    help="kopf peering name: one active operator among replicas "
-                        "(needs operator/peering.yaml applied; otherwise use --standalone)")
+                        "(needs operator/peering-crds.yaml and peering.yaml; else --standalone)")
     p.add_argument("--standalone", action="store_true", help="ignore peering (a single operator)")
     p.add_argument("--priority", type=int, default=0, help="peering priority (higher wins)")
     p.add_argument("--resync", type=float, default=30.0,

@@ -40,9 +40,10 @@ def free_port() -> int:
 class Operator:
     """`python -m citywok_operator` as a subprocess, restartable, with its log kept for failures."""
 
-    def __init__(self, k8s: Any, log: Path) -> None:
+    def __init__(self, k8s: Any, log: Path, args: tuple[str, ...] = ("--standalone",)) -> None:
         self.k8s = k8s
         self.log = log
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.liveness = free_port()
         self.metrics = free_port()
@@ -52,7 +53,7 @@ class Operator:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "citywok_operator", "--kubeconfig", str(self.k8s.kubeconfig),
-                 "--standalone", "--resync", "3", "--log-format", "plain", "--image", "citywok:test",
+                 *self.args, "--resync", "3", "--log-format", "plain", "--image", "citywok:test",
                  "--liveness", f"http://127.0.0.1:{self.liveness}/healthz",
                  "--metrics-port", str(self.metrics)],
                 stdout=out, stderr=subprocess.STDOUT, env=self.k8s.env, start_new_session=True)
