@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ def test_only_the_highest_priority_operator_is_active(k8s: Any, tmp_path: Path) 
                 "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
     k8s.kubectl("apply", "--server-side", "-f", str(REPO / "operator" / "peering.yaml"))
     low = Operator(k8s, tmp_path / "low.log", ("--peering", "citywok", "--priority", "10"))
-    high = Operator(k8s, tmp_path / "high.log", ("--peering", "citywok", "--priority", "20"))
+    high = Operator(k8s, tmp_path / "high.log",
+                    ("--peering", "citywok", "--priority", "20", "--log-format", "json"))
     ns = f"t-{uuid.uuid4().hex[:8]}"
     k8s.kubectl("create", "namespace", ns)
     cluster = Cluster(k8s, low, ns)
@@ -39,6 +41,9 @@ def test_only_the_highest_priority_operator_is_active(k8s: Any, tmp_path: Path) 
         assert st["currentVersion"] == "v1"
 
         high.stop()
+        lines = [json.loads(ln) for ln in high.log.read_text().splitlines() if ln.startswith("{")]
+        assert any(ln.get("k8s", {}).get("name") == "db" and "RolloutStarted" in ln["message"]
+                   for ln in lines), "structured log lines name the resource"
         cluster.op = low
         wait_for(lambda: "Resuming operations" in low.tail(200), 90, "low resumes", low)
         (pod,) = cluster.pods("db")
