@@ -5,11 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CITYWOK := $(VENV)/bin/citywok
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# The operator lives in a folder named `operator/` (DESIGN.md), which would shadow the standard
+# library's `operator` for any `python -m`/`-c` started in this folder: never put the cwd on sys.path.
+export PYTHONSAFEPATH := 1
 
 .PHONY: help setup demo test test-fast lint bench clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,7 @@ setup: $(VENV)/.installed ## create .venv with citywok and the test tools
 demo: setup ## ingest generated episodes into ./data and identify a clip (no bucket, no cluster)
 	$(PY) -m citywok.demo
 
-test: setup ## the whole suite: unit, HTTP, S3, browser and Kubernetes test-bed tests
+test: setup testbed ## the whole suite: unit, HTTP, S3, browser and Kubernetes test-bed tests
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -37,3 +40,6 @@ bench: setup ## engine benchmark on the real-music corpus, beside audfprint2
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+include hack/testbed.mk
+include deploy.mk

@@ -19,6 +19,7 @@ class CommandError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from citywok_operator import cli as operator_cli
+
     from fetcher import cli as fetcher_cli
     from matcher import cli as matcher_cli
 

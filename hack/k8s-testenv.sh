@@ -49,6 +49,7 @@ command -v go >/dev/null 2>&1 ||
     die "'go' is not on PATH: the test bed is built from the Go module proxy and needs Go >= 1.26 (https://go.dev/dl/)"
 
 mkdir -p "$BIN" "$SRC"
+cd "$SRC"  # outside any go.mod the caller may be in
 exec 9>"$CACHE/.lock"
 log "waiting for the build lock $CACHE/.lock"
 flock 9

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,14 +39,68 @@ def _open(source: Source) -> av.container.InputContainer:
         source = os.fspath(source)
     if isinstance(source, str) and not Path(source).exists():
         raise DecodeError(f"{source}: no such file")
-    try:
-        return av.open(source, mode="r", metadata_errors="ignore")
-    except av.FFmpegError as e:
-        raise DecodeError(f"not a readable audio or video file ({_reason(e)})") from None
+    # A small probe is enough to find an audio stream in most files and saves ~10 ms on WAV; a file
+    # that needs more (an MP4 with its index at the end, say) is opened again with FFmpeg's defaults.
+    for options in (FAST_PROBE, {}):
+        if hasattr(source, "seek"):
+            source.seek(0)
+        try:
+            container = av.open(source, mode="r", metadata_errors="ignore", options=options)
+        except av.FFmpegError as e:
+            if options:
+                continue
+            raise DecodeError(f"not a readable audio or video file ({_reason(e)})") from None
+        if container.streams.audio or not options:
+            return container
+        container.close()
+    raise AssertionError("unreachable")
+
+
+FAST_PROBE = {"probesize": "8192"}
 
 
 def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _batch(frames: list[av.AudioFrame]) -> av.AudioFrame:
+    """Join decoded frames of one format into one frame: resampling a few large frames is much
+    cheaper than resampling hundreds of small ones."""
+    if len(frames) == 1:
+        return frames[0]
+    first = frames[0]
+    data = np.concatenate([f.to_ndarray() for f in frames], axis=1)
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=first.format.name, layout=first.layout.name)
+    out.sample_rate = first.sample_rate
+    return out
+
+
+class _Downsampler:
+    """Mono float32 at ``rate`` through an FFmpeg filter graph: downmix first, then a short
+    resampling filter. About twice as fast as a default resampler, and fingerprints need no more."""
+
+    def __init__(self, frame: av.AudioFrame, rate: int) -> None:
+        self.key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        g = av.filter.Graph()
+        src = g.add_abuffer(format=frame.format.name, sample_rate=frame.sample_rate, layout=frame.layout.name,
+                            time_base=Fraction(1, frame.sample_rate))
+        mono = g.add("aformat", "sample_fmts=flt:channel_layouts=mono")
+        resample = g.add("aresample", f"{rate}:filter_size=16:phase_shift=8:linear_interp=1")
+        out = g.add("aformat", f"sample_fmts=flt:channel_layouts=mono:sample_rates={rate}")
+        sink = g.add("abuffersink")
+        g.link_nodes(src, mono, resample, out, sink).configure()
+        self.graph = g
+
+    def push(self, frame: av.AudioFrame | None) -> list[np.ndarray]:
+        if frame is not None:
+            frame.pts = None
+        self.graph.push(frame)
+        out = []
+        while True:
+            try:
+                out.append(self.graph.pull().to_ndarray().reshape(-1))
+            except (av.BlockingIOError, av.EOFError):
+                return out
 
 
 def iter_pcm(
@@ -61,38 +116,53 @@ def iter_pcm(
             raise DecodeError("the file has no audio track")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        target = max(1, int(chunk_seconds * sample_rate))
+        resampler: _Downsampler | None = None
         limit = None if max_seconds is None else int(max_seconds * sample_rate)
-        pending: list[np.ndarray] = []
-        have = 0
         total = 0
+        pending: list[av.AudioFrame] = []
+        pending_seconds = 0.0
+
+        def flush(final: bool) -> np.ndarray | None:
+            nonlocal pending, pending_seconds, resampler
+            parts: list[np.ndarray] = []
+            if pending:
+                batch = _batch(pending)
+                if resampler is None or resampler.key != (batch.format.name, batch.layout.name, batch.sample_rate):
+                    if resampler is not None:
+                        parts += resampler.push(None)
+                    resampler = _Downsampler(batch, sample_rate)
+                parts += resampler.push(batch)
+            if final and resampler is not None:
+                parts += resampler.push(None)
+            pending, pending_seconds = [], 0.0
+            return np.concatenate(parts) if parts else None
+
+        def emit(chunk: np.ndarray | None) -> Iterator[np.ndarray]:
+            nonlocal total
+            if chunk is None or chunk.size == 0:
+                return
+            if limit is not None:
+                chunk = chunk[: max(0, limit - total)]
+            total += chunk.size
+            if chunk.size:
+                yield chunk
+
         try:
-            frames = container.decode(stream)
-            for frame in frames:
-                for out in resampler.resample(frame):
-                    pending.append(out.to_ndarray().reshape(-1))
-                    have += out.samples
-                if have >= target:
-                    chunk = np.concatenate(pending)
-                    pending, have = [], 0
-                    if limit is not None and total + chunk.size >= limit:
-                        yield chunk[: limit - total]
+            for frame in container.decode(stream):
+                if pending and (frame.format.name, frame.layout.name, frame.sample_rate) != (
+                    pending[0].format.name, pending[0].layout.name, pending[0].sample_rate):
+                    yield from emit(flush(False))
+                pending.append(frame)
+                pending_seconds += frame.samples / max(1, frame.sample_rate)
+                if pending_seconds >= chunk_seconds:
+                    yield from emit(flush(False))
+                    if limit is not None and total >= limit:
                         return
-                    total += chunk.size
-                    yield chunk
-            for out in resampler.resample(None):
-                pending.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as e:
             if total == 0 and not pending:
                 raise DecodeError(f"not decodable as audio ({_reason(e)})") from None
-            # A damaged tail: keep what decoded cleanly, like players do.
-        if pending:
-            chunk = np.concatenate(pending)
-            if limit is not None:
-                chunk = chunk[: max(0, limit - total)]
-            if chunk.size:
-                yield chunk
+            # A damaged tail: keep what decoded cleanly, as players do.
+        yield from emit(flush(True))
     finally:
         container.close()
 

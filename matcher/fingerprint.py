@@ -84,7 +84,9 @@ def fingerprint_pcm(pcm: np.ndarray, params: FingerprintParams = DEFAULT_PARAMS)
     return fp.finish()
 
 
-def fingerprint_chunks(chunks: Iterable[np.ndarray], params: FingerprintParams = DEFAULT_PARAMS) -> tuple[Hashes, float]:
+def fingerprint_chunks(
+    chunks: Iterable[np.ndarray], params: FingerprintParams = DEFAULT_PARAMS
+) -> tuple[Hashes, float]:
     """Hashes and duration (seconds) of a chunked PCM stream (an episode being ingested)."""
     fp = Fingerprinter(params)
     for c in chunks:

@@ -7,6 +7,7 @@ anchor's time, and matching votes on the difference between stored and query tim
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -26,6 +27,12 @@ class Hashes:
 
     def __len__(self) -> int:
         return int(self.hash.size)
+
+    @cached_property
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct hashes and, for each hash, its index among them (computed once per query,
+        however many season shards it is looked up in)."""
+        return np.unique(self.hash, return_inverse=True)
 
     @staticmethod
     def empty() -> Hashes:

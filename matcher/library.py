@@ -7,6 +7,8 @@ from pathlib import Path
 from citywok import layout
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
 from matcher.shard import Episode, Shard, ShardError
+from matcher.shared import SharedSegment
+from matcher.shared import load as load_shared
 
 
 class Library:
@@ -17,6 +19,7 @@ class Library:
         self.shards = shards
         self.params = params
         self._episodes: dict[int, dict[int, Episode]] = {}
+        self.shared: dict[int, list[SharedSegment]] = {}
         self.refresh()
 
     @classmethod
@@ -37,8 +40,9 @@ class Library:
         return cls(vdir.name, shards, params)
 
     def refresh(self) -> None:
-        """Re-read the episode tables (after an ingest into a writable shard)."""
+        """Re-read the episode tables and shared segments (after an ingest into a writable shard)."""
         self._episodes = {n: {e.slot: e for e in s.episodes()} for n, s in self.shards.items()}
+        self.shared = {n: load_shared(s) for n, s in self.shards.items()}
 
     def episode(self, season: int, slot: int) -> Episode | None:
         return self._episodes.get(season, {}).get(slot)

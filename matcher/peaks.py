@@ -43,22 +43,17 @@ def _running_max(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
     if radius <= 0:
         return x
     width = 2 * radius + 1
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (radius, radius)
-    y = np.pad(x, pad, constant_values=-np.inf)
-    m = y
+    m = np.moveaxis(x, axis, 0)
+    pad = np.full((radius,) + m.shape[1:], -np.inf, dtype=m.dtype)
+    m = np.concatenate([pad, m, pad])
     span = 1
     while span * 2 <= width:
-        a = np.take(m, np.arange(m.shape[axis] - span), axis=axis)
-        b = np.take(m, np.arange(span, m.shape[axis]), axis=axis)
-        m = np.maximum(a, b)
+        m = np.maximum(m[:-span], m[span:])
         span *= 2
     if span < width:
         shift = width - span
-        a = np.take(m, np.arange(m.shape[axis] - shift), axis=axis)
-        b = np.take(m, np.arange(shift, m.shape[axis]), axis=axis)
-        m = np.maximum(a, b)
-    return m
+        m = np.maximum(m[:-shift], m[shift:])
+    return np.moveaxis(m, 0, axis)
 
 
 def find_peaks(spec: np.ndarray, first_frame: int, lo: int, hi: int, p: FingerprintParams) -> Peaks:

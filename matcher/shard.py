@@ -5,16 +5,22 @@ Named databases:
                                posting_count, episode_count, total_seconds}
     episodes  uint16 BE episode slot -> JSON {id, title, duration, sha256, hashes}
     ids       episode id (utf-8) -> uint16 BE slot
-    postings  uint32 BE landmark hash -> packed little-endian uint32 postings, (slot << 22) | frame
+    shared    b"segments" -> JSON list of shared segments (matcher/shared.py)
+    postings  uint32 BE bucket (hash >> 3) -> packed little-endian uint32 postings,
+              (hash & 7) << 29 | slot << 19 | frame
 
-Keys sort numerically, so a sorted batch of query hashes walks the B-tree in order. Every change is
-one write transaction: a crash mid-ingest leaves the shard as it was before that episode.
+Hashes share a bucket key eight to one, with the three low hash bits kept in each posting: LMDB spends
+about 20 bytes on every key, so fewer, fuller keys make the shard several times smaller, and lookups
+filter a bucket's postings by those bits. Keys sort numerically, so a sorted batch of query hashes
+walks the B-tree in order. Every change is one write transaction: a crash mid-ingest leaves the shard
+as it was before that episode. Limits: 1,024 episodes per season, 2.3 hours per episode.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +33,16 @@ from matcher.landmarks import Hashes
 from matcher.params import FingerprintParams
 
 FORMAT = "citywok-season-shard"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LOW_BITS = 3
 SLOT_BITS = 10
-TIME_BITS = 22
+TIME_BITS = 19
 MAX_SLOTS = 1 << SLOT_BITS
 MAX_FRAME = (1 << TIME_BITS) - 1
 TIME_MASK = np.uint32(MAX_FRAME)
+SLOT_MASK = np.uint32(MAX_SLOTS - 1)
+LOW_MASK = np.uint32((1 << LOW_BITS) - 1)
+LOW_SHIFT = np.uint32(SLOT_BITS + TIME_BITS)
 MAP_SIZE = 1 << 36  # address space only; the file grows with the data
 
 
@@ -80,6 +90,10 @@ class Shard:
         self._episodes_db = env.open_db(b"episodes", create=writable)
         self._ids_db = env.open_db(b"ids", create=writable)
         self._postings_db = env.open_db(b"postings", create=writable)
+        try:
+            self._shared_db = env.open_db(b"shared", create=writable)
+        except lmdb.NotFoundError:  # a shard written before shared segments were recorded
+            self._shared_db = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -88,7 +102,7 @@ class Shard:
         """Open for writing, creating an empty shard with these parameters if there is none."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=4, subdir=True)
+        env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=5, subdir=True)
         shard = cls(path, env, writable=True)
         existing = shard.meta(missing_ok=True)
         if existing is None:
@@ -109,11 +123,11 @@ class Shard:
             raise ShardError(f"{path}: not a season shard (no data.mdb)")
         try:
             if writable:
-                env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=4, subdir=True, create=False)
+                env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=5, subdir=True, create=False)
             else:
                 # A read-only volume cannot hold a lock file; readers then rely on no writer existing.
                 lock = _dir_writable(path)
-                env = lmdb.open(str(path), readonly=True, lock=lock, max_dbs=4, subdir=True,
+                env = lmdb.open(str(path), readonly=True, lock=lock, max_dbs=5, subdir=True,
                                 create=False, readahead=False, max_readers=512)
         except lmdb.Error as e:
             raise ShardError(f"{path}: cannot open LMDB environment ({e})") from None
@@ -188,43 +202,63 @@ class Shard:
         if len(hashes) == 0:
             z = np.zeros(0, np.int64)
             return Postings(z, z, z, 0)
-        uniq, inv = np.unique(hashes.hash, return_inverse=True)
-        keys = uniq.astype(">u4").tobytes()
-        key_list = [keys[i : i + 4] for i in range(0, len(keys), 4)]
+        uniq, q_inv = hashes.distinct
+        buckets = np.unique(uniq >> np.uint32(LOW_BITS))
         with self.env.begin(db=self._postings_db, buffers=True) as txn:
-            found = txn.cursor().getmulti(key_list)
-            blocks = []
-            owners = []
-            if found:
-                pos = {k: i for i, k in enumerate(key_list)}
-                for k, v in found:
-                    arr = np.frombuffer(v, dtype="<u4")
-                    if arr.size > max_postings:
-                        continue
-                    blocks.append(arr.copy())
-                    owners.append(pos[bytes(k)])
-        counts = np.zeros(uniq.size, np.int64)
-        if not blocks:
-            z = np.zeros(0, np.int64)
+            found = txn.cursor().getmulti(_keys(buckets))
+            found_keys = np.frombuffer(b"".join(bytes(k) for k, _ in found), dtype=">u4").astype(np.uint32)
+            sizes = np.fromiter((len(v) >> 2 for _, v in found), np.int64, len(found))
+            flat = np.frombuffer(b"".join(v for _, v in found), dtype="<u4")
+        z = np.zeros(0, np.int64)
+        if not found:
             return Postings(z, z, z, int(uniq.size))
-        sizes = np.fromiter((b.size for b in blocks), np.int64, len(blocks))
-        owners_arr = np.asarray(owners, np.int64)
-        counts[owners_arr] = sizes
-        starts = np.zeros(uniq.size, np.int64)
-        starts[owners_arr] = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        flat = np.concatenate(blocks)
-        per_query = counts[inv]
-        total = int(per_query.sum())
-        qi = np.repeat(np.arange(inv.size), per_query)
-        first = np.repeat(np.cumsum(per_query) - per_query, per_query)
-        within = np.arange(total) - first
-        post = flat[starts[inv[qi]] + within]
+        keep = np.repeat(sizes <= max_postings, sizes)  # too common: not worth its cost
+        # each posting's full hash: its bucket key and the three low bits it carries
+        full = (np.repeat(found_keys, sizes) << np.uint32(LOW_BITS)) | (flat >> LOW_SHIFT)
+        u = np.minimum(np.searchsorted(uniq, full), uniq.size - 1)
+        keep &= uniq[u] == full
+        post, u = flat[keep], u[keep]
+        # pair each posting with every query time of its hash (usually one)
+        order = np.argsort(q_inv, kind="stable")
+        q_count = np.bincount(q_inv, minlength=uniq.size)
+        q_start = np.cumsum(q_count) - q_count
+        reps = q_count[u]
+        pi = np.repeat(np.arange(post.size), reps)
+        within = np.arange(pi.size) - np.repeat(np.cumsum(reps) - reps, reps)
+        qi = order[q_start[u[pi]] + within]
+        post = post[pi]
         return Postings(
             query_t=hashes.t[qi].astype(np.int64),
-            slot=(post >> np.uint32(TIME_BITS)).astype(np.int64),
+            slot=((post >> np.uint32(TIME_BITS)) & SLOT_MASK).astype(np.int64),
             db_t=(post & TIME_MASK).astype(np.int64),
             looked_up=int(uniq.size),
         )
+
+    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every posting of the shard as (hash, slot, frame) arrays: for season-wide analyses."""
+        with self.env.begin(db=self._postings_db, buffers=True) as txn:
+            items = [(bytes(k), bytes(v)) for k, v in txn.cursor()]
+        if not items:
+            z = np.zeros(0, np.uint32)
+            return z, z, z
+        keys = np.frombuffer(b"".join(k for k, _ in items), dtype=">u4").astype(np.uint32)
+        sizes = np.fromiter((len(v) >> 2 for _, v in items), np.int64, len(items))
+        flat = np.frombuffer(b"".join(v for _, v in items), dtype="<u4")
+        h = (np.repeat(keys, sizes) << np.uint32(LOW_BITS)) | (flat >> LOW_SHIFT)
+        return h, (flat >> np.uint32(TIME_BITS)) & SLOT_MASK, flat & TIME_MASK
+
+    def get_shared(self) -> list[dict[str, Any]]:
+        if self._shared_db is None:
+            return []
+        with self.env.begin(db=self._shared_db) as txn:
+            raw = txn.get(b"segments")
+        return json.loads(raw) if raw else []
+
+    def put_shared(self, segments: list[dict[str, Any]]) -> None:
+        if not self.writable or self._shared_db is None:
+            raise ShardError("shard is open read-only")
+        with self._write_lock, self.env.begin(write=True) as txn:
+            txn.put(b"segments", json.dumps(segments).encode(), db=self._shared_db)
 
     def check(self) -> dict[str, Any]:
         """Recount hashes and postings and compare with the metadata record (used by validate and tests)."""
@@ -232,7 +266,7 @@ class Shard:
         keys = postings = 0
         with self.env.begin(db=self._postings_db, buffers=True) as txn:
             for _k, v in txn.cursor():
-                keys += 1
+                keys += _distinct_hashes(v)
                 postings += len(v) // 4
         episodes = len(self.episodes())
         ok = (keys, postings, episodes) == (meta["hash_count"], meta["posting_count"], meta["episode_count"])
@@ -243,7 +277,9 @@ class Shard:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def add_episode(self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None) -> Episode:
+    def add_episode(
+        self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None
+    ) -> Episode:
         """Add (or replace) one episode in a single transaction."""
         if not self.writable:
             raise ShardError("shard is open read-only")
@@ -291,21 +327,27 @@ class Shard:
             return 0, 0
         order = np.argsort(hashes.hash, kind="stable")
         h = hashes.hash[order]
-        vals = ((np.uint32(slot) << np.uint32(TIME_BITS)) | hashes.t[order].astype(np.uint32)).astype("<u4")
-        uniq, starts = np.unique(h, return_index=True)
+        vals = (((h & LOW_MASK) << LOW_SHIFT) | (np.uint32(slot) << np.uint32(TIME_BITS))
+                | hashes.t[order].astype(np.uint32)).astype("<u4")
+        uniq, starts = np.unique(h >> np.uint32(LOW_BITS), return_index=True)
         ends = np.append(starts[1:], h.size)
-        keys = uniq.astype(">u4").tobytes()
-        key_list = [keys[i : i + 4] for i in range(0, len(keys), 4)]
+        key_list = _keys(uniq)
         cur = txn.cursor(db=self._postings_db)
         existing = dict(cur.getmulti(key_list))
         raw = vals.tobytes()
         items = []
+        new_hashes = 0
         for i, k in enumerate(key_list):
             block = raw[starts[i] * 4 : ends[i] * 4]
             prev = existing.get(k)
-            items.append((k, prev + block if prev is not None else block))
+            if prev is None:
+                new_hashes += _distinct_hashes(block)
+                items.append((k, block))
+            else:
+                new_hashes += _distinct_hashes(prev + block) - _distinct_hashes(prev)
+                items.append((k, prev + block))
         cur.putmulti(items, dupdata=False, overwrite=True)
-        return len(key_list) - len(existing), int(h.size)
+        return new_hashes, int(h.size)
 
     def _remove_in(self, txn: lmdb.Transaction, meta: dict[str, Any], slot: int, episode_id: str) -> None:
         d = json.loads(txn.get(_slot_key(slot), db=self._episodes_db))
@@ -315,17 +357,20 @@ class Shard:
         deletes = []
         for k, v in cur:
             arr = np.frombuffer(v, dtype="<u4")
-            mine = (arr >> np.uint32(TIME_BITS)) == slot
+            mine = ((arr >> np.uint32(TIME_BITS)) & SLOT_MASK) == slot
             n = int(mine.sum())
             if n:
                 removed_post += n
+                before = _distinct_hashes(arr)
                 if n == arr.size:
                     deletes.append(bytes(k))
+                    removed_keys += before
                 else:
-                    updates.append((bytes(k), arr[~mine].tobytes()))
+                    rest = arr[~mine]
+                    updates.append((bytes(k), rest.tobytes()))
+                    removed_keys += before - _distinct_hashes(rest)
         for k in deletes:
             txn.delete(k, db=self._postings_db)
-        removed_keys = len(deletes)
         if updates:
             txn.cursor(db=self._postings_db).putmulti(updates, overwrite=True)
         txn.delete(_slot_key(slot), db=self._episodes_db)
@@ -334,6 +379,41 @@ class Shard:
         meta["posting_count"] -= removed_post
         meta["episode_count"] -= 1
         meta["total_seconds"] = round(max(0.0, meta["total_seconds"] - float(d["duration"])), 3)
+
+
+def compact(path: Path) -> int:
+    """Rewrite a shard with full pages and no free pages (about half the size after many ingests).
+
+    The compacted file is written beside the live one and renamed over it, so a crash leaves one or
+    the other, never half of each. Call with no writer open. Returns the new size in bytes.
+    """
+    path = Path(path)
+    tmp = path / ".compact"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        env = lmdb.open(str(path), readonly=True, max_dbs=5, subdir=True, create=False)
+        try:
+            env.copy(str(tmp), compact=True)
+        finally:
+            env.close()
+        with open(tmp / "data.mdb", "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp / "data.mdb", path / "data.mdb")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return (path / "data.mdb").stat().st_size
+
+
+def _distinct_hashes(block: bytes | np.ndarray) -> int:
+    """How many distinct hashes share a bucket: the distinct low bits among its postings."""
+    arr = np.frombuffer(block, dtype="<u4") if not isinstance(block, np.ndarray) else block
+    return int(np.unique(arr >> LOW_SHIFT).size)
+
+
+def _keys(buckets: np.ndarray) -> list[bytes]:
+    raw = buckets.astype(">u4").tobytes()
+    return [raw[i : i + 4] for i in range(0, len(raw), 4)]
 
 
 def _dir_writable(path: Path) -> bool:

@@ -8,7 +8,7 @@ import numpy as np
 
 from matcher.params import FingerprintParams
 
-SILENCE = np.float32(-30.0)  # log(power) floor: digital silence and dither stay below any peak
+SILENCE = np.float32(np.log(1e-6))  # power floor, about -100 dBFS: digital silence and dither stay below it
 
 
 @lru_cache(maxsize=4)

@@ -30,7 +30,8 @@ def episode(seed: int, seconds: float, sample_rate: int = 22050) -> np.ndarray:
             f0 = float(110 * 2 ** (rng.integers(0, 36) / 12))
             for h in range(1, 5):
                 if f0 * h < sample_rate / 2 - 200:
-                    out[start : start + length] += (0.25 / h) * env * np.sin(2 * np.pi * f0 * h * tt + rng.uniform(0, 6.28)).astype(np.float32)
+                    tone = np.sin(2 * np.pi * f0 * h * tt + rng.uniform(0, 6.28)).astype(np.float32)
+                    out[start : start + length] += (0.25 / h) * env * tone
         t_note += dur
     out += 0.01 * rng.standard_normal(n).astype(np.float32)
     return (out / max(1e-6, float(np.abs(out).max())) * 0.8).astype(np.float32)

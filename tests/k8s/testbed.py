@@ -196,10 +196,11 @@ class TestBed:
             except BaseException as exc:
                 logs = self._log_tails()
                 self.stop(keep_dir=True)
-                if not isinstance(exc, TestBedError | subprocess.CalledProcessError | OSError):
-                    raise
-                if attempt == 1 and "address already in use" in logs:
+                expected = isinstance(exc, TestBedError | subprocess.CalledProcessError | OSError)
+                if not expected or (attempt == 1 and "address already in use" in logs):
                     shutil.rmtree(self.dir, ignore_errors=True)
+                    if not expected:
+                        raise  # e.g. KeyboardInterrupt: nothing to debug, nothing left behind
                     continue
                 raise TestBedError(
                     f"test bed failed to start: {exc}\nfiles kept in {self.dir}\n{logs}"
@@ -227,7 +228,7 @@ class TestBed:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def pids(self) -> list[int]:
-        """Process ids of the components started (alive or not), for leak checks."""
+        """Process ids of the running components (process-group leaders), for leak checks."""
         return [component.proc.pid for component in self._components]
 
     def kubectl(

@@ -1,0 +1,223 @@
+"""Ingest: episode files -> a season shard, in parallel across cores, one transaction per episode.
+
+Decoding dominates the cost (about 300x real time per core), so files are fingerprinted in worker
+processes and written by this one, serially, which LMDB wants anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from citywok import layout
+from matcher import shared
+from matcher.decode import DecodeError, iter_pcm
+from matcher.fingerprint import fingerprint_chunks
+from matcher.landmarks import Hashes
+from matcher.params import DEFAULT_PARAMS, FingerprintParams
+from matcher.shard import Shard, ShardError, compact
+
+MEDIA_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".m4a", ".aac", ".wma", ".mka",
+                  ".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".m4v", ".mpg", ".mpeg"}
+_EPISODE_RE = re.compile(r"[Ss](\d{1,3})[ ._-]?[Ee](\d{1,4})")
+
+
+@dataclass
+class IngestResult:
+    path: str
+    episode_id: str
+    status: str  # added | replaced | skipped | failed
+    seconds: float = 0.0
+    hashes: int = 0
+    error: str | None = None
+
+
+def episode_id_for(path: Path) -> str:
+    """``S01E02`` when the name says so, else the file name without its suffix."""
+    m = _EPISODE_RE.search(path.stem)
+    if m:
+        return f"S{int(m.group(1)):02d}E{int(m.group(2)):02d}"
+    return path.stem
+
+
+def media_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named directly, and media files found under folders (sorted, hidden ones skipped)."""
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES and not f.name.startswith("."):
+                    yield f
+        elif p.is_file():
+            yield p
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint_file(path: str, params: FingerprintParams = DEFAULT_PARAMS) -> tuple[Hashes, float]:
+    """Decode and fingerprint one file, streamed (runs in a worker process)."""
+    return fingerprint_chunks(iter_pcm(path, params.sample_rate), params)
+
+
+def _work(path: str, params: FingerprintParams) -> tuple[Hashes | None, float, str | None]:
+    try:
+        hashes, seconds = fingerprint_file(path, params)
+    except DecodeError as e:
+        return None, 0.0, str(e)
+    if seconds < 1.0:
+        return None, seconds, "no audio decoded"
+    return hashes, seconds, None
+
+
+def season_path(data_dir: Path, version: str, season: int) -> Path:
+    return layout.version_dir(data_dir, version) / layout.season_name(season)
+
+
+def write_manifest(data_dir: Path, version: str, params: FingerprintParams = DEFAULT_PARAMS,
+                   open_shards: dict[int, Shard] | None = None) -> dict:
+    """Rewrite the version's manifest from its shards, so a locally ingested version is complete.
+
+    ``open_shards`` are seasons this process already has open (the server): LMDB forbids a second open.
+    """
+    vdir = layout.version_dir(data_dir, version)
+    seasons = {}
+    for n, path in layout.season_dirs(vdir).items():
+        if open_shards and n in open_shards:
+            seasons[f"{n:02d}"] = _season_entry(n, path, open_shards[n])
+            continue
+        with Shard.open(path, params) as shard:
+            seasons[f"{n:02d}"] = _season_entry(n, path, shard)
+    manifest = {
+        "format_version": layout.MANIFEST_FORMAT,
+        "version": version,
+        "params": params.to_dict(),
+        "params_digest": params.digest(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seasons": seasons,
+    }
+    layout.write_manifest(vdir, manifest)
+    return manifest
+
+
+def _season_entry(n: int, path: Path, shard: Shard) -> dict:
+    meta = shard.meta()
+    return {
+        "season": n,
+        "lmdb": path.name,
+        "hash_count": meta["hash_count"],
+        "posting_count": meta["posting_count"],
+        "episodes": sorted(e.id for e in shard.episodes()),
+    }
+
+
+def publish(data_dir: Path, version: str, params: FingerprintParams = DEFAULT_PARAMS,
+            open_shards: dict[int, Shard] | None = None) -> None:
+    """Keep the version's manifest current, and serve it if nothing is served yet."""
+    write_manifest(data_dir, version, params, open_shards)
+    if layout.current_version(data_dir) is None:
+        layout.flip_current(data_dir, version)
+
+
+def ingest_paths(
+    paths: Iterable[Path],
+    season: int,
+    data_dir: Path,
+    version: str = "v1",
+    params: FingerprintParams = DEFAULT_PARAMS,
+    workers: int | None = None,
+    on_result: Callable[[IngestResult], None] | None = None,
+) -> list[IngestResult]:
+    """Ingest files into ``season``: skip unchanged episodes, replace changed ones, add new ones."""
+    files = list(media_files(paths))
+    results: list[IngestResult] = []
+    shard = Shard.create(season_path(data_dir, version, season), params, season)
+
+    def done(r: IngestResult) -> None:
+        results.append(r)
+        if on_result:
+            on_result(r)
+
+    try:
+        todo: dict[str, tuple[str, str, bool]] = {}
+        for f in files:
+            eid = episode_id_for(f)
+            sha = file_sha256(f)
+            old = shard.episode(eid)
+            if old is not None and old.sha256 == sha:
+                done(IngestResult(str(f), eid, "skipped", old.duration, old.hashes))
+            else:
+                todo[str(f)] = (eid, sha, old is not None)
+        n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+        # one file: a thread, sparing the start-up of worker processes
+        pool_cls = ProcessPoolExecutor if n_workers > 1 else ThreadPoolExecutor
+        with pool_cls(max_workers=n_workers) as pool:
+            futures = {pool.submit(_work, path, params): path for path in todo}
+            for fut in as_completed(futures):
+                path = futures[fut]
+                eid, sha, existed = todo[path]
+                hashes, seconds, err = fut.result()
+                if err is not None or hashes is None:
+                    done(IngestResult(path, eid, "failed", seconds, 0, err))
+                    continue
+                try:
+                    shard.add_episode(eid, hashes, seconds, sha, title=Path(path).stem)
+                except ShardError as e:
+                    done(IngestResult(path, eid, "failed", seconds, 0, str(e)))
+                    continue
+                done(IngestResult(path, eid, "replaced" if existed else "added", seconds, len(hashes)))
+        if any(r.status in {"added", "replaced"} for r in results):
+            shared.update(shard)
+    finally:
+        shard.close()
+    if any(r.status in {"added", "replaced"} for r in results):
+        compact(shard.path)
+    publish(data_dir, version, params)
+    return results
+
+
+def remove_episodes(episode_ids: Iterable[str], season: int, data_dir: Path, version: str = "v1",
+                    params: FingerprintParams = DEFAULT_PARAMS) -> dict[str, bool]:
+    """Remove episodes from a season; maps each id to whether it was there."""
+    path = season_path(data_dir, version, season)
+    with Shard.open(path, params, writable=True) as shard:
+        out = {eid: shard.remove_episode(eid) for eid in episode_ids}
+        if any(out.values()):
+            shared.update(shard)
+    if any(out.values()):
+        compact(path)
+    publish(data_dir, version, params)
+    return out
+
+
+
+def ingest_bytes(shard: Shard, episode_id: str, data: bytes, params: FingerprintParams = DEFAULT_PARAMS,
+                 title: str | None = None) -> IngestResult:
+    """Fingerprint one uploaded file into an open, writable shard (the HTTP ingest route).
+
+    Raises DecodeError when the bytes are not audio; an unchanged upload is skipped, like `ingest_paths`.
+    Shared segments are recomputed, like `ingest_paths` does.
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    old = shard.episode(episode_id)
+    if old is not None and old.sha256 == sha:
+        return IngestResult("<upload>", episode_id, "skipped", old.duration, old.hashes)
+    hashes, seconds = fingerprint_chunks(iter_pcm(data, params.sample_rate), params)
+    if seconds < 1.0:
+        return IngestResult("<upload>", episode_id, "failed", seconds, 0, f"only {seconds:.2f} s of audio decoded")
+    shard.add_episode(episode_id, hashes, seconds, sha, title=title or episode_id)
+    shared.update(shard)  # not compacted: the shard stays open in the server; `citywok ingest` compacts later
+    return IngestResult("<upload>", episode_id, "replaced" if old is not None else "added", seconds, len(hashes))

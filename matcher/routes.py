@@ -1,0 +1,332 @@
+"""The HTTP routes of the matcher, in one place. Handlers parse and answer; the work runs in thread pools.
+
+Every failure is an :class:`ApiError`, answered as ``{"error": code, "message": sentence}`` by the
+server's middleware with the status it carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from citywok import layout
+from matcher import openapi, urlfetch
+from matcher.admission import Admission, Overloaded
+from matcher.decode import DecodeError, decode
+from matcher.identify import MAX_CLIP_SECONDS, ClipTooShort, Identification, identify_pcm
+from matcher.ingest import IngestResult, ingest_bytes, publish
+from matcher.library import Library
+from matcher.shard import Shard, ShardError
+from matcher.swap import NotReady
+
+STATIC = Path(__file__).parent / "static"
+EPISODE_ID_RE = re.compile(r"^[\w][\w .:+()\[\]-]{0,127}$")
+UPLOAD_SLACK = 1 << 20  # multipart framing and small fields around the file
+
+SERVICE: web.AppKey[Any] = web.AppKey("citywok_service")
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+T0: web.RequestKey[float] = web.RequestKey("t0")
+
+
+class ApiError(Exception):
+    """A client-visible failure: HTTP status, a stable code, and a sentence for people."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+    def response(self) -> web.Response:
+        return web.json_response({"error": self.code, "message": self.message}, status=self.status,
+                                 headers=self.headers)
+
+
+def not_ready() -> ApiError:
+    return ApiError(503, "not_ready", "no verified fingerprint version is loaded yet; try again shortly",
+                    {"Retry-After": "1"})
+
+
+# -- identify ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Clip:
+    data: bytes
+    source: str  # "upload" | "url" | "body"
+
+
+async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch.FetchPolicy,
+                    downloads: Admission) -> Clip:
+    """The clip of an identify request: a multipart/form ``file`` or ``url``, a JSON ``url``, or a raw body.
+
+    URL downloads are bounded apart from identify jobs (``downloads``): each may hold a connection and
+    up to ``max_bytes`` of memory for the whole URL timeout.
+    """
+    declared = request.content_length
+    if declared is not None and declared > max_bytes + UPLOAD_SLACK:
+        raise too_large(max_bytes)
+    ctype = request.content_type
+    url: Any = None
+    if ctype in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+        form = await request.post()
+        f = form.get("file")
+        if isinstance(f, web.FileField):
+            return Clip(_read_upload(f, max_bytes), "upload")
+        url = form.get("url")
+        if f is not None and url is None:
+            raise ApiError(400, "bad_request", "the 'file' field must be a file upload")
+    elif ctype == "application/json":
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, "bad_json", f"the request body is not valid JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad_json", "the JSON body must be an object like {\"url\": \"https://...\"}")
+        url = body.get("url")
+    elif request.body_exists:
+        data = await request.read()
+        if len(data) > max_bytes:
+            raise too_large(max_bytes)
+        return Clip(data, "body")
+    if url is None or (isinstance(url, str) and not url.strip()):
+        raise ApiError(400, "missing_input",
+                       "send the clip as a multipart 'file' field, or a 'url' to download it from")
+    if not isinstance(url, str):
+        raise ApiError(400, "bad_request", "'url' must be a string")
+    try:
+        with downloads.slot():
+            fetched = await urlfetch.fetch(url.strip(), fetch_policy)
+    except Overloaded:
+        raise overloaded() from None
+    except urlfetch.FetchError as e:
+        raise ApiError(e.status, e.code, str(e)) from None
+    return Clip(fetched.data, "url")
+
+
+def _read_upload(f: web.FileField, max_bytes: int) -> bytes:
+    data = f.file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise too_large(max_bytes)
+    if not data:
+        raise ApiError(400, "empty_file", f"the uploaded file {f.filename!r} is empty")
+    return data
+
+
+def too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, "too_large",
+                    f"the clip is larger than the {max_bytes}-byte limit; send a few seconds of audio")
+
+
+@dataclass
+class Timed:
+    result: Identification
+    decode_s: float
+    match_s: float
+
+
+def identify_bytes(library: Library, data: bytes) -> Timed:
+    """Decode and identify one clip (runs in a worker thread: PyAV and numpy release the GIL)."""
+    t0 = time.perf_counter()
+    pcm = decode(data, library.params.sample_rate, max_seconds=MAX_CLIP_SECONDS)
+    t1 = time.perf_counter()
+    result = identify_pcm(library, pcm)
+    return Timed(result, t1 - t0, time.perf_counter() - t1)
+
+
+def overloaded() -> ApiError:
+    return ApiError(429, "overloaded", "the server is at capacity; retry in a moment", {"Retry-After": "1"})
+
+
+async def identify(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    m = svc.metrics
+    outcome = "error"
+    try:
+        if not svc.holder.ready:
+            raise not_ready()
+        if svc.admission.full:  # refuse before reading the body
+            m.rejected.inc()
+            raise overloaded()
+        clip = await read_clip(request, svc.config.max_upload_bytes, svc.fetch_policy, svc.downloads)
+        try:
+            with svc.admission.slot():
+                m.queue.set(svc.admission.admitted)
+                with svc.holder.acquire() as lib:
+                    loop = asyncio.get_running_loop()
+                    timed = await loop.run_in_executor(svc.pool, identify_bytes, lib, clip.data)
+            svc.admission.record(timed.decode_s + timed.match_s)
+        except Overloaded:
+            m.rejected.inc()
+            raise overloaded() from None
+        except NotReady:
+            raise not_ready() from None
+        except DecodeError as e:
+            raise ApiError(415, "unsupported_media", f"the clip is not decodable as audio: {e}") from None
+        except ClipTooShort as e:
+            raise ApiError(422, "too_short", str(e)) from None
+        finally:
+            m.queue.set(svc.admission.admitted)
+        m.decode_seconds.observe(timed.decode_s)
+        m.match_seconds.observe(timed.match_s)
+        m.hashes.observe(timed.result.hashes_looked_up)
+        if clip.source == "url":
+            m.url_bytes.inc(len(clip.data))
+        outcome = "match" if timed.result.match else "no_match"
+        body = timed.result.to_json()
+        body["elapsed_ms"] = round((time.perf_counter() - request[T0]) * 1000, 1)
+        body["decode_ms"] = round(timed.decode_s * 1000, 1)
+        body["match_ms"] = round(timed.match_s * 1000, 1)
+        body["source"] = clip.source
+        return web.json_response(body)
+    except ApiError as e:
+        if e.status in {429, 503}:
+            outcome = ""
+        raise
+    finally:
+        if outcome:
+            m.identify.labels(outcome).inc()
+
+
+# -- ingest --------------------------------------------------------------------------------------
+
+
+def check_token(request: web.Request, token: str | None) -> None:
+    if not token:
+        raise ApiError(404, "ingest_disabled", "ingest is disabled on this server (no INGEST_TOKEN is configured)")
+    auth = request.headers.get("Authorization", "")
+    scheme, _, given = auth.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise ApiError(401, "unauthorized", "ingest needs an 'Authorization: Bearer <token>' header",
+                       {"WWW-Authenticate": 'Bearer realm="citywok-ingest"'})
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise ApiError(403, "forbidden", "the ingest token is not valid")
+
+
+def ingest_into(library: Library, data_dir: Path, season: int, episode_id: str, data: bytes,
+                title: str | None) -> IngestResult:
+    """Write one upload into the served version's season shard and keep its manifest current."""
+    shard = library.shards.get(season)
+    if shard is None:
+        vdir = layout.version_dir(data_dir, library.version)
+        shard = Shard.create(vdir / layout.season_name(season), library.params, season)
+        library.shards = {**library.shards, season: shard}  # replaced whole: readers iterate the old dict
+    if not shard.writable:
+        raise ShardError("the served version is open read-only (its volume is not writable)")
+    result = ingest_bytes(shard, episode_id, data, library.params, title)
+    library.refresh()
+    publish(data_dir, library.version, library.params, open_shards=library.shards)
+    return result
+
+
+async def ingest(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    check_token(request, svc.config.ingest_token)
+    if not svc.holder.ready:
+        raise not_ready()
+    if request.content_type != "multipart/form-data":
+        raise ApiError(400, "bad_request", "send ingest as multipart/form-data with 'episode_id' and 'file'")
+    form = await request.post()
+    episode_id = str(form.get("episode_id") or "").strip()
+    if not EPISODE_ID_RE.match(episode_id):
+        raise ApiError(400, "bad_episode_id", "'episode_id' is required: letters, digits, spaces and ._-:+()[] "
+                       "up to 128 characters, e.g. S01E02")
+    try:
+        season = int(str(form.get("season") or "1"))
+    except ValueError:
+        raise ApiError(400, "bad_season", "'season' must be a whole number from 1 to 99") from None
+    if not 1 <= season <= 99:
+        raise ApiError(400, "bad_season", "'season' must be a whole number from 1 to 99")
+    f = form.get("file")
+    if not isinstance(f, web.FileField):
+        raise ApiError(400, "missing_input", "send the episode as a multipart 'file' field")
+    data = _read_upload(f, svc.config.max_upload_bytes)
+    title = str(form.get("title") or "").strip() or None
+    loop = asyncio.get_running_loop()
+    try:
+        async with svc.ingest_lock:
+            with svc.holder.acquire() as lib:
+                r = await loop.run_in_executor(svc.ingest_pool, ingest_into, lib, svc.config.data_dir, season,
+                                               episode_id, data, title)
+                svc.metrics.served(lib.version, lib.seasons, lib.nbytes(), lib.episode_count())
+    except NotReady:
+        raise not_ready() from None
+    except DecodeError as e:
+        svc.metrics.ingest.labels("error").inc()
+        raise ApiError(415, "unsupported_media", f"the file is not decodable as audio: {e}") from None
+    except ShardError as e:
+        svc.metrics.ingest.labels("error").inc()
+        raise ApiError(409, "ingest_failed", str(e)) from None
+    if r.status == "failed":
+        svc.metrics.ingest.labels("error").inc()
+        raise ApiError(422, "too_short", f"{episode_id}: {r.error}")
+    svc.metrics.ingest.labels(r.status).inc()
+    return web.json_response({"episode_id": episode_id, "season": season, "status": r.status,
+                              "seconds": round(r.seconds, 3), "hashes": r.hashes, "db_version": lib.version},
+                             status=201 if r.status == "added" else 200)
+
+
+# -- status, docs, page --------------------------------------------------------------------------
+
+
+async def api_test(request: web.Request) -> web.Response:
+    h = request.app[SERVICE].holder.current
+    lib = h.library if h else None
+    return web.json_response({
+        "status": "ok",
+        "message": "CityWok API is running (Audio-Only)",
+        "features": {"audio": True, "url_download": True, "ingest": bool(request.app[SERVICE].config.ingest_token)},
+        "ready": lib is not None,
+        "db_version": lib.version if lib else None,
+        "seasons": lib.seasons if lib else [],
+        "episodes": lib.episode_count() if lib else 0,
+    })
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    h = request.app[SERVICE].holder.current
+    if h is None:
+        raise not_ready()
+    return web.json_response({"status": "ready", "db_version": h.library.version, "seasons": h.library.seasons})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    m = request.app[SERVICE].metrics
+    return web.Response(body=m.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi.spec(request.app[SERVICE].config.max_upload_bytes))
+
+
+async def docs(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "docs.html")
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/identify", identify)
+    r.add_post("/api/v1/ingest", ingest)
+    r.add_get("/api/v1/test", api_test)
+    r.add_get("/api/v1/openapi.json", openapi_json)
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/docs", docs)
+    r.add_get("/", index)
+    r.add_static("/static/", STATIC, show_index=False)

@@ -1,0 +1,286 @@
+"""`citywok serve`: the matcher HTTP service (aiohttp). App factory, middleware, the swap watcher, main.
+
+Settings, flags first, then the environment, then the default:
+
+    HOST, --host        0.0.0.0
+    PORT, --port        8000
+    DATA_DIR            ./data; serves DATA_DIR/fingerprints/current, swapped when it moves
+    MAX_SEASONS         all
+    INGEST_TOKEN        unset: POST /api/v1/ingest answers 404 "ingest is disabled"
+    URL_ALLOW_HOSTS     comma-separated hosts or networks a URL may reach although private/loopback
+                        (e.g. 127.0.0.1 in tests); default none
+    MAX_UPLOAD_BYTES    52428800 (uploads and URL downloads)
+    MAX_CONCURRENCY     identify jobs running at once (threads); default: the number of cores
+    MAX_QUEUE           identify jobs waiting beyond those; default 2 x MAX_CONCURRENCY; past it: 429
+    MAX_QUEUE_WAIT      seconds a new job may be expected to wait (recent job times); 0.5; past it: 429
+    MAX_DOWNLOADS       URL downloads at once; 8; past it: 429
+    POLL_INTERVAL       seconds between looks at `current`; 0.5
+    URL_TIMEOUT         seconds for a whole URL download, redirects included; 15
+    SHUTDOWN_TIMEOUT    seconds to drain in-flight requests on SIGTERM; 30
+    SENTRY_DSN          unset: no Sentry; set: errors go to Sentry (needs the `sentry` extra)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from citywok import settings as settings_mod
+from citywok.cli import CommandError
+from matcher import routes, urlfetch
+from matcher.admission import Admission
+from matcher.metrics import Metrics
+from matcher.swap import Handle, ServedVersion
+
+log = logging.getLogger("citywok.server")
+access_log = logging.getLogger("citywok.access")
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 413: "too_large", 415: "unsupported_media"}
+
+
+@dataclass
+class ServerConfig:
+    """Everything `citywok serve` can be told, from flags, then environment, then defaults."""
+
+    data_dir: Path = Path("./data")
+    host: str = "0.0.0.0"
+    port: int = 8000
+    max_seasons: int | None = None
+    ingest_token: str | None = None
+    url_allow: urlfetch.AllowList = field(default_factory=urlfetch.AllowList)
+    max_upload_bytes: int = 50 << 20
+    max_concurrency: int = max(1, os.cpu_count() or 1)
+    max_queue: int | None = None  # None: 2 x max_concurrency
+    max_queue_wait: float = 0.5
+    max_downloads: int = 8
+    poll_interval: float = 0.5
+    url_timeout: float = 15.0
+    shutdown_timeout: float = 30.0
+    sentry_dsn: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **flags: object) -> ServerConfig:
+        e = dict(os.environ if env is None else env)
+        s = settings_mod.load(e)
+
+        def num(name: str, conv: Callable[[str], float | int], default: float | int, least: float = 1e-9
+                ) -> float | int:
+            raw = e.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                v = conv(raw)
+            except ValueError:
+                raise CommandError(f"{name}={raw!r} is not a number", 2) from None
+            if v < least:
+                what = "positive" if least < 1e-6 else f"at least {least:g}"
+                raise CommandError(f"{name} must be {what}, not {raw}", 2)
+            return v
+
+        d = cls()
+        cfg = cls(
+            data_dir=s.data_dir,
+            host=e.get("HOST") or d.host,
+            port=int(num("PORT", int, d.port, least=0)),
+            max_seasons=s.max_seasons,
+            ingest_token=e.get("INGEST_TOKEN") or None,
+            url_allow=urlfetch.AllowList.parse(e.get("URL_ALLOW_HOSTS")),
+            max_upload_bytes=int(num("MAX_UPLOAD_BYTES", int, d.max_upload_bytes)),
+            max_concurrency=int(num("MAX_CONCURRENCY", int, d.max_concurrency)),
+            max_queue=int(num("MAX_QUEUE", int, -1, least=0)) if e.get("MAX_QUEUE", "").strip() else None,
+            max_queue_wait=float(num("MAX_QUEUE_WAIT", float, d.max_queue_wait)),
+            max_downloads=int(num("MAX_DOWNLOADS", int, d.max_downloads)),
+            poll_interval=float(num("POLL_INTERVAL", float, d.poll_interval)),
+            url_timeout=float(num("URL_TIMEOUT", float, d.url_timeout)),
+            shutdown_timeout=float(num("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout)),
+            sentry_dsn=s.sentry_dsn,
+        )
+        for k, v in flags.items():
+            if v is not None:
+                setattr(cfg, k, v)
+        return cfg
+
+
+class Service:
+    """The app's state: served version, pools, admission, metrics."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.holder = ServedVersion(config.data_dir, config.max_seasons, writable=bool(config.ingest_token),
+                                    on_swap=self._on_swap)
+        self.pool = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="identify")
+        self.ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="ingest")
+        self.swap_pool = ThreadPoolExecutor(1, thread_name_prefix="swap")
+        queue = config.max_queue if config.max_queue is not None else 2 * config.max_concurrency
+        self.admission = Admission(config.max_concurrency, queue, config.max_queue_wait)
+        self.downloads = Admission(config.max_downloads, 0)
+        self.ingest_lock = asyncio.Lock()
+        self.fetch_policy = urlfetch.FetchPolicy(allow=config.url_allow, max_bytes=config.max_upload_bytes,
+                                                 timeout=config.url_timeout)
+        self.report_error: Callable[[BaseException], None] = lambda e: None
+
+    def _on_swap(self, old: Handle | None, new: Handle) -> None:
+        lib = new.library
+        self.metrics.served(lib.version, lib.seasons, lib.nbytes(), lib.episode_count())
+        if old is not None:
+            self.metrics.swaps.inc()
+
+    async def poll(self) -> bool:
+        errors = self.holder.errors
+        swapped = await asyncio.get_running_loop().run_in_executor(self.swap_pool, self.holder.poll)
+        if self.holder.errors > errors:
+            self.metrics.load_errors.inc(self.holder.errors - errors)
+        return swapped
+
+    async def watch(self) -> None:
+        """Poll `current` forever; a failure is logged and the next poll tries again."""
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            try:
+                await self.poll()
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad version
+                log.exception("version poll failed")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.ingest_pool.shutdown(wait=True)
+        self.swap_pool.shutdown(wait=True)
+        self.holder.close()
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    if info.http_exception is not None or info.route.resource is None:
+        return "unmatched"
+    return info.route.resource.canonical
+
+
+def _error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def _http_message(e: web.HTTPException, request: web.Request, max_upload: int) -> str:
+    if e.status == 404:
+        return f"there is no {request.path} here; the API is described at /docs"
+    if e.status == 405:
+        allowed = ", ".join(sorted(getattr(e, "allowed_methods", ()) or ()))
+        return f"{request.method} is not allowed on {request.path}" + (f" (use {allowed})" if allowed else "")
+    if e.status == 413:
+        return f"the upload is larger than the {max_upload}-byte limit"
+    return e.text if e.text and not e.text.startswith(f"{e.status}:") else f"{e.reason} ({e.status})"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """Request id in and out, JSON errors, metrics, and one JSON log line per request."""
+    svc: Service = request.app[routes.SERVICE]
+    rid = request.headers.get("X-Request-Id", "")
+    if not REQUEST_ID_RE.match(rid):
+        rid = uuid.uuid4().hex
+    request[routes.REQUEST_ID] = rid
+    request[routes.T0] = t0 = time.perf_counter()
+    svc.metrics.in_flight.inc()
+    error: str | None = None
+    try:
+        try:
+            resp = await handler(request)
+        except routes.ApiError as e:
+            resp, error = e.response(), e.message
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            code = HTTP_CODES.get(e.status, "http_error")
+            message = _http_message(e, request, svc.config.max_upload_bytes)
+            headers = {k: v for k, v in e.headers.items() if k.lower() in {"allow", "retry-after"}}
+            resp, error = _error_response(e.status, code, message, headers), message
+        except Exception as e:  # noqa: BLE001 - answered as JSON 500, logged and reported
+            log.exception("unhandled error on %s %s [%s]", request.method, request.path, rid)
+            svc.report_error(e)
+            resp, error = _error_response(500, "internal", f"internal error (request id {rid})"), repr(e)
+    finally:
+        svc.metrics.in_flight.dec()
+    resp.headers["X-Request-Id"] = rid
+    elapsed = time.perf_counter() - t0
+    route = _route_name(request)
+    svc.metrics.requests.labels(route, request.method, str(resp.status)).inc()
+    svc.metrics.latency.labels(route, request.method).observe(elapsed)
+    line = {"ts": round(time.time(), 3), "request_id": rid, "method": request.method, "path": request.path,
+            "route": route, "status": resp.status, "ms": round(elapsed * 1000, 1), "remote": request.remote}
+    if error:
+        line["error"] = error
+    access_log.info(json.dumps(line))
+    return resp
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    svc: Service = app[routes.SERVICE]
+    await svc.poll()  # serve at once whatever is there; if nothing is, readyz says 503 until it appears
+    if not svc.holder.ready:
+        log.warning("no complete version under %s yet: answering 503 until one appears",
+                    svc.config.data_dir / "fingerprints")
+    watcher = asyncio.create_task(svc.watch())
+    yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    svc.close()
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    """The matcher app; the first version is loaded at startup and swapped when `current` moves."""
+    app = web.Application(middlewares=[observe], client_max_size=config.max_upload_bytes + routes.UPLOAD_SLACK)
+    app[routes.SERVICE] = Service(config)
+    routes.setup_routes(app)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+def _setup_logging() -> None:
+    h = logging.StreamHandler(sys.stdout)
+    h.setFormatter(logging.Formatter("%(message)s"))
+    access_log.handlers[:] = [h]
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
+
+
+def _setup_sentry(dsn: str | None, svc: Service) -> None:
+    if not dsn:
+        return
+    try:
+        import sentry_sdk
+    except ImportError:
+        log.warning("SENTRY_DSN is set but sentry-sdk is not installed (pip install 'citywok[sentry]')")
+        return
+    sentry_sdk.init(dsn=dsn, traces_sample_rate=0.0)
+    svc.report_error = sentry_sdk.capture_exception
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT, then drain in-flight requests (up to SHUTDOWN_TIMEOUT) and close."""
+    config = ServerConfig.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
+                                   data_dir=getattr(args, "data_dir", None))
+    _setup_logging()
+    app = create_app(config)
+    _setup_sentry(config.sentry_dsn, app[routes.SERVICE])
+    log.info("citywok serve on http://%s:%d (data %s, %d workers, ingest %s)", config.host, config.port,
+             config.data_dir, config.max_concurrency, "on" if config.ingest_token else "off")
+    web.run_app(app, host=config.host, port=config.port, access_log=None, shutdown_timeout=config.shutdown_timeout,
+                print=None)
+    return 0

@@ -1,0 +1,159 @@
+"""Shared segments: audio that occurs in several episodes (opening theme, credits, recaps, stock music).
+
+Found from the shard itself: a hash whose postings fall in two episodes votes for the time shift
+between them; a shift that gathers many votes, over a contiguous run, is a segment the two share.
+Pairs are then joined into groups ("the theme, in these 8 episodes, here in each") and stored in
+the shard, so identify can say *what* an ambiguous clip is instead of guessing an episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from matcher.shard import Shard
+
+MAX_POSTINGS_PER_HASH = 64  # hashes shared by more places than this are too common to pair
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    episode_id: str
+    start: float  # seconds
+    end: float
+
+
+@dataclass(frozen=True)
+class SharedSegment:
+    """One piece of audio and every place it occurs."""
+
+    occurrences: tuple[Occurrence, ...]
+
+    @property
+    def seconds(self) -> float:
+        return max(o.end - o.start for o in self.occurrences)
+
+    def to_json(self) -> dict:
+        return {"occurrences": [asdict(o) for o in self.occurrences]}
+
+    @staticmethod
+    def from_json(d: dict) -> SharedSegment:
+        return SharedSegment(tuple(Occurrence(**o) for o in d["occurrences"]))
+
+    def label(self) -> str:
+        """e.g. "shared by 8 episodes, 0:00-0:30 in each" or "... at 1:10 in S01E02, 3:05 in S01E07"."""
+        occ = sorted(self.occurrences, key=lambda o: o.episode_id)
+        eps = {o.episode_id for o in occ}
+        starts = {round(o.start) for o in occ}
+        if len(starts) == 1 and len(eps) == len(occ):
+            o = occ[0]
+            return f"shared by {len(eps)} episodes, {_clock(o.start)}-{_clock(o.end)} in each"
+        where = ", ".join(f"{_clock(o.start)}-{_clock(o.end)} in {o.episode_id}" for o in occ)
+        return f"shared by {len(eps)} episodes: {where}"
+
+    def covers(self, episode_id: str, start: float, end: float, slack: float = 1.0) -> bool:
+        return any(o.episode_id == episode_id and o.start - slack <= start and end <= o.end + slack
+                   for o in self.occurrences)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}"
+
+
+def find_shared(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, max_gap_seconds: float = 2.0
+                ) -> list[SharedSegment]:
+    """Every segment of at least ``min_seconds`` that two or more episodes of the shard share."""
+    p = shard.params
+    h, slot, t = shard.all_postings()
+    if h.size == 0:
+        return []
+    order = np.lexsort((t, slot, h))
+    h, slot, t = h[order], slot[order], t[order]
+    starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+    counts = np.diff(np.r_[starts, h.size])
+    ok = (counts >= 2) & (counts <= MAX_POSTINGS_PER_HASH)
+    # all pairs (i < j) inside each hash group, built one offset k at a time
+    pairs_i, pairs_j = [], []
+    for k in range(1, int(counts[ok].max(initial=1))):
+        g = ok & (counts > k)
+        first = np.repeat(starts[g], counts[g] - k) + _ranges(counts[g] - k)
+        pairs_i.append(first)
+        pairs_j.append(first + k)
+    if not pairs_i:
+        return []
+    i, j = np.concatenate(pairs_i), np.concatenate(pairs_j)
+    keep = slot[i] != slot[j]
+    i, j = i[keep], j[keep]
+    swap = slot[i] > slot[j]
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
+    shift = t[j].astype(np.int64) - t[i].astype(np.int64)
+    key = (slot[i].astype(np.int64) << 42) | (slot[j].astype(np.int64) << 32) | (shift + (1 << 31))
+    uniq, inv, votes = np.unique(key, return_inverse=True, return_counts=True)
+    by_key = np.argsort(inv, kind="stable")
+    key_start = np.r_[0, np.cumsum(votes)]
+    gap = int(max_gap_seconds / p.frame_seconds)
+    episodes = {e.slot: e.id for e in shard.episodes()}
+    pairs: list[tuple[Occurrence, Occurrence]] = []
+    for u in np.flatnonzero(votes >= min_hashes // 2):
+        # pool the neighbouring shifts (+-1 frame) of the same two episodes: peaks jitter
+        lo = u - 1 if u > 0 and uniq[u - 1] >> 32 == uniq[u] >> 32 else u
+        hi = u + 1 if u + 1 < uniq.size and uniq[u + 1] >> 32 == uniq[u] >> 32 else u
+        members = by_key[key_start[lo] : key_start[hi + 1]]
+        ta = np.sort(t[i[members]].astype(np.int64))
+        sa, sb = int(uniq[u] >> 42), int((uniq[u] >> 32) & 0x3FF)
+        d = int((uniq[u] & 0xFFFFFFFF) - (1 << 31))
+        for run in np.split(ta, np.flatnonzero(np.diff(ta) > gap) + 1):
+            if run.size >= min_hashes and (run[-1] - run[0]) * p.frame_seconds >= min_seconds:
+                a0, a1 = run[0] * p.frame_seconds, (run[-1] + p.target_dt_max) * p.frame_seconds
+                b0, b1 = a0 + d * p.frame_seconds, a1 + d * p.frame_seconds
+                pairs.append((Occurrence(episodes[sa], round(a0, 2), round(a1, 2)),
+                              Occurrence(episodes[sb], round(b0, 2), round(b1, 2))))
+    return _group(pairs)
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """[0..n0), [0..n1), ... concatenated."""
+    total = int(lengths.sum())
+    return np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+def _group(pairs: list[tuple[Occurrence, Occurrence]]) -> list[SharedSegment]:
+    """Join pairwise matches into segments: occurrences that overlap in one episode are one node."""
+    nodes: list[Occurrence] = []
+    parent: list[int] = []
+
+    def node(o: Occurrence) -> int:
+        for k, n in enumerate(nodes):
+            if n.episode_id == o.episode_id and min(n.end, o.end) - max(n.start, o.start) > 0.5 * (o.end - o.start):
+                nodes[k] = Occurrence(n.episode_id, min(n.start, o.start), max(n.end, o.end))
+                return k
+        nodes.append(o)
+        parent.append(len(parent))
+        return len(nodes) - 1
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a, b in pairs:
+        ra, rb = find(node(a)), find(node(b))
+        parent[ra] = rb
+    groups: dict[int, list[Occurrence]] = {}
+    for k, n in enumerate(nodes):
+        groups.setdefault(find(k), []).append(n)
+    return [SharedSegment(tuple(sorted(g, key=lambda o: (o.episode_id, o.start)))) for g in groups.values()]
+
+
+def update(shard: Shard) -> list[SharedSegment]:
+    """Recompute and store a season's shared segments (after ingest, or on demand)."""
+    segments = find_shared(shard)
+    shard.put_shared([s.to_json() for s in segments])
+    return segments
+
+
+def load(shard: Shard) -> list[SharedSegment]:
+    return [SharedSegment.from_json(d) for d in shard.get_shared()]

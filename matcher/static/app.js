@@ -1,0 +1,116 @@
+// The drop-a-clip page: send a file, a recording or a URL to /api/v1/identify and show the answer.
+"use strict";
+const $ = (id) => document.getElementById(id);
+
+function clock(seconds) {
+  const m = Math.floor(seconds / 60);
+  const s = (seconds - m * 60).toFixed(2).padStart(5, "0");
+  return `${m}:${s}`;
+}
+
+function say(text, isError) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+function show(answer) {
+  $("result").hidden = false;
+  if (answer.match && answer.ambiguous) {
+    const where = answer.episodes.map((e) => `${e.episode_id} at ${clock(e.offset_seconds)}`);
+    $("headline").textContent = `Shared audio: ${answer.shared_segment || "in several episodes"}`;
+    $("episode").textContent = where.join(", ");
+    $("season").textContent = answer.season ?? "several";
+    $("offset").textContent = "-";
+    $("confidence").textContent = `${Math.round(answer.confidence * 100)} %`;
+  } else if (answer.match) {
+    $("headline").textContent = `${answer.episode_id} at ${clock(answer.offset_seconds)}`;
+    $("episode").textContent = answer.episode_id;
+    $("season").textContent = answer.season;
+    $("offset").textContent = `${clock(answer.offset_seconds)} (${answer.offset_seconds.toFixed(2)} s)`;
+    $("confidence").textContent = `${Math.round(answer.confidence * 100)} %`;
+  } else {
+    $("headline").textContent = "No match";
+    for (const id of ["episode", "season", "offset"]) $(id).textContent = "-";
+    $("confidence").textContent = "0 %";
+  }
+  $("elapsed").textContent = `${answer.elapsed_ms} ms`;
+  if (answer.ambiguous) say("This audio occurs in several episodes: a longer clip can tell them apart.", false);
+  else say(answer.match ? "Found it." : "Not in the library (or too noisy): try a longer or cleaner clip.", false);
+}
+
+async function identify(body, headers) {
+  say("Identifying…", false);
+  $("result").hidden = true;
+  try {
+    const resp = await fetch("/api/v1/identify", { method: "POST", body, headers });
+    const answer = await resp.json();
+    if (!resp.ok) {
+      say(answer.message || `HTTP ${resp.status}`, true);
+      return;
+    }
+    show(answer);
+  } catch (err) {
+    say(`The request failed: ${err}`, true);
+  }
+}
+
+function sendBlob(blob, name) {
+  const form = new FormData();
+  form.append("file", blob, name);
+  identify(form);
+}
+
+$("file").addEventListener("change", (e) => {
+  const f = e.target.files[0];
+  if (f) sendBlob(f, f.name);
+});
+
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  const f = e.dataTransfer.files[0];
+  if (f) sendBlob(f, f.name);
+});
+
+$("url-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const url = $("url").value.trim();
+  if (url) identify(JSON.stringify({ url }), { "Content-Type": "application/json" });
+});
+
+$("record").addEventListener("click", async () => {
+  const btn = $("record");
+  if (!navigator.mediaDevices || !window.MediaRecorder) {
+    say("This browser cannot record audio; choose a file instead.", true);
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    say(`No microphone: ${err.message || err}`, true);
+    return;
+  }
+  const rec = new MediaRecorder(stream);
+  const parts = [];
+  rec.ondataavailable = (e) => parts.push(e.data);
+  rec.onstop = () => {
+    stream.getTracks().forEach((t) => t.stop());
+    btn.classList.remove("recording");
+    btn.textContent = "Record 8 s";
+    sendBlob(new Blob(parts, { type: rec.mimeType }), "recording.webm");
+  };
+  rec.start();
+  btn.classList.add("recording");
+  btn.textContent = "Listening…";
+  say("Recording 8 seconds: hold the phone near the speaker.", false);
+  setTimeout(() => rec.state !== "inactive" && rec.stop(), 8000);
+});
+
+fetch("/api/v1/test").then((r) => r.json()).then((t) => {
+  $("db").textContent = t.db_version ? `serving ${t.db_version}: ${t.episodes} episodes, seasons ${t.seasons.join(", ")}`
+    : "no fingerprints loaded yet";
+}).catch(() => {});

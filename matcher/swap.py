@@ -1,0 +1,194 @@
+"""The served version: which Library answers requests, swapped atomically while requests are in flight.
+
+`DATA_DIR/fingerprints/current` says which version to serve. :meth:`ServedVersion.poll` notices when it
+points somewhere new and complete, opens that version beside the old one, switches, and closes the old
+one once the last request holding it lets go (a reference count per opened version). LMDB forbids
+opening one environment twice in a process, so a version that is still draining is reused, not reopened.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from citywok import layout
+from matcher.library import Library
+from matcher.shard import ShardError
+
+log = logging.getLogger("citywok.swap")
+
+
+class NotReady(Exception):
+    """No complete version is loaded yet."""
+
+
+@dataclass
+class Handle:
+    """One opened version and how many requests hold it."""
+
+    vdir: Path
+    library: Library
+    manifest_mtime: float
+    refs: int = 0
+    retired: bool = False
+    closed: bool = False
+    seasons: list[int] = field(default_factory=list)
+
+
+class ServedVersion:
+    """Holds the Library being served; thread-safe."""
+
+    def __init__(self, data_dir: Path, max_seasons: int | None = None, writable: bool = False,
+                 on_swap: Callable[[Handle | None, Handle], None] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.max_seasons = max_seasons
+        self.writable = writable
+        self.on_swap = on_swap
+        self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._current: Handle | None = None
+        self._open: dict[Path, Handle] = {}  # every opened version not yet closed, current or draining
+        self.swaps = 0
+        self.errors = 0  # distinct failures to load a version
+        self.last_error: str | None = None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def current(self) -> Handle | None:
+        return self._current
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    @contextmanager
+    def acquire(self) -> Iterator[Library]:
+        """The current Library, kept open until the block ends even if a swap happens meanwhile."""
+        with self._lock:
+            h = self._current
+            if h is None:
+                raise NotReady("no fingerprint version is loaded yet")
+            h.refs += 1
+        try:
+            yield h.library
+        finally:
+            self._release(h)
+
+    def _release(self, h: Handle) -> None:
+        with self._lock:
+            h.refs -= 1
+            close = h.retired and h.refs == 0 and not h.closed
+            if close:
+                h.closed = True
+                self._open.pop(h.vdir, None)
+        if close:
+            h.library.close()
+            log.info("closed drained version %s", h.vdir.name)
+
+    def draining(self) -> list[str]:
+        """Versions swapped out but still held by in-flight requests."""
+        with self._lock:
+            return [h.vdir.name for h in self._open.values() if h.retired]
+
+    # -- swapping ------------------------------------------------------------------------------
+
+    def poll(self) -> bool:
+        """Serve what `current` points to if it is new and complete; True when a swap happened.
+
+        A version that cannot be opened is logged and skipped: the old one keeps answering.
+        """
+        with self._poll_lock:
+            try:
+                vdir = layout.current_dir(self.data_dir)
+            except layout.LayoutError as e:
+                self._fail(str(e))
+                return False
+            cur = self._current
+            if vdir is None or not layout.is_complete(vdir):
+                return False
+            vdir = vdir.resolve()
+            if cur is not None and cur.vdir == vdir:
+                self._maybe_refresh(cur)
+                return False
+            try:
+                return self._swap_to(vdir)
+            except (ShardError, layout.LayoutError, OSError) as e:
+                self._fail(f"cannot serve {vdir.name}: {e}")
+                return False
+
+    def _fail(self, message: str) -> None:
+        if message != self.last_error:
+            log.error("%s", message)
+            self.errors += 1
+        self.last_error = message
+
+    def _swap_to(self, vdir: Path) -> bool:
+        layout.read_manifest(vdir)  # refuse a manifest that is not one
+        mtime = (vdir / layout.MANIFEST).stat().st_mtime
+        with self._lock:
+            h = self._open.get(vdir)
+            if h is not None:  # still draining from an earlier swap: take it back
+                h.retired = False
+        if h is None:
+            lib = self._open_library(vdir)
+            h = Handle(vdir, lib, mtime, seasons=lib.seasons)
+        with self._lock:
+            old = self._current
+            self._open[vdir] = h
+            self._current = h
+            if old is not None:
+                old.retired = True
+            self.swaps += 1 if old is not None else 0
+        self.last_error = None
+        log.info("serving %s (%d seasons, %d episodes)%s", vdir.name, len(h.library.seasons),
+                 h.library.episode_count(), f", was {old.vdir.name}" if old else "")
+        if old is not None:
+            self._retire(old)
+        if self.on_swap:
+            self.on_swap(old, h)
+        return True
+
+    def _open_library(self, vdir: Path) -> Library:
+        """Writable when ingest is on; a version on a read-only volume is still served, read-only."""
+        if self.writable:
+            try:
+                return Library.open(vdir, max_seasons=self.max_seasons, writable=True)
+            except ShardError as e:
+                log.warning("serving %s read-only (ingest into it will fail): %s", vdir.name, e)
+        return Library.open(vdir, max_seasons=self.max_seasons)
+
+    def _retire(self, h: Handle) -> None:
+        with self._lock:
+            close = h.refs == 0 and not h.closed
+            if close:
+                h.closed = True
+                self._open.pop(h.vdir, None)
+        if close:
+            h.library.close()
+            log.info("closed version %s", h.vdir.name)
+
+    def _maybe_refresh(self, h: Handle) -> None:
+        """Another process ingested into the served version: re-read its episode tables."""
+        try:
+            mtime = (h.vdir / layout.MANIFEST).stat().st_mtime
+        except OSError:
+            return
+        if mtime != h.manifest_mtime:
+            h.manifest_mtime = mtime
+            h.library.refresh()
+
+    def close(self) -> None:
+        """Close every opened version (at shutdown, after requests have drained)."""
+        with self._lock:
+            handles = list(self._open.values())
+            self._open.clear()
+            self._current = None
+        for h in handles:
+            if not h.closed:
+                h.closed = True
+                h.library.close()

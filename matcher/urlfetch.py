@@ -1,0 +1,208 @@
+"""Download a clip from a user-given URL without letting the URL reach inside the network (SSRF).
+
+Every hop (the first URL and each redirect, followed by hand) is checked: http(s) only, and the host's
+addresses, as resolved, must be public. The check happens in the connector's resolver, so the socket
+connects to exactly the addresses that were checked (a DNS answer that changes between check and
+connect, "DNS rebinding", cannot slip through). IP literals skip the resolver and are checked first.
+Hosts or networks in the allow list (``URL_ALLOW_HOSTS``) are exempt, which is how tests reach 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+import aiohttp
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from yarl import URL
+
+METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
+                      ipaddress.ip_address("100.100.100.200")}
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class FetchError(Exception):
+    """The URL could not be downloaded; ``status`` and ``code`` say how to answer the client."""
+
+    status = 502
+    code = "url_fetch_failed"
+
+
+class BadUrl(FetchError):
+    status = 400
+    code = "bad_url"
+
+
+class UrlForbidden(FetchError):
+    status = 403
+    code = "url_forbidden"
+
+
+class TooLarge(FetchError):
+    status = 413
+    code = "too_large"
+
+
+class FetchTimeout(FetchError):
+    status = 504
+    code = "url_timeout"
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Hosts (exact names) and networks exempt from the address check."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str] | str | None) -> AllowList:
+        if entries is None:
+            return cls()
+        if isinstance(entries, str):
+            entries = entries.split(",")
+        hosts, nets = set(), []
+        for e in (x.strip() for x in entries):
+            if not e:
+                continue
+            try:
+                nets.append(ipaddress.ip_network(e.strip("[]"), strict=False))
+            except ValueError:
+                hosts.add(e.lower().rstrip("."))
+        return cls(frozenset(hosts), tuple(nets))
+
+    def host_allowed(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self.hosts
+
+    def address_allowed(self, addr: IPAddress) -> bool:
+        return any(addr in n for n in self.networks)
+
+
+def forbidden_reason(addr: IPAddress) -> str | None:
+    """Why a client-supplied URL must not reach this address, or None if it is public."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if addr in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    for attr, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),
+                       ("is_unspecified", "unspecified"), ("is_reserved", "reserved"), ("is_private", "private")):
+        if getattr(addr, attr):
+            return f"a {what} address"
+    if not addr.is_global:
+        return "not a public address"
+    return None
+
+
+def check_address(host: str, addr: IPAddress, allow: AllowList) -> None:
+    if allow.host_allowed(host) or allow.address_allowed(addr):
+        return
+    why = forbidden_reason(addr)
+    if why:
+        raise UrlForbidden(f"refusing to fetch from {host}: it resolves to {addr}, {why}")
+
+
+class CheckingResolver(ThreadedResolver):
+    """Resolves, then refuses the whole host if any of its addresses is not public."""
+
+    def __init__(self, allow: AllowList) -> None:
+        super().__init__()
+        self.allow = allow
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[ResolveResult]:
+        results = await super().resolve(host, port, family)
+        for r in results:
+            check_address(host, ipaddress.ip_address(r["host"].split("%")[0]), self.allow)
+        return results
+
+
+def check_url(url: str, allow: AllowList) -> URL:
+    """Parse and check what can be checked before connecting: scheme, host, IP literals."""
+    try:
+        u = URL(url)
+    except (ValueError, TypeError) as e:
+        raise BadUrl(f"not a valid URL: {e}") from None
+    if u.scheme not in {"http", "https"}:
+        raise BadUrl(f"only http and https URLs are fetched, not {u.scheme or 'a relative URL'!r}")
+    if not u.host:
+        raise BadUrl("the URL has no host")
+    if u.user or u.password:
+        raise BadUrl("URLs with credentials are not fetched")
+    try:
+        addr = ipaddress.ip_address(u.host.strip("[]").split("%")[0])
+    except ValueError:
+        return u
+    check_address(u.host, addr, allow)
+    return u
+
+
+@dataclass
+class FetchPolicy:
+    allow: AllowList = field(default_factory=AllowList)
+    max_bytes: int = 50 << 20
+    timeout: float = 15.0
+    max_redirects: int = 5
+    user_agent: str = "CityWok/0.1 (+clip identification)"
+
+
+@dataclass
+class Fetched:
+    data: bytes
+    url: str
+    content_type: str | None
+
+
+async def fetch(url: str, policy: FetchPolicy) -> Fetched:
+    """Download ``url`` under the policy's size, time, redirect and address limits."""
+    try:
+        return await asyncio.wait_for(_fetch(url, policy), policy.timeout)
+    except TimeoutError:
+        raise FetchTimeout(f"downloading the URL took longer than {policy.timeout:g} s") from None
+
+
+async def _fetch(url: str, policy: FetchPolicy) -> Fetched:
+    connector = aiohttp.TCPConnector(resolver=CheckingResolver(policy.allow), use_dns_cache=False, force_close=True)
+    headers = {"User-Agent": policy.user_agent, "Accept": "audio/*, video/*, */*;q=0.5"}
+    async with aiohttp.ClientSession(connector=connector, trust_env=False, headers=headers,
+                                     auto_decompress=True) as session:
+        current = url
+        for _hop in range(policy.max_redirects + 1):
+            u = check_url(current, policy.allow)
+            try:
+                async with session.get(u, allow_redirects=False) as resp:
+                    if resp.status in REDIRECT_STATUSES:
+                        loc = resp.headers.get("Location")
+                        if not loc:
+                            raise FetchError(f"{u.host} answered {resp.status} without a Location")
+                        current = urljoin(str(u), loc)
+                        continue
+                    if resp.status >= 400:
+                        raise FetchError(f"{u.host} answered HTTP {resp.status} for the URL")
+                    declared = resp.content_length
+                    if declared is not None and declared > policy.max_bytes:
+                        raise TooLarge(f"the file at the URL is {declared} bytes; the limit is {policy.max_bytes}")
+                    data = await _read_capped(resp, policy.max_bytes)
+                    return Fetched(data, str(u), resp.headers.get("Content-Type"))
+            except UrlForbidden:
+                raise
+            except aiohttp.InvalidURL as e:
+                raise BadUrl(f"not a valid URL: {e}") from None
+            except (aiohttp.ClientError, OSError) as e:
+                raise FetchError(f"could not download from {u.host}: {e}") from None
+        raise FetchError(f"more than {policy.max_redirects} redirects")
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(64 << 10):
+        buf += chunk
+        if len(buf) > limit:
+            raise TooLarge(f"the file at the URL is larger than the {limit}-byte limit")
+    return bytes(buf)

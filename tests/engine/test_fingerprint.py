@@ -1,0 +1,38 @@
+import numpy as np
+
+from matcher import synth
+from matcher.decode import decode, iter_pcm
+from matcher.fingerprint import fingerprint_chunks, fingerprint_pcm
+from matcher.landmarks import HASH_BITS
+from matcher.params import DEFAULT_PARAMS
+
+
+def test_deterministic_and_bounded():
+    x = synth.episode(3, 20, 8000)
+    a, b = fingerprint_pcm(x), fingerprint_pcm(x.copy())
+    assert len(a) > 20 * 40  # dense enough to survive noise
+    assert np.array_equal(a.hash, b.hash) and np.array_equal(a.t, b.t)
+    assert int(a.hash.max()) < (1 << HASH_BITS)
+    assert np.all(np.diff(a.t.astype(np.int64)) >= 0)
+
+
+def test_streaming_equals_whole_file():
+    """A long file fingerprinted in small decoded chunks gives exactly the whole-file hashes."""
+    wav = synth.encode(synth.episode(5, 200, 8000), 8000, "wav")
+    whole = fingerprint_pcm(decode(wav, 8000))
+    for chunk_seconds in (0.7, 13.3, 61.0):
+        streamed, seconds = fingerprint_chunks(iter_pcm(wav, 8000, chunk_seconds=chunk_seconds))
+        assert abs(seconds - 200) < 0.01
+        assert np.array_equal(streamed.hash, whole.hash)
+        assert np.array_equal(streamed.t, whole.t)
+
+
+def test_silence_has_no_hashes():
+    assert len(fingerprint_pcm(np.zeros(8000 * 5, np.float32))) == 0
+
+
+def test_params_digest_changes_with_any_parameter():
+    from dataclasses import replace
+
+    assert replace(DEFAULT_PARAMS, fanout=5).digest() != DEFAULT_PARAMS.digest()
+    assert DEFAULT_PARAMS.from_dict(DEFAULT_PARAMS.to_dict()) == DEFAULT_PARAMS

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from matcher import synth
+from matcher.decode import decode
+from matcher.identify import ClipTooShort, identify_pcm
+
+RATE = 8000
+
+
+def clip(x: np.ndarray, start: float, seconds: float) -> np.ndarray:
+    return x[int(start * RATE) : int((start + seconds) * RATE)]
+
+
+@pytest.mark.parametrize("eid,start", [("S01E01", 3.25), ("S01E04", 41.0), ("S01E06", 54.5)])
+def test_clean_clip_found_at_offset(library, episodes, eid, start):
+    r = identify_pcm(library, clip(episodes[eid], start, 5))
+    assert r.match and r.episode_id == eid and r.season == 1
+    assert abs(r.offset_seconds - start) <= 0.05
+    assert r.confidence > 0.5 and r.score >= 12
+    assert r.candidates[0].episode_id == eid
+
+
+@pytest.mark.parametrize("snr", [10, 5, 0])
+def test_noise_survived(library, episodes, snr):
+    r = identify_pcm(library, synth.add_noise(clip(episodes["S01E02"], 20, 5), snr, seed=snr))
+    assert r.match and r.episode_id == "S01E02" and abs(r.offset_seconds - 20) <= 0.1
+
+
+@pytest.mark.parametrize("fmt,bitrate", [("mp3", 32000), ("opus", 16000)])
+def test_reencoded_clip_survived(library, episodes, fmt, bitrate):
+    data = synth.encode(clip(episodes["S01E03"], 12, 5), RATE, fmt, bitrate)
+    r = identify_pcm(library, decode(data, RATE))
+    assert r.match and r.episode_id == "S01E03" and abs(r.offset_seconds - 12) <= 0.1
+
+
+@pytest.mark.parametrize("speed", [1.03, 0.97])
+def test_speed_change_survived(library, episodes, speed):
+    r = identify_pcm(library, synth.change_speed(clip(episodes["S01E05"], 30, 6), speed))
+    assert r.match and r.episode_id == "S01E05" and abs(r.offset_seconds - 30) <= 0.1
+    assert r.speed == speed
+
+
+def test_unindexed_audio_not_matched(library):
+    matches = [identify_pcm(library, synth.episode(900 + i, 5, RATE)).match for i in range(10)]
+    assert sum(matches) == 0
+
+
+def test_too_short(library, episodes):
+    with pytest.raises(ClipTooShort):
+        identify_pcm(library, clip(episodes["S01E01"], 0, 0.5))

@@ -1,0 +1,32 @@
+import pytest
+
+from citywok import layout
+
+
+def test_flip_refuses_incomplete_and_flips_atomically(tmp_path):
+    v1 = layout.version_dir(tmp_path, "v1")
+    v1.mkdir(parents=True)
+    with pytest.raises(layout.LayoutError, match="manifest"):
+        layout.flip_current(tmp_path, "v1")
+    assert layout.current_version(tmp_path) is None
+    layout.write_manifest(v1, {"seasons": {}})
+    layout.flip_current(tmp_path, "v1")
+    assert layout.current_version(tmp_path) == "v1"
+    v2 = layout.version_dir(tmp_path, "v2")
+    v2.mkdir()
+    layout.write_manifest(v2, {"seasons": {}})
+    layout.flip_current(tmp_path, "v2")
+    assert layout.current_dir(tmp_path) == v2
+    assert sorted(p.name for p in layout.fingerprints_dir(tmp_path).iterdir()) == ["current", "v1", "v2"]
+
+
+@pytest.mark.parametrize("bad", ["", "..", "current", "a/b", "../x", "-x"])
+def test_version_names_cannot_escape(tmp_path, bad):
+    with pytest.raises(layout.LayoutError):
+        layout.version_dir(tmp_path, bad)
+
+
+def test_bad_manifest(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(layout.LayoutError, match="not valid JSON"):
+        layout.read_manifest(tmp_path)

@@ -1,0 +1,85 @@
+"""Episodes that share a theme, credits and a reused cue: ambiguity is reported, not guessed."""
+
+import numpy as np
+import pytest
+
+from matcher import shared, synth
+from matcher.fingerprint import fingerprint_pcm
+from matcher.identify import identify_pcm
+from matcher.library import Library
+from matcher.params import DEFAULT_PARAMS
+from matcher.shard import Shard
+
+R = 8000
+THEME, BODY, CREDITS = 30, 120, 20
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    theme, credits, cue = synth.episode(5000, THEME, R), synth.episode(5001, CREDITS, R), synth.episode(5002, 15, R)
+    eps = {f"S01E{k + 1:02d}": np.concatenate([theme, synth.episode(6000 + k, BODY, R), credits]) for k in range(8)}
+    e9, e10 = synth.episode(7000, 100, R), synth.episode(7001, 100, R)
+    eps["S01E09"] = np.concatenate([e9[: 40 * R], cue, e9[40 * R :]])  # the cue at 0:40
+    eps["S01E10"] = np.concatenate([e10[: 70 * R], cue, e10[70 * R :]])  # and at 1:10
+    vdir = tmp_path_factory.mktemp("series") / "v1"
+    with Shard.create(vdir / "season_01.lmdb", DEFAULT_PARAMS, 1) as s:
+        for eid, x in eps.items():
+            s.add_episode(eid, fingerprint_pcm(x), x.size / R, "0" * 64)
+        shared.update(s)
+    lib = Library.open(vdir)
+    yield eps, lib
+    lib.close()
+
+
+def cut(x, start, seconds=5.0):
+    return x[int(start * R) : int((start + seconds) * R)]
+
+
+def test_segments_found_and_recorded(series):
+    _, lib = series
+    segs = sorted(lib.shared[1], key=lambda s: -len(s.occurrences))
+    assert [len(s.occurrences) for s in segs] == [8, 8, 2]
+    theme = next(s for s in segs if all(o.start < 1 for o in s.occurrences))
+    assert all(abs(o.end - THEME) < 2 for o in theme.occurrences)
+    credits = next(s for s in segs if s is not theme and len(s.occurrences) == 8)
+    assert all(abs(o.start - (THEME + BODY)) < 1.5 for o in credits.occurrences)
+    cue = segs[2]
+    assert {(o.episode_id, round(o.start)) for o in cue.occurrences} == {("S01E09", 40), ("S01E10", 70)}
+
+
+@pytest.mark.parametrize("start", [2.0, 17.5])
+def test_theme_clip_is_ambiguous_and_lists_all_eight(series, start):
+    eps, lib = series
+    r = identify_pcm(lib, synth.add_noise(cut(eps["S01E03"], start), 10))
+    assert r.match and r.ambiguous and r.episode_id is None
+    assert sorted(c.episode_id for c in r.episodes) == [f"S01E{k:02d}" for k in range(1, 9)]
+    assert all(abs(c.offset_seconds - start) <= 0.1 for c in r.episodes)
+    assert r.shared_segment.startswith("shared by 8 episodes, 0:00-0:3")
+
+
+def test_credits_clip_is_ambiguous(series):
+    eps, lib = series
+    r = identify_pcm(lib, cut(eps["S01E05"], THEME + BODY + 6))
+    assert r.ambiguous and len(r.episodes) == 8 and "shared by 8 episodes" in r.shared_segment
+
+
+def test_reused_cue_lists_both_episodes_with_their_offsets(series):
+    eps, lib = series
+    r = identify_pcm(lib, cut(eps["S01E09"], 44))
+    assert r.ambiguous
+    assert {(c.episode_id, round(c.offset_seconds)) for c in r.episodes} == {("S01E09", 44), ("S01E10", 74)}
+    assert "S01E09" in r.shared_segment and "S01E10" in r.shared_segment
+
+
+@pytest.mark.parametrize("eid,start", [("S01E02", 60.0), ("S01E07", 100.0), ("S01E10", 20.0)])
+def test_unique_content_is_answered_uniquely(series, eid, start):
+    eps, lib = series
+    r = identify_pcm(lib, cut(eps[eid], start))
+    assert r.match and not r.ambiguous and r.episode_id == eid and abs(r.offset_seconds - start) <= 0.1
+
+
+@pytest.mark.parametrize("eid,start", [("S01E04", THEME - 2.5), ("S01E06", THEME + BODY - 3.0)])
+def test_clip_straddling_the_boundary_names_the_episode(series, eid, start):
+    eps, lib = series
+    r = identify_pcm(lib, cut(eps[eid], start, 6.0))
+    assert r.match and not r.ambiguous and r.episode_id == eid and abs(r.offset_seconds - start) <= 0.1

@@ -1,0 +1,43 @@
+"""Test helpers for the fetcher: generated season shards and a real S3-compatible server over HTTP."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from citywok import layout
+from matcher import synth
+from matcher.fingerprint import fingerprint_pcm
+from matcher.landmarks import Hashes
+from matcher.params import DEFAULT_PARAMS
+from matcher.shard import Shard
+
+
+def make_season(vdir: Path, season: int, seeds: list[int], seconds: float = 30.0) -> Path:
+    """A real season shard from synthetic episodes (fingerprinted by the engine)."""
+    path = vdir / layout.season_name(season)
+    with Shard.create(path, DEFAULT_PARAMS, season) as shard:
+        for seed in seeds:
+            pcm = synth.episode(seed, seconds, DEFAULT_PARAMS.sample_rate)
+            shard.add_episode(f"S{season:02d}E{seed:02d}", fingerprint_pcm(pcm), seconds, f"sha-{seed}")
+    return path
+
+
+def make_big_season(vdir: Path, season: int, episodes: int, hashes_per_episode: int, seed: int = 0) -> Path:
+    """A large shard quickly: random landmark hashes shaped like real ones (21-bit keys, rising times)."""
+    path = vdir / layout.season_name(season)
+    rng = np.random.default_rng(seed * 1000 + season)
+    with Shard.create(path, DEFAULT_PARAMS, season) as shard:
+        for e in range(episodes):
+            h = rng.integers(0, 1 << 21, hashes_per_episode, dtype=np.uint32)
+            t = np.sort(rng.integers(0, 80_000, hashes_per_episode, dtype=np.uint32))
+            shard.add_episode(f"S{season:02d}E{e + 1:02d}", Hashes(h, t), 1300.0, f"sha-{season}-{e}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
