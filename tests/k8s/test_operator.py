@@ -1,7 +1,7 @@
 """The FingerprintDB operator against a real API server (tests/k8s/testbed.py: etcd, kube-apiserver,
 controller-manager, scheduler and kwok fake nodes).
 
-The operator runs as a subprocess (`python -m citywok_operator`, the same code as `citywok operator`).
+The operator runs as a subprocess (`python -m citywok.cli operator`, i.e. `citywok operator`).
 Containers never run on kwok nodes, so each test plays the fetcher sidecar: it patches the pod
 annotations `citywok.io/served-version` / `citywok.io/fetch-error` the sidecar would write.
 """
@@ -52,7 +52,7 @@ class Operator:
         self.liveness, self.metrics = free_port(), free_port()
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "citywok_operator", "--kubeconfig", str(self.k8s.kubeconfig),
+                [sys.executable, "-m", "citywok.cli", "operator", "--kubeconfig", str(self.k8s.kubeconfig),
                  "--resync", "3", "--log-format", "plain", "--image", "citywok:test",
                  "--liveness", f"http://127.0.0.1:{self.liveness}/healthz",
                  "--metrics-port", str(self.metrics), *self.args],
@@ -474,3 +474,28 @@ def test_restart_strategy_bad_version_rolls_the_template_back(cluster: Cluster) 
     assert condition(st, "Degraded")["reason"] == "RolledBack"
     wait_for(lambda: cluster.get("deployment", "db")["spec"]["template"]["metadata"]["annotations"]
              ["citywok.io/version"] == "v1", 30, "template back at v1", cluster.op)
+
+
+def test_the_fetchers_own_reporter_drives_rollout_and_rollback(cluster: Cluster) -> None:
+    """The fetcher's PodAnnotations reporter, bound to each pod's identity, is what the operator reads."""
+    from fetcher.report import PodAnnotations, Status
+
+    def reporter(pod: str) -> PodAnnotations:
+        r = PodAnnotations.from_env({"POD_NAME": pod, "POD_NAMESPACE": cluster.ns,
+                                     "KUBECONFIG": str(cluster.k8s.kubeconfig)})
+        assert r is not None
+        return r
+
+    pods = serving_v1(cluster)
+    sidecars = {p: reporter(p) for p in pods}
+    cluster.patch_spec("db", version="v2")
+    for r in sidecars.values():
+        r.report(Status(served="v2", desired="v2"))
+    cluster.wait_status("db", "Available v2", available("v2"))
+
+    cluster.patch_spec("db", version="v3")
+    cluster.wait_status("db", "progressing to v3", lambda st: st.get("targetVersion") == "v3")
+    sidecars[pods[1]].report(Status(served="v2", desired="v3", error="season_01.lmdb.tar.zst: sha256 mismatch"))
+    st = cluster.wait_status("db", "rolled back to v2", lambda st: st.get("failedVersion") == "v3")
+    assert st["targetVersion"] == "v2" and st["currentVersion"] == "v2"
+    assert "sha256 mismatch" in condition(st, "Degraded")["message"]
