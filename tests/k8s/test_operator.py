@@ -1,7 +1,7 @@
 """The FingerprintDB operator against a real API server (tests/k8s/testbed.py: etcd, kube-apiserver,
 controller-manager, scheduler and kwok fake nodes).
 
-The operator runs as a subprocess (`python -m citywok.cli operator`, i.e. `citywok operator`).
+The operator runs as a subprocess: `citywok operator`.
 Containers never run on kwok nodes, so each test plays the fetcher sidecar: it patches the pod
 annotations `citywok.io/served-version` / `citywok.io/fetch-error` the sidecar would write.
 """
@@ -9,6 +9,7 @@ annotations `citywok.io/served-version` / `citywok.io/fetch-error` the sidecar w
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +38,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def citywok_operator_command() -> list[str]:
+    """`citywok operator` from this interpreter's environment (its module form where none is installed)."""
+    script = shutil.which("citywok", path=str(Path(sys.executable).parent))
+    return [script, "operator"] if script else [sys.executable, "-m", "citywok_operator"]
+
+
 class Operator:
     """`python -m citywok_operator` as a subprocess, restartable, with its log kept for failures."""
 
@@ -52,7 +59,7 @@ class Operator:
         self.liveness, self.metrics = free_port(), free_port()
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "citywok.cli", "operator", "--kubeconfig", str(self.k8s.kubeconfig),
+                [*citywok_operator_command(), "--kubeconfig", str(self.k8s.kubeconfig),
                  "--resync", "3", "--log-format", "plain", "--image", "citywok:test",
                  "--liveness", f"http://127.0.0.1:{self.liveness}/healthz",
                  "--metrics-port", str(self.metrics), *self.args],
