@@ -1,19 +1,10 @@
-"""`python -m citywok_operator`: the same as `citywok operator`, without loading the other parts."""
+"""`python -m citywok_operator ARGS`: the same as `citywok operator ARGS`."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from citywok_operator import cli
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="citywok")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["operator", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
-
+from citywok.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["operator", *sys.argv[1:]]))

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", type=int, default=8081, help="Prometheus metrics port (0 to disable)")
     p.add_argument("--peering", default="citywok",
                    help="kopf peering name: one active operator among replicas "
-                        "(needs operator/peering.yaml applied; otherwise use --standalone)")
+                        "(needs operator/peering-crds.yaml and peering.yaml; else --standalone)")
     p.add_argument("--standalone", action="store_true", help="ignore peering (a single operator)")
     p.add_argument("--priority", type=int, default=0, help="peering priority (higher wins)")
     p.add_argument("--resync", type=float, default=30.0,
@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from citywok_operator.kube import Kube, api_client
     from citywok_operator.reconcile import Options
 
+    from citywok.cli import CommandError
+
+    if args.resync <= 0:
+        raise CommandError("--resync must be a positive number of seconds")
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
     root = logging.getLogger()
@@ -50,9 +54,12 @@ def run(args: argparse.Namespace) -> int:
                                "full": kopf.LogFormat.FULL}[args.log_format],
                    log_refkey="k8s")
     logging.getLogger("kopf.objects").addFilter(_quiet_wakeups)
-    memo = kopf.Memo(kube=Kube(api_client(args.kubeconfig)), options=Options(default_image=args.image),
-                     resync=args.resync, debounce=0.2, metrics_port=args.metrics_port,
-                     priority=args.priority, wakers={})
+    try:
+        kube = Kube(api_client(args.kubeconfig))
+    except Exception as e:  # no kubeconfig, unreachable server, refused credentials: one line, no traceback
+        raise CommandError(f"cannot reach the Kubernetes API: {e}") from None
+    memo = kopf.Memo(kube=kube, options=Options(default_image=args.image), resync=args.resync,
+                     debounce=0.2, metrics_port=args.metrics_port, wakers={})
     kopf.run(clusterwide=not args.namespace, namespaces=args.namespace,
              liveness_endpoint=args.liveness or None, standalone=args.standalone,
              peering_name=None if args.standalone else args.peering, priority=args.priority, memo=memo)

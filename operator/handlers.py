@@ -34,7 +34,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{GROUP}")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=f"kopf.{GROUP}")
     settings.posting.reporting_component = MANAGED_BY
-    settings.peering.priority = memo.priority
     settings.peering.stealth = True
     for resource in CHILD_RESOURCES:  # watch only what this operator manages, filtered by the server
         settings.watching.label_selectors[resource] = f"app.kubernetes.io/managed-by={MANAGED_BY}"

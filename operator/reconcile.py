@@ -87,7 +87,8 @@ def reconcile(kube: Kube, namespace: str, name: str, options: Options,
     events = list(d.events) + _availability_events(old, new)
     for e in events:
         log.info("%s/%s %s: %s", namespace, name, e.reason, e.message,
-                 extra={"fingerprintdb": f"{namespace}/{name}", "reason": e.reason})
+                 extra={"k8s": {"kind": desired.KIND, "namespace": namespace, "name": name},
+                        "reason": e.reason, "event_type": e.type})
     if d.outcome and d.rollout_seconds is not None:
         metrics.ROLLOUT_SECONDS.labels(d.outcome).observe(d.rollout_seconds)
     if d.outcome == "rolled_back" and d.rollout_seconds is not None:

@@ -321,6 +321,7 @@ class TestBed:
             f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
             "--cidr=10.244.0.1/16",
             "--node-ip=127.0.0.1",
+            "--node-lease-duration-seconds=40",  # renew node leases: without it nodes go NotReady at ~60 s
             *(f"--config={self.stages_dir / stage}" for stage in KWOK_STAGES),
         )
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(self._fake_nodes()))
