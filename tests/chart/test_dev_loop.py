@@ -74,7 +74,7 @@ def _free_port() -> int:
 def test_deploy_mk_targets_expand_with_the_main_makefile() -> None:
     """`make -n` expands every recipe without running it (no docker or kind needed)."""
     targets = ["kind-up", "deploy", "dev", "logs", "port-forward", "chart-sync", "chart-lint", "tools"]
-    proc = subprocess.run(["make", "-n", "-f", "Makefile", "-f", "deploy.mk", *targets], cwd=ROOT,
+    proc = subprocess.run(["make", "-n", "-f", "Makefile", *targets], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr.lower(), proc.stderr
