@@ -81,7 +81,8 @@ def load_season(path: Path, params: FingerprintParams | None = DEFAULT_PARAMS) -
     except FileNotFoundError:
         raise LegacyError(f"{path}: no such file") from None
     except EOFError:
-        raise LegacyError(f"{path}: truncated pickle (ends before the data is complete)") from None
+        what = "empty file" if path.stat().st_size == 0 else "ends before the data is complete"
+        raise LegacyError(f"{path}: truncated pickle ({what})") from None
     except pickle.UnpicklingError as e:
         reason = str(e)
         if "truncated" in reason:
@@ -223,7 +224,7 @@ class PickleSeasonWriter:
 
     def _remove(self, episode_id: str) -> None:
         table: HashTable = self.db["hashes"]
-        self.db["episodes"] = [e for e in self.db["episodes"] if e["id"] != episode_id]
+        self.db["episodes"][:] = [e for e in self.db["episodes"] if e["id"] != episode_id]
         for h in list(table):
             kept = [p for p in table[h] if p[0] != episode_id]
             if kept:
