@@ -19,7 +19,7 @@ import numpy as np
 
 from matcher.landmarks import Hashes
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import MAX_SLOTS, Episode, Postings
+from matcher.shard import LOW_BITS, MAX_SLOTS, Episode, Postings
 
 LEGACY_VERSION = 1
 PROTOCOL = 4
@@ -266,15 +266,27 @@ class PickleSeason:
         return {"season": self.season, "hash_count": len(self.table), "episode_count": len(self._episodes)}
 
     def lookup(self, hashes: Hashes, max_postings: int = 1024) -> Postings:
-        """Every stored posting of the query's hashes, paired with each query time of that hash."""
+        """Every stored posting of the query's hashes, paired with each query time of that hash.
+
+        Like ``Shard.lookup``, a hash is skipped when the shard bucket it shares (``hash >> LOW_BITS``)
+        holds more than ``max_postings`` postings, so both modes weigh exactly the same evidence.
+        """
         qt: list[int] = []
         slots: list[int] = []
         dbt: list[int] = []
         uniq = np.unique(hashes.hash) if len(hashes) else np.zeros(0, np.uint32)
+        table = self.table
+        crowded: dict[int, bool] = {}
         wanted = {}
         for h in uniq.tolist():
-            postings = self.table.get(h)
-            if postings and len(postings) <= max_postings:
+            postings = table.get(h)
+            if not postings:
+                continue
+            b = h >> LOW_BITS
+            if b not in crowded:
+                base = b << LOW_BITS
+                crowded[b] = sum(len(table.get(base + i, ())) for i in range(1 << LOW_BITS)) > max_postings
+            if not crowded[b]:
                 wanted[h] = postings
         if wanted:
             slot_of = self._slot
