@@ -250,7 +250,10 @@ class PickleSeason:
     """One season served from its pickle's hash table; ``lookup`` answers exactly as ``Shard.lookup``.
 
     Episode slots are positions in the pickle's episode list, the order migrate adds them to a shard.
+    Read-only: uploads go to LMDB shards, never into a pickle being served.
     """
+
+    writable = False
 
     def __init__(self, path: Path, db: dict[str, Any]) -> None:
         self.path = Path(path)
@@ -258,12 +261,15 @@ class PickleSeason:
         self.season: int = db["season"]
         self._episodes = [_episode(i, e) for i, e in enumerate(db["episodes"])]
         self._slot = {e.id: e.slot for e in self._episodes}
+        self._postings: int | None = None
 
     def episodes(self) -> list[Episode]:
         return list(self._episodes)
 
     def meta(self) -> dict[str, Any]:
-        return {"season": self.season, "hash_count": len(self.table), "episode_count": len(self._episodes)}
+        """The counts ``Shard.meta()`` records (postings are counted on first use: a full pass)."""
+        return {"season": self.season, "hash_count": len(self.table), "posting_count": self.posting_count(),
+                "episode_count": len(self._episodes), "total_seconds": sum(e.duration for e in self._episodes)}
 
     def lookup(self, hashes: Hashes, max_postings: int = 1024) -> Postings:
         """Every stored posting of the query's hashes, paired with each query time of that hash.
@@ -306,7 +312,9 @@ class PickleSeason:
         )
 
     def posting_count(self) -> int:
-        return sum(len(v) for v in self.table.values())
+        if self._postings is None:
+            self._postings = sum(len(v) for v in self.table.values())
+        return self._postings
 
     def nbytes(self) -> int:
         return self.path.stat().st_size
@@ -316,7 +324,12 @@ class PickleSeason:
 
 
 class PickleLibrary:
-    """Every season pickle of a ``DATA_DIR``, with ``matcher.library.Library``'s interface (USE_LMDB=false)."""
+    """Every season pickle of a ``DATA_DIR``, with ``matcher.library.Library``'s interface (USE_LMDB=false).
+
+    ``writable`` is False: the server should refuse uploads in this mode rather than create shards.
+    """
+
+    writable = False
 
     def __init__(self, shards: dict[int, PickleSeason], params: FingerprintParams,
                  version: str = LIBRARY_VERSION) -> None:

@@ -191,3 +191,23 @@ def test_pickle_lookup_equals_shard_lookup(corpus: Corpus) -> None:
         # a hash in a crowded shard bucket is skipped the same way in both modes
         assert 0 < crowded_skipped.slot.size < b.slot.size
         assert _rows(ps.lookup(hashes, max_postings=2)) == _rows(crowded_skipped)
+
+
+def test_pickle_library_has_the_library_interface(corpus: Corpus) -> None:
+    from matcher.library import Library
+
+    with legacy.open_library(corpus.pickles) as lib, Library.open(corpus.migrated) as ref:
+        assert lib.version == "legacy-pickle" and lib.params == ref.params
+        assert lib.seasons == ref.seasons == [1, 2]
+        assert lib.episode_count() == ref.episode_count() == 5
+        assert lib.nbytes() == sum(p.stat().st_size for p in corpus.pickles.glob("season_*.pkl"))
+        assert not lib.writable and not any(s.writable for s in lib.shards.values())
+        for n in lib.seasons:
+            assert [(e.slot, e.id, e.title, e.duration, e.sha256, e.hashes) for e in lib.shards[n].episodes()] == [
+                (e.slot, e.id, e.title, e.duration, e.sha256, e.hashes) for e in ref.shards[n].episodes()]
+            assert lib.episode(n, 0) == ref.episode(n, 0)
+            mine, theirs = lib.shards[n].meta(), ref.shards[n].meta()
+            assert {k: mine[k] for k in ("hash_count", "posting_count", "episode_count", "total_seconds")} == {
+                k: theirs[k] for k in ("hash_count", "posting_count", "episode_count", "total_seconds")}
+        lib.close()
+        assert lib.shards == {}
