@@ -98,7 +98,8 @@ def load_season(path: Path, params: FingerprintParams | None = DEFAULT_PARAMS) -
     if params is not None:
         theirs = db["params"]
         if theirs != params.to_dict():
-            diff = {k: (theirs.get(k), v) for k, v in params.to_dict().items() if theirs.get(k) != v}
+            ours = params.to_dict()
+            diff = {k: (theirs.get(k), ours.get(k)) for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k)}
             raise LegacyError(
                 f"{path}: built with other fingerprint parameters (pickle, expected): "
                 + ", ".join(f"{k}={a}/{b}" for k, (a, b) in sorted(diff.items()))
@@ -302,7 +303,7 @@ class PickleSeason:
                     continue
                 for eid, pt in postings:
                     qt.append(t)
-                    slots.append(slot_of[eid])
+                    slots.append(slot_of.get(eid, -1))  # unlisted episode (damaged file): identify skips it
                     dbt.append(pt)
         return Postings(
             query_t=np.asarray(qt, np.int64),
