@@ -9,6 +9,7 @@ because the format holds only dicts, lists, tuples, ints, floats, strings and No
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -20,6 +21,7 @@ import numpy as np
 from matcher.landmarks import Hashes
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
 from matcher.shard import LOW_BITS, MAX_SLOTS, Episode, Postings
+from matcher.shared import SharedSegment
 
 LEGACY_VERSION = 1
 PROTOCOL = 4
@@ -125,6 +127,13 @@ def _check_shape(path: Path, db: object) -> None:
             raise LegacyError(f"{path}: malformed episode record {e!r}")
     if len(db["episodes"]) > MAX_SLOTS:
         raise LegacyError(f"{path}: {len(db['episodes'])} episodes; a season holds at most {MAX_SLOTS}")
+    shared = db.get("shared", [])
+    if not isinstance(shared, list) or not all(
+        isinstance(seg, dict) and isinstance(seg.get("occurrences"), list)
+        and all(isinstance(o, dict) and set(o) == {"episode_id", "start", "end"} for o in seg["occurrences"])
+        for seg in shared
+    ):
+        raise LegacyError(f"{path}: malformed shared segments")
     for i, (h, postings) in enumerate(db["hashes"].items()):
         if i >= 16:
             break
@@ -186,11 +195,27 @@ def postings_by_episode(db: dict[str, Any]) -> dict[str, Hashes]:
     return out
 
 
+def all_postings(table: HashTable, slot_of: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every posting as (hash, slot, frame) arrays, as ``Shard.all_postings`` gives them (shared segments)."""
+    n = sum(len(v) for v in table.values())
+    h = np.empty(n, np.uint32)
+    slot = np.empty(n, np.uint32)
+    t = np.empty(n, np.uint32)
+    i = 0
+    for key, postings in table.items():
+        for eid, pt in postings:
+            h[i], slot[i], t[i] = key, slot_of[eid], pt
+            i += 1
+    return h, slot, t
+
+
 # -- writing from ingest -----------------------------------------------------------------------------
 
 
 class PickleSeasonWriter:
-    """Ingest's pickle sink: the subset of ``Shard``'s writing interface ingest uses; written on close."""
+    """Ingest's pickle sink: the part of ``Shard``'s interface ingest and ``shared.update`` use; written on close."""
+
+    writable = True
 
     def __init__(self, path: Path, params: FingerprintParams, season: int) -> None:
         self.path = Path(path)
@@ -222,6 +247,17 @@ class PickleSeasonWriter:
             table.setdefault(h, []).append((eid, t))
         self._dirty = True
         return _episode(len(episodes) - 1, record)
+
+    def episodes(self) -> list[Episode]:
+        return [_episode(slot, e) for slot, e in enumerate(self.db["episodes"])]
+
+    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return all_postings(self.db["hashes"], {e["id"]: i for i, e in enumerate(self.db["episodes"])})
+
+    def put_shared(self, segments: list[dict[str, Any]]) -> None:
+        """Record the season's shared segments (``matcher.shared.update``), in the optional "shared" key."""
+        self.db["shared"] = json.loads(json.dumps(segments))  # plain floats: numpy scalars would need globals
+        self._dirty = True
 
     def _remove(self, episode_id: str) -> None:
         table: HashTable = self.db["hashes"]
@@ -263,6 +299,7 @@ class PickleSeason:
         self._episodes = [_episode(i, e) for i, e in enumerate(db["episodes"])]
         self._slot = {e.id: e.slot for e in self._episodes}
         self._postings: int | None = None
+        self.shared = [SharedSegment.from_json(d) for d in db.get("shared", [])]
 
     def episodes(self) -> list[Episode]:
         return list(self._episodes)
@@ -342,6 +379,7 @@ class PickleLibrary:
 
     def refresh(self) -> None:
         self._episodes = {n: {e.slot: e for e in s.episodes()} for n, s in self.shards.items()}
+        self.shared: dict[int, list[SharedSegment]] = {n: s.shared for n, s in self.shards.items()}
 
     def episode(self, season: int, slot: int) -> Episode | None:
         return self._episodes.get(season, {}).get(slot)

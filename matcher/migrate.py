@@ -19,7 +19,7 @@ import lmdb
 import numpy as np
 
 from citywok import layout
-from matcher import legacy
+from matcher import legacy, shared
 from matcher.landmarks import Hashes
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
 from matcher.shard import MAP_SIZE, Shard, ShardError
@@ -121,6 +121,7 @@ def migrate_season(pkl: Path, final: Path, season: int, params: FingerprintParam
             for e in db["episodes"]:
                 shard.add_episode(e["id"], per_episode[e["id"]], float(e.get("duration", 0.0)),
                                   e.get("sha256", ""), e.get("title"))
+            shared.update(shard)  # what ingest records, so identify can name a shared segment
             repack(shard.env, partial)
         with Shard.open(partial, params) as shard:
             check = shard.check()

@@ -54,6 +54,10 @@ def test_ingested_pickle_has_the_documented_shape(corpus: Corpus) -> None:
     h, postings = next(iter(db["hashes"].items()))
     assert isinstance(h, int) and all(isinstance(e, str) and isinstance(t, int) for e, t in postings)
     assert sum(len(v) for v in db["hashes"].values()) == sum(e["hashes"] for e in db["episodes"])
+    # the theme all season 1 episodes open with is recorded, in plain types only
+    assert [len(seg["occurrences"]) for seg in db["shared"]] == [3]
+    raw = (corpus.pickles / "season_01.pkl").read_bytes()
+    assert not any("GLOBAL" in op.name or op.name == "REDUCE" for op, _, _ in pickletools.genops(raw))
 
 
 def test_foreign_pickle_is_refused_and_never_executed(tmp_path: Path) -> None:

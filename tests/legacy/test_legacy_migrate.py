@@ -39,10 +39,13 @@ def test_round_trip_gives_identical_answers(corpus: Corpus, tmp_path: Path) -> N
         from_native = _answers(lib, corpus)
     assert from_pickle == from_migrated == from_native
     # and the answers are right, so the equality is not between three empty results
-    best = from_pickle["s1e2@12.5"]
-    assert best["episode_id"] == "S01E02" and best["offset_seconds"] == pytest.approx(12.5, abs=0.02)
+    best = from_pickle["s1e2@22.5"]
+    assert best["episode_id"] == "S01E02" and best["offset_seconds"] == pytest.approx(22.5, abs=0.02)
     assert (from_pickle["s2e2@30"]["episode_id"], from_pickle["s2e2@30"]["season"]) == ("S02E02", 2)
-    assert from_pickle["s1e3@20-fast"]["match"] and from_pickle["s1e3@20-fast"]["speed"] != 1.0
+    assert from_pickle["s1e3@30-fast"]["match"] and from_pickle["s1e3@30-fast"]["speed"] != 1.0
+    theme = from_pickle["theme@2"]
+    assert theme["ambiguous"] and len(theme["episodes"]) == 3
+    assert theme["shared_segment"].startswith("shared by 3 episodes, 0:00-")
     assert not from_pickle["unindexed"]["match"]
     assert all(len(a["candidates"]) > 1 for a in from_pickle.values())
 
