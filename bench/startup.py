@@ -4,7 +4,7 @@
 
 Generates seasons of synthetic episodes, fingerprints each episode once, and writes both formats from
 those fingerprints: the legacy ``season_NN.pkl`` files and, through ``citywok migrate``, the LMDB
-shards (the LMDB size of a plain ``Shard.add_episode`` ingest is shown too). Everything is cached under
+shards (the LMDB size of ``citywok ingest``'s way of writing is shown too). Everything is cached under
 ``/tmp/citywok-bench-startup`` so reruns only measure. Each measurement runs in a fresh interpreter:
 it imports the engine, then times opening the library until it is ready to identify, identifies one
 clip, and reports its peak RSS. Figures are medians over ``--runs`` runs, with a warm page cache.
@@ -75,18 +75,19 @@ def child(mode: str, data: Path, clip: Path) -> None:
 
 def build(seasons: int, episodes: int, seconds: float) -> Path:
     """Fingerprint once, write both formats; cached by the corpus shape and the fingerprint parameters."""
-    from matcher import legacy, synth
+    from matcher import legacy, shared, synth
     from matcher.fingerprint import fingerprint_pcm
     from matcher.landmarks import Hashes
     from matcher.migrate import format_migrate, migrate, validate
     from matcher.params import DEFAULT_PARAMS
-    from matcher.shard import Shard
+    from matcher.shard import FORMAT_VERSION, Shard, compact
 
-    key = f"s{seasons}-e{episodes}-t{seconds:g}-{DEFAULT_PARAMS.digest()}"
-    root = CACHE / key
+    # fingerprints depend on the audio and the parameters; the databases also on both formats
+    fps = CACHE / f"fingerprints-t{seconds:g}-{DEFAULT_PARAMS.digest()}"
+    root = CACHE / (f"s{seasons}-e{episodes}-t{seconds:g}-{DEFAULT_PARAMS.digest()}"
+                    f"-shard{FORMAT_VERSION}-pkl{legacy.LEGACY_VERSION}")
     if (root / "done").is_file():
         return root
-    fps = root / "fingerprints"
     fps.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     for s in range(1, seasons + 1):
@@ -106,6 +107,9 @@ def build(seasons: int, episodes: int, seconds: float) -> Path:
                 sha = hashlib.sha256(hashes.hash.tobytes()).hexdigest()
                 writer.add_episode(eid, hashes, seconds, sha, title=f"Bench.S{s:02d}E{e:02d}")
                 shard.add_episode(eid, hashes, seconds, sha, title=f"Bench.S{s:02d}E{e:02d}")
+            shared.update(shard)  # as ingest does
+        compact(ingest_dir)  # as ingest does
+        shared.update(writer)
         writer.close()
         print(f"  season {s:02d}/{seasons} fingerprinted and written ({time.monotonic() - started:.0f} s)",
               file=sys.stderr, flush=True)
@@ -175,7 +179,8 @@ def report(root: Path, seasons: int, runs: int) -> None:
             print(f"WARNING: {mode} answered {wrong[0]['episode']} at {wrong[0]['offset']}, expected {expected}")
     speedup = med["pickle"]["ready_ms"] / med["lmdb"]["ready_ms"]
 
-    print("\nsize per season: pickle, LMDB after `citywok migrate`, and LMDB grown by `Shard.add_episode` (ingest)")
+    print("\nsize per season: pickle, LMDB after `citywok migrate`, and LMDB as `citywok ingest` writes it "
+          "(add_episode, shared segments, shard.compact)")
     print(f"{'season':>6} {'hashes':>9} {'postings':>9} {'pickle MB':>10} {'lmdb MB':>9} {'smaller':>8} "
           f"{'ingest MB':>10}")
     tot = {"p": 0, "l": 0, "i": 0}
