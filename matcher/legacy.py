@@ -339,8 +339,11 @@ class PickleSeason:
                 if postings is None:
                     continue
                 for eid, pt in postings:
+                    slot = slot_of.get(eid)
+                    if slot is None:  # a posting of an unlisted episode (damaged file): no evidence
+                        continue
                     qt.append(t)
-                    slots.append(slot_of.get(eid, -1))  # unlisted episode (damaged file): identify skips it
+                    slots.append(slot)
                     dbt.append(pt)
         return Postings(
             query_t=np.asarray(qt, np.int64),
