@@ -215,3 +215,12 @@ def test_pickle_library_has_the_library_interface(corpus: Corpus) -> None:
                 k: theirs[k] for k in ("hash_count", "posting_count", "episode_count", "total_seconds")}
         lib.close()
         assert lib.shards == {}
+
+
+def test_a_posting_of_an_unlisted_episode_is_no_evidence(tmp_path: Path) -> None:
+    db = legacy.new_season(1)
+    db["episodes"].append({"id": "S01E01", "title": "one", "duration": 2.0, "sha256": "ab"})
+    db["hashes"] = {5: [("S01E01", 3), ("GHOST", 9)]}
+    season = legacy.PickleSeason(tmp_path / "season_01.pkl", db)
+    p = season.lookup(Hashes(np.array([5, 5], np.uint32), np.array([0, 1], np.uint32)))
+    assert _rows(p) == [(0, 0, 3), (1, 0, 3)]
