@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="parallel decoders (default: all cores)")
     p.add_argument("--remove", action="append", default=[], metavar="EPISODE_ID", help="remove an episode")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--format", choices=("lmdb", "pickle"), default="lmdb",
+                   help="pickle: write the legacy DATA_DIR/season_NN.pkl (docs/legacy-format.md)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("identify", help="which episode, and where in it, is this clip from")
@@ -29,6 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--max-seasons", type=int)
     p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("migrate", help="legacy season pickles -> LMDB season shards, with a size report")
+    p.add_argument("src", type=Path, metavar="SRC_DIR", help="folder holding season_NN.pkl")
+    p.add_argument("dst", type=Path, metavar="DST_DIR", help="folder to write season_NN.lmdb into")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("validate", help="compare legacy pickles with their LMDB shards, per season")
+    p.add_argument("src", type=Path, metavar="SRC_DIR")
+    p.add_argument("dst", type=Path, metavar="DST_DIR")
+    p.add_argument("--samples", type=int, default=1000, help="random hashes compared per season")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("serve", help="run the matcher HTTP service")
     p.add_argument("--host", default=None)
@@ -49,10 +63,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from matcher.ingest import ingest_paths, media_files, remove_episodes
+    from matcher.legacy import LegacyError
 
     s = _settings(args)
     if not args.paths and not args.remove:
         raise CommandError("name files or folders to ingest, or --remove EPISODE_ID", 2)
+    if args.remove and args.format == "pickle":
+        raise CommandError("--remove works on LMDB shards only", 2)
     if args.remove:
         removed = remove_episodes(args.remove, args.season, s.data_dir, s.db_version)
         for eid, was in removed.items():
@@ -77,12 +94,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if r.status == "failed":
             bar.write(f"FAILED {r.path}: {r.error}", file=sys.stderr)
 
-    results = ingest_paths(args.paths, args.season, s.data_dir, s.db_version, workers=args.workers,
-                           on_result=on_result)
+    try:
+        results = ingest_paths(args.paths, args.season, s.data_dir, s.db_version, workers=args.workers,
+                               on_result=on_result, fmt=args.format)
+    except LegacyError as e:
+        raise CommandError(str(e)) from None
     bar.close()
     counts = {k: sum(r.status == k for r in results) for k in ("added", "replaced", "skipped", "failed")}
     elapsed = time.monotonic() - started
-    print(f"season {args.season:02d} ({s.db_version}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
+    where = "pickle" if args.format == "pickle" else s.db_version
+    print(f"season {args.season:02d} ({where}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
           + f"; {audio / 3600:.2f} h of audio in {elapsed:.1f} s")
     return 1 if counts["failed"] else 0
 
@@ -90,18 +111,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_identify(args: argparse.Namespace) -> int:
     from matcher.decode import DecodeError, decode
     from matcher.identify import ClipTooShort, identify_pcm
+    from matcher.legacy import LegacyError, open_library
     from matcher.library import Library
     from matcher.shard import ShardError
 
     s = _settings(args)
-    vdir = layout.current_dir(s.data_dir)
-    if vdir is None or not layout.is_complete(vdir):
+    vdir = layout.current_dir(s.data_dir) if s.use_lmdb else None  # USE_LMDB=false: legacy pickles
+    if s.use_lmdb and (vdir is None or not layout.is_complete(vdir)):
         raise CommandError(f"nothing to search in {s.data_dir}: run `citywok ingest` or `citywok fetch` first")
     t0 = time.perf_counter()
     try:
-        with Library.open(vdir, max_seasons=s.max_seasons) as lib:
+        lib = (Library.open(vdir, max_seasons=s.max_seasons) if vdir is not None
+               else open_library(s.data_dir, max_seasons=s.max_seasons))
+        with lib:
             pcm = decode(args.clip, lib.params.sample_rate, max_seconds=30)
             result = identify_pcm(lib, pcm)
+    except LegacyError as e:
+        raise CommandError(str(e)) from None
     except (DecodeError, ClipTooShort, ShardError) as e:
         raise CommandError(f"{args.clip}: {e}", 2) from None
     out = result.to_json()
@@ -121,6 +147,31 @@ def cmd_identify(args: argparse.Namespace) -> int:
     else:
         print(f"no match ({result.score} aligned hashes at best; a match needs more)")
     return 0 if result.match else 3
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from matcher.legacy import LegacyError
+    from matcher.migrate import format_migrate, migrate
+
+    try:
+        reports = migrate(args.src, args.dst, on_season=lambda r: print(f"season {r.season:02d}: {r.status}",
+                                                                          file=sys.stderr, flush=True))
+    except LegacyError as e:
+        raise CommandError(str(e), 2) from None
+    print("\n".join(format_migrate(reports)))
+    return 1 if any(r.status == "failed" for r in reports) else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from matcher.legacy import LegacyError
+    from matcher.migrate import format_validate, validate
+
+    try:
+        reports = validate(args.src, args.dst, samples=args.samples, seed=args.seed)
+    except LegacyError as e:
+        raise CommandError(str(e), 2) from None
+    print("\n".join(format_validate(reports)))
+    return 0 if all(r.passed for r in reports) else 1
 
 
 def _clock(seconds: float) -> str:

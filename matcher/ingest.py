@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citywok import layout
-from matcher import shared
+from matcher import legacy, shared
 from matcher.decode import DecodeError, iter_pcm
 from matcher.fingerprint import fingerprint_chunks
 from matcher.landmarks import Hashes
@@ -140,11 +140,18 @@ def ingest_paths(
     params: FingerprintParams = DEFAULT_PARAMS,
     workers: int | None = None,
     on_result: Callable[[IngestResult], None] | None = None,
+    fmt: str = "lmdb",
 ) -> list[IngestResult]:
-    """Ingest files into ``season``: skip unchanged episodes, replace changed ones, add new ones."""
+    """Ingest files into ``season``: skip unchanged episodes, replace changed ones, add new ones.
+
+    ``fmt="pickle"`` writes the legacy ``DATA_DIR/season_NN.pkl`` instead (docs/legacy-format.md).
+    """
     files = list(media_files(paths))
     results: list[IngestResult] = []
-    shard = Shard.create(season_path(data_dir, version, season), params, season)
+    if fmt == "pickle":
+        shard = legacy.PickleSeasonWriter(legacy.pickle_path(data_dir, season), params, season)
+    else:
+        shard = Shard.create(season_path(data_dir, version, season), params, season)
 
     def done(r: IngestResult) -> None:
         results.append(r)
@@ -183,9 +190,10 @@ def ingest_paths(
             shared.update(shard)
     finally:
         shard.close()
-    if any(r.status in {"added", "replaced"} for r in results):
-        compact(shard.path)
-    publish(data_dir, version, params)
+    if fmt != "pickle":
+        if any(r.status in {"added", "replaced"} for r in results):
+            compact(shard.path)
+        publish(data_dir, version, params)
     return results
 
 

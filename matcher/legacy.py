@@ -1,0 +1,430 @@
+"""The legacy pickle database (one ``DATA_DIR/season_NN.pkl`` per season): writer, safe reader, library.
+
+Existing installations keep their fingerprints in this format (docs/legacy-format.md). CityWok reads it
+for ``USE_LMDB=false`` (the rollback path) and for ``citywok migrate``, and writes it so tests and users
+can produce legacy databases. A pickle can name any importable callable, so loading one from an
+untrusted volume would run arbitrary code: the reader refuses every global, which costs nothing here
+because the format holds only dicts, lists, tuples, ints, floats, strings and None.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matcher.landmarks import Hashes
+from matcher.params import DEFAULT_PARAMS, FingerprintParams
+from matcher.shard import LOW_BITS, MAX_SLOTS, Episode, Postings
+from matcher.shared import SharedSegment
+
+LEGACY_VERSION = 1
+PROTOCOL = 4
+PICKLE_RE = re.compile(r"^season_(\d{2,})\.pkl$")
+LIBRARY_VERSION = "legacy-pickle"
+
+Posting = tuple[str, int]
+HashTable = dict[int, list[Posting]]
+
+
+class LegacyError(Exception):
+    """A legacy pickle is missing, truncated, foreign, or built with other parameters."""
+
+
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    """Refuses every class and function reference: loading can then only build plain containers."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refused to load global {module}.{name}")
+
+
+# -- paths -------------------------------------------------------------------------------------------
+
+
+def pickle_name(season: int) -> str:
+    return f"season_{season:02d}.pkl"
+
+
+def pickle_path(data_dir: Path, season: int) -> Path:
+    return Path(data_dir) / pickle_name(season)
+
+
+def pickle_seasons(data_dir: Path) -> dict[int, Path]:
+    """Season number -> pickle file, for every ``season_NN.pkl`` directly in ``data_dir``."""
+    out: dict[int, Path] = {}
+    d = Path(data_dir)
+    if d.is_dir():
+        for p in d.iterdir():
+            m = PICKLE_RE.match(p.name)
+            if m and p.is_file():
+                out[int(m.group(1))] = p
+    return dict(sorted(out.items()))
+
+
+# -- reading and writing -----------------------------------------------------------------------------
+
+
+def load_season(path: Path, params: FingerprintParams | None = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read one season pickle without executing anything from it, and check its shape.
+
+    Raises :class:`LegacyError` naming the file when it is unreadable, truncated, foreign (it names a
+    class or function), not this format, or built with parameters other than ``params``.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            db = _NoGlobalsUnpickler(f).load()
+            trailing = f.read(1)
+    except FileNotFoundError:
+        raise LegacyError(f"{path}: no such file") from None
+    except EOFError:
+        what = "empty file" if path.stat().st_size == 0 else "ends before the data is complete"
+        raise LegacyError(f"{path}: truncated pickle ({what})") from None
+    except pickle.UnpicklingError as e:
+        reason = str(e)
+        if "truncated" in reason:
+            raise LegacyError(f"{path}: truncated pickle ({reason})") from None
+        raise LegacyError(f"{path}: not a CityWok legacy database ({reason}); nothing from it was run") from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError, AttributeError) as e:
+        raise LegacyError(f"{path}: damaged pickle ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        raise LegacyError(f"{path}: cannot read ({e.strerror or e})") from None
+    if trailing:
+        raise LegacyError(f"{path}: unexpected bytes after the pickle (not a CityWok legacy database)")
+    _check_shape(path, db)
+    if params is not None:
+        theirs = db["params"]
+        if theirs != params.to_dict():
+            ours = params.to_dict()
+            diff = {k: (theirs.get(k), ours.get(k)) for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k)}
+            raise LegacyError(
+                f"{path}: built with other fingerprint parameters (pickle, expected): "
+                + ", ".join(f"{k}={a}/{b}" for k, (a, b) in sorted(diff.items()))
+            )
+    return db
+
+
+def _check_shape(path: Path, db: object) -> None:
+    """Cheap structural checks (the top level, every episode, a few postings): a full scan costs startup."""
+    if not isinstance(db, dict):
+        raise LegacyError(f"{path}: not a CityWok legacy database (top level is {type(db).__name__}, not dict)")
+    missing = {"version", "season", "params", "episodes", "hashes"} - set(db)
+    if missing:
+        raise LegacyError(f"{path}: not a CityWok legacy database (missing {', '.join(sorted(missing))})")
+    if db["version"] != LEGACY_VERSION:
+        raise LegacyError(f"{path}: unsupported legacy format version {db['version']!r} (expected {LEGACY_VERSION})")
+    if not isinstance(db["season"], int) or not isinstance(db["params"], dict):
+        raise LegacyError(f"{path}: malformed header (season must be an int, params a dict)")
+    if not isinstance(db["episodes"], list) or not isinstance(db["hashes"], dict):
+        raise LegacyError(f"{path}: malformed data (episodes must be a list, hashes a dict)")
+    for e in db["episodes"]:
+        if not isinstance(e, dict) or not isinstance(e.get("id"), str):
+            raise LegacyError(f"{path}: malformed episode record {e!r}")
+    if len(db["episodes"]) > MAX_SLOTS:
+        raise LegacyError(f"{path}: {len(db['episodes'])} episodes; a season holds at most {MAX_SLOTS}")
+    shared = db.get("shared", [])
+    if not isinstance(shared, list) or not all(
+        isinstance(seg, dict) and isinstance(seg.get("occurrences"), list)
+        and all(isinstance(o, dict) and set(o) == {"episode_id", "start", "end"} for o in seg["occurrences"])
+        for seg in shared
+    ):
+        raise LegacyError(f"{path}: malformed shared segments")
+    for i, (h, postings) in enumerate(db["hashes"].items()):
+        if i >= 16:
+            break
+        if not isinstance(h, int) or not isinstance(postings, list) or not all(
+            isinstance(p, tuple) and len(p) == 2 for p in postings
+        ):
+            raise LegacyError(f"{path}: malformed hash entry {h!r}: {postings!r:.80}")
+
+
+def new_season(season: int, params: FingerprintParams = DEFAULT_PARAMS) -> dict[str, Any]:
+    """An empty season database; keys in this order so episode ids are pickled before the postings."""
+    return {"version": LEGACY_VERSION, "season": season, "params": params.to_dict(), "episodes": [], "hashes": {}}
+
+
+def write_season(path: Path, db: dict[str, Any]) -> int:
+    """Write a season pickle atomically (temporary file, fsync, rename); returns its size in bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump(db, f, protocol=PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path.stat().st_size
+
+
+def postings_by_episode(db: dict[str, Any]) -> dict[str, Hashes]:
+    """Regroup the hash table per episode (the shape ``Shard.add_episode`` takes), checking every posting."""
+    ids = [e["id"] for e in db["episodes"]]
+    cols: dict[str, tuple[list[int], list[int]]] = {eid: ([], []) for eid in ids}
+    for h, postings in db["hashes"].items():
+        if not isinstance(h, int) or not 0 <= h < 1 << 32 or not isinstance(postings, list):
+            raise LegacyError(f"malformed hash entry {h!r}")
+        for p in postings:
+            try:
+                eid, t = p
+                hs, ts = cols[eid]
+            except (TypeError, ValueError, KeyError):
+                raise LegacyError(f"hash {h}: posting {p!r} is not (episode id, frame) of a listed episode") from None
+            if not isinstance(t, int) or t < 0:
+                raise LegacyError(f"hash {h}: posting {p!r} has a bad time offset")
+            hs.append(h)
+            ts.append(t)
+    out = {}
+    for eid, (hs, ts) in cols.items():
+        t = np.asarray(ts, np.uint32)
+        order = np.argsort(t, kind="stable")
+        out[eid] = Hashes(np.asarray(hs, np.uint32)[order], t[order])
+    return out
+
+
+def all_postings(table: HashTable, slot_of: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every posting as (hash, slot, frame) arrays, as ``Shard.all_postings`` gives them (shared segments)."""
+    n = sum(len(v) for v in table.values())
+    h = np.empty(n, np.uint32)
+    slot = np.empty(n, np.uint32)
+    t = np.empty(n, np.uint32)
+    i = 0
+    for key, postings in table.items():
+        for eid, pt in postings:
+            h[i], slot[i], t[i] = key, slot_of[eid], pt
+            i += 1
+    return h, slot, t
+
+
+# -- writing from ingest -----------------------------------------------------------------------------
+
+
+class PickleSeasonWriter:
+    """Ingest's pickle sink: the part of ``Shard``'s interface ingest and ``shared.update`` use; written on close."""
+
+    writable = True
+
+    def __init__(self, path: Path, params: FingerprintParams, season: int) -> None:
+        self.path = Path(path)
+        self.params = params
+        self.db = load_season(path, params) if self.path.exists() else new_season(season, params)
+        if self.db["season"] != season:
+            raise LegacyError(f"{path} holds season {self.db['season']}, not {season}")
+        self._dirty = False
+
+    def episode(self, episode_id: str) -> Episode | None:
+        for slot, e in enumerate(self.db["episodes"]):
+            if e["id"] == episode_id:
+                return _episode(slot, e)
+        return None
+
+    def add_episode(
+        self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None
+    ) -> Episode:
+        """Add (or replace) one episode's postings in memory."""
+        table: HashTable = self.db["hashes"]
+        episodes: list[dict[str, Any]] = self.db["episodes"]
+        if any(e["id"] == episode_id for e in episodes):
+            self._remove(episode_id)
+        eid = str(episode_id)
+        record = {"id": eid, "title": title or eid, "duration": float(duration), "sha256": sha256,
+                  "hashes": len(hashes)}
+        episodes.append(record)
+        for h, t in zip(hashes.hash.tolist(), hashes.t.tolist(), strict=True):
+            table.setdefault(h, []).append((eid, t))
+        self._dirty = True
+        return _episode(len(episodes) - 1, record)
+
+    def episodes(self) -> list[Episode]:
+        return [_episode(slot, e) for slot, e in enumerate(self.db["episodes"])]
+
+    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return all_postings(self.db["hashes"], {e["id"]: i for i, e in enumerate(self.db["episodes"])})
+
+    def put_shared(self, segments: list[dict[str, Any]]) -> None:
+        """Record the season's shared segments (``matcher.shared.update``), in the optional "shared" key."""
+        self.db["shared"] = json.loads(json.dumps(segments))  # plain floats: numpy scalars would need globals
+        self._dirty = True
+
+    def _remove(self, episode_id: str) -> None:
+        table: HashTable = self.db["hashes"]
+        self.db["episodes"][:] = [e for e in self.db["episodes"] if e["id"] != episode_id]
+        for h in list(table):
+            kept = [p for p in table[h] if p[0] != episode_id]
+            if kept:
+                table[h] = kept
+            else:
+                del table[h]
+
+    def close(self) -> None:
+        if self._dirty:
+            write_season(self.path, self.db)
+            self._dirty = False
+
+
+def _episode(slot: int, e: dict[str, Any]) -> Episode:
+    return Episode(slot, e["id"], e.get("title") or e["id"], float(e.get("duration", 0.0)), e.get("sha256", ""),
+                   int(e.get("hashes", 0)))
+
+
+# -- serving ----------------------------------------------------------------------------------------
+
+
+class PickleSeason:
+    """One season served from its pickle's hash table; ``lookup`` answers exactly as ``Shard.lookup``.
+
+    Episode slots are positions in the pickle's episode list, the order migrate adds them to a shard.
+    Read-only: uploads go to LMDB shards, never into a pickle being served.
+    """
+
+    writable = False
+
+    def __init__(self, path: Path, db: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.table: HashTable = db["hashes"]
+        self.season: int = db["season"]
+        self._episodes = [_episode(i, e) for i, e in enumerate(db["episodes"])]
+        self._slot = {e.id: e.slot for e in self._episodes}
+        self._postings: int | None = None
+        self.shared = [SharedSegment.from_json(d) for d in db.get("shared", [])]
+
+    def episodes(self) -> list[Episode]:
+        return list(self._episodes)
+
+    def meta(self) -> dict[str, Any]:
+        """The counts ``Shard.meta()`` records (postings are counted on first use: a full pass)."""
+        return {"season": self.season, "hash_count": len(self.table), "posting_count": self.posting_count(),
+                "episode_count": len(self._episodes), "total_seconds": sum(e.duration for e in self._episodes)}
+
+    def lookup(self, hashes: Hashes, max_postings: int = 1024) -> Postings:
+        """Every stored posting of the query's hashes, paired with each query time of that hash.
+
+        Like ``Shard.lookup``, a hash is skipped when the shard bucket it shares (``hash >> LOW_BITS``)
+        holds more than ``max_postings`` postings, so both modes weigh exactly the same evidence.
+        """
+        qt: list[int] = []
+        slots: list[int] = []
+        dbt: list[int] = []
+        uniq = np.unique(hashes.hash) if len(hashes) else np.zeros(0, np.uint32)
+        table = self.table
+        crowded: dict[int, bool] = {}
+        wanted = {}
+        for h in uniq.tolist():
+            postings = table.get(h)
+            if not postings:
+                continue
+            b = h >> LOW_BITS
+            if b not in crowded:
+                base = b << LOW_BITS
+                crowded[b] = sum(len(table.get(base + i, ())) for i in range(1 << LOW_BITS)) > max_postings
+            if not crowded[b]:
+                wanted[h] = postings
+        if wanted:
+            slot_of = self._slot
+            for h, t in zip(hashes.hash.tolist(), hashes.t.tolist(), strict=True):
+                postings = wanted.get(h)
+                if postings is None:
+                    continue
+                for eid, pt in postings:
+                    slot = slot_of.get(eid)
+                    if slot is None:  # a posting of an unlisted episode (damaged file): no evidence
+                        continue
+                    qt.append(t)
+                    slots.append(slot)
+                    dbt.append(pt)
+        return Postings(
+            query_t=np.asarray(qt, np.int64),
+            slot=np.asarray(slots, np.int64),
+            db_t=np.asarray(dbt, np.int64),
+            looked_up=int(uniq.size),
+        )
+
+    def posting_count(self) -> int:
+        if self._postings is None:
+            self._postings = sum(len(v) for v in self.table.values())
+        return self._postings
+
+    def nbytes(self) -> int:
+        return self.path.stat().st_size
+
+    def close(self) -> None:
+        self.table = {}
+
+
+class PickleLibrary:
+    """Every season pickle of a ``DATA_DIR``, with ``matcher.library.Library``'s interface (USE_LMDB=false).
+
+    ``writable`` is False: the server should refuse uploads in this mode rather than create shards.
+    """
+
+    writable = False
+
+    def __init__(self, shards: dict[int, PickleSeason], params: FingerprintParams,
+                 version: str = LIBRARY_VERSION) -> None:
+        self.version = version
+        self.shards = shards
+        self.params = params
+        self._episodes: dict[int, dict[int, Episode]] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._episodes = {n: {e.slot: e for e in s.episodes()} for n, s in self.shards.items()}
+        self.shared: dict[int, list[SharedSegment]] = {n: s.shared for n, s in self.shards.items()}
+
+    def episode(self, season: int, slot: int) -> Episode | None:
+        return self._episodes.get(season, {}).get(slot)
+
+    @property
+    def seasons(self) -> list[int]:
+        return sorted(self.shards)
+
+    def episode_count(self) -> int:
+        return sum(len(e) for e in self._episodes.values())
+
+    def nbytes(self) -> int:
+        return sum(s.nbytes() for s in self.shards.values())
+
+    def close(self) -> None:
+        for s in self.shards.values():
+            s.close()
+        self.shards = {}
+
+    def __enter__(self) -> PickleLibrary:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_library(data_dir: Path, params: FingerprintParams = DEFAULT_PARAMS,
+                 max_seasons: int | None = None) -> PickleLibrary:
+    """Load every ``DATA_DIR/season_NN.pkl`` for serving (the ``USE_LMDB=false`` mode).
+
+    Raises :class:`LegacyError` when there is no season pickle or one of them cannot be used.
+    """
+    seasons = pickle_seasons(data_dir)
+    if not seasons:
+        raise LegacyError(f"no legacy season databases (season_NN.pkl) in {data_dir}")
+    if max_seasons is not None:
+        seasons = dict(list(seasons.items())[:max_seasons])
+    shards: dict[int, PickleSeason] = {}
+    for n, path in seasons.items():
+        db = load_season(path, params)
+        if db["season"] != n:
+            raise LegacyError(f"{path}: holds season {db['season']}, but its name says {n}")
+        shards[n] = PickleSeason(path, db)
+    return PickleLibrary(shards, params)
+
