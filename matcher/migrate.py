@@ -22,7 +22,7 @@ from citywok import layout
 from matcher import legacy, shared
 from matcher.landmarks import Hashes
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import MAP_SIZE, Shard, ShardError
+from matcher.shard import Shard, ShardError, repack
 
 PARTIAL = ".partial"
 BUILD = ".build"
@@ -141,27 +141,6 @@ def migrate_season(pkl: Path, final: Path, season: int, params: FingerprintParam
     report.lmdb_bytes = lmdb_bytes(final)
     report.seconds = time.monotonic() - t0
     return report
-
-
-def repack(env: lmdb.Environment, dst: Path) -> None:
-    """Copy every named database of ``env`` into a new environment at ``dst``, appending keys in order.
-
-    Appending fills each B-tree page completely, where a shard grown episode by episode leaves its pages
-    about two-thirds full (and ``env.copy(compact=True)`` keeps them so): a third less disk and page cache.
-    """
-    dst.mkdir()
-    with env.begin() as txn:
-        names = [bytes(k) for k, _ in txn.cursor()]
-    out = lmdb.open(str(dst), map_size=MAP_SIZE, max_dbs=len(names) + 1, subdir=True)
-    try:
-        for name in names:
-            src_db = env.open_db(name, create=False)
-            dst_db = out.open_db(name)
-            with env.begin(db=src_db) as rt, out.begin(write=True, db=dst_db) as wt:
-                wt.cursor().putmulti(rt.cursor().iternext(), append=True)
-        out.sync(True)
-    finally:
-        out.close()
 
 
 def format_migrate(reports: list[MigrateReport]) -> list[str]:

@@ -381,24 +381,42 @@ class Shard:
         meta["total_seconds"] = round(max(0.0, meta["total_seconds"] - float(d["duration"])), 3)
 
 
+def repack(env: lmdb.Environment, dst: Path) -> None:
+    """Copy every named database of ``env`` into a new environment at ``dst``, appending keys in order.
+
+    Appending fills each B-tree page completely, where a shard grown episode by episode leaves its
+    pages about two-thirds full (and ``env.copy(compact=True)`` keeps them so): a third less disk.
+    """
+    dst.mkdir()
+    with env.begin() as txn:
+        names = [bytes(k) for k, _ in txn.cursor()]
+    out = lmdb.open(str(dst), map_size=MAP_SIZE, max_dbs=len(names) + 1, subdir=True)
+    try:
+        for name in names:
+            src_db = env.open_db(name, create=False)
+            dst_db = out.open_db(name)
+            with env.begin(db=src_db) as rt, out.begin(write=True, db=dst_db) as wt:
+                wt.cursor().putmulti(rt.cursor().iternext(), append=True)
+        out.sync(True)
+    finally:
+        out.close()
+
+
 def compact(path: Path) -> int:
     """Rewrite a shard with full pages and no free pages (about half the size after many ingests).
 
-    The compacted file is written beside the live one and renamed over it, so a crash leaves one or
+    The repacked file is written beside the live one and renamed over it, so a crash leaves one or
     the other, never half of each. Call with no writer open. Returns the new size in bytes.
     """
     path = Path(path)
     tmp = path / ".compact"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
         env = lmdb.open(str(path), readonly=True, max_dbs=5, subdir=True, create=False)
         try:
-            env.copy(str(tmp), compact=True)
+            repack(env, tmp)
         finally:
             env.close()
-        with open(tmp / "data.mdb", "rb+") as f:
-            os.fsync(f.fileno())
         os.replace(tmp / "data.mdb", path / "data.mdb")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
