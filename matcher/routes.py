@@ -212,6 +212,8 @@ def check_token(request: web.Request, token: str | None) -> None:
 def ingest_into(library: Library, data_dir: Path, season: int, episode_id: str, data: bytes,
                 title: str | None) -> IngestResult:
     """Write one upload into the served version's season shard and keep its manifest current."""
+    if not getattr(library, "writable", True):
+        raise ShardError("the server serves legacy pickle databases (USE_LMDB=false), which are read-only")
     shard = library.shards.get(season)
     if shard is None:
         vdir = layout.version_dir(data_dir, library.version)

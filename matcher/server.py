@@ -6,6 +6,7 @@ Settings, flags first, then the environment, then the default:
     PORT, --port        8000
     DATA_DIR            ./data; serves DATA_DIR/fingerprints/current, swapped when it moves
     MAX_SEASONS         all
+    USE_LMDB            true; false serves the legacy DATA_DIR/season_NN.pkl files (read-only, no swaps)
     INGEST_TOKEN        unset: POST /api/v1/ingest answers 404 "ingest is disabled"
     URL_ALLOW_HOSTS     comma-separated hosts or networks a URL may reach although private/loopback
                         (e.g. 127.0.0.1 in tests); default none
@@ -73,6 +74,7 @@ class ServerConfig:
     url_timeout: float = 15.0
     shutdown_timeout: float = 30.0
     sentry_dsn: str | None = None
+    use_lmdb: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: object) -> ServerConfig:
@@ -110,6 +112,7 @@ class ServerConfig:
             url_timeout=float(num("URL_TIMEOUT", float, d.url_timeout)),
             shutdown_timeout=float(num("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout)),
             sentry_dsn=s.sentry_dsn,
+            use_lmdb=s.use_lmdb,
         )
         for k, v in flags.items():
             if v is not None:
@@ -124,7 +127,7 @@ class Service:
         self.config = config
         self.metrics = Metrics()
         self.holder = ServedVersion(config.data_dir, config.max_seasons, writable=bool(config.ingest_token),
-                                    on_swap=self._on_swap)
+                                    on_swap=self._on_swap, legacy=not config.use_lmdb)
         self.pool = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="identify")
         self.ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self.swap_pool = ThreadPoolExecutor(1, thread_name_prefix="swap")

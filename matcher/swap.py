@@ -43,8 +43,9 @@ class ServedVersion:
     """Holds the Library being served; thread-safe."""
 
     def __init__(self, data_dir: Path, max_seasons: int | None = None, writable: bool = False,
-                 on_swap: Callable[[Handle | None, Handle], None] | None = None) -> None:
+                 on_swap: Callable[[Handle | None, Handle], None] | None = None, legacy: bool = False) -> None:
         self.data_dir = Path(data_dir)
+        self.legacy = legacy  # USE_LMDB=false: serve DATA_DIR/season_NN.pkl, loaded once, never swapped
         self.max_seasons = max_seasons
         self.writable = writable
         self.on_swap = on_swap
@@ -103,6 +104,8 @@ class ServedVersion:
         A version that cannot be opened is logged and skipped: the old one keeps answering.
         """
         with self._poll_lock:
+            if self.legacy:
+                return self._load_legacy()
             try:
                 vdir = layout.current_dir(self.data_dir)
             except layout.LayoutError as e:
@@ -120,6 +123,27 @@ class ServedVersion:
             except (ShardError, layout.LayoutError, OSError) as e:
                 self._fail(f"cannot serve {vdir.name}: {e}")
                 return False
+
+    def _load_legacy(self) -> bool:
+        from matcher.legacy import LegacyError, open_library
+
+        if self._current is not None:
+            return False
+        try:
+            lib = open_library(self.data_dir, max_seasons=self.max_seasons)
+        except LegacyError as e:
+            self._fail(f"cannot serve the legacy pickles: {e}")
+            return False
+        h = Handle(self.data_dir.resolve(), lib, 0.0, seasons=lib.seasons)
+        with self._lock:
+            self._open[h.vdir] = h
+            self._current = h
+        self.last_error = None
+        log.info("serving legacy pickles from %s (%d seasons, %d episodes)", self.data_dir, len(lib.seasons),
+                 lib.episode_count())
+        if self.on_swap:
+            self.on_swap(None, h)
+        return True
 
     def _fail(self, message: str) -> None:
         if message != self.last_error:
