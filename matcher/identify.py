@@ -20,7 +20,7 @@ import numpy as np
 from matcher.fingerprint import fingerprint_pcm
 from matcher.library import Library
 from matcher.match import vote
-from matcher.shard import SLOT_BITS, Postings
+from matcher.shard import SLOT_BITS, lookup_seasons
 from matcher.shared import SharedSegment
 
 MIN_CLIP_SECONDS = 1.0
@@ -83,15 +83,8 @@ def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) 
     hashes = fingerprint_pcm(pcm, p)
     # one vote over every season: each season's slots are moved into a range of their own
     seasons = list(library.shards.items())
-    parts = [shard.lookup(hashes) for _, shard in seasons]
-    looked_up = sum(x.looked_up for x in parts)
-    none = np.zeros(0, np.int64)
-    postings = Postings(
-        query_t=np.concatenate([none] + [x.query_t for x in parts]),
-        slot=np.concatenate([none] + [x.slot + (k << SLOT_BITS) for k, x in enumerate(parts)]),
-        db_t=np.concatenate([none] + [x.db_t for x in parts]),
-        looked_up=looked_up,
-    )
+    postings = lookup_seasons([shard for _, shard in seasons], hashes)
+    looked_up = postings.looked_up
     v = vote(postings, top=64)
     found: list[Candidate] = []
     for gslot, off, score in zip(v.slot.tolist(), v.offset.tolist(), v.score.tolist(), strict=True):

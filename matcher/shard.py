@@ -44,6 +44,7 @@ SLOT_MASK = np.uint32(MAX_SLOTS - 1)
 LOW_MASK = np.uint32((1 << LOW_BITS) - 1)
 LOW_SHIFT = np.uint32(SLOT_BITS + TIME_BITS)
 MAP_SIZE = 1 << 36  # address space only; the file grows with the data
+MAX_POSTINGS = 1024  # per bucket; beyond it a hash is too common to be evidence
 
 
 class ShardError(Exception):
@@ -194,45 +195,24 @@ class Shard:
         return Episode(int.from_bytes(slot, "big"), d["id"], d.get("title", d["id"]), d["duration"],
                        d["sha256"], d["hashes"])
 
-    def lookup(self, hashes: Hashes, max_postings: int = 1024) -> Postings:
+    def lookup(self, hashes: Hashes, max_postings: int = MAX_POSTINGS) -> Postings:
         """Every stored posting of the query's hashes, paired with each query time of that hash.
 
-        A hash with more than ``max_postings`` postings carries no evidence worth its cost and is skipped.
+        A hash whose bucket holds more than ``max_postings`` postings carries no evidence worth its
+        cost and is skipped.
         """
-        if len(hashes) == 0:
-            z = np.zeros(0, np.int64)
-            return Postings(z, z, z, 0)
-        uniq, q_inv = hashes.distinct
-        buckets = np.unique(uniq >> np.uint32(LOW_BITS))
+        return lookup_seasons([self], hashes, max_postings)
+
+    def read_buckets(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored blocks of these (sorted) bucket keys: found keys, postings per key, postings."""
         with self.env.begin(db=self._postings_db, buffers=True) as txn:
             found = txn.cursor().getmulti(_keys(buckets))
-            found_keys = np.frombuffer(b"".join(bytes(k) for k, _ in found), dtype=">u4").astype(np.uint32)
-            sizes = np.fromiter((len(v) >> 2 for _, v in found), np.int64, len(found))
-            flat = np.frombuffer(b"".join(v for _, v in found), dtype="<u4")
-        z = np.zeros(0, np.int64)
-        if not found:
-            return Postings(z, z, z, int(uniq.size))
-        keep = np.repeat(sizes <= max_postings, sizes)  # too common: not worth its cost
-        # each posting's full hash: its bucket key and the three low bits it carries
-        full = (np.repeat(found_keys, sizes) << np.uint32(LOW_BITS)) | (flat >> LOW_SHIFT)
-        u = np.minimum(np.searchsorted(uniq, full), uniq.size - 1)
-        keep &= uniq[u] == full
-        post, u = flat[keep], u[keep]
-        # pair each posting with every query time of its hash (usually one)
-        order = np.argsort(q_inv, kind="stable")
-        q_count = np.bincount(q_inv, minlength=uniq.size)
-        q_start = np.cumsum(q_count) - q_count
-        reps = q_count[u]
-        pi = np.repeat(np.arange(post.size), reps)
-        within = np.arange(pi.size) - np.repeat(np.cumsum(reps) - reps, reps)
-        qi = order[q_start[u[pi]] + within]
-        post = post[pi]
-        return Postings(
-            query_t=hashes.t[qi].astype(np.int64),
-            slot=((post >> np.uint32(TIME_BITS)) & SLOT_MASK).astype(np.int64),
-            db_t=(post & TIME_MASK).astype(np.int64),
-            looked_up=int(uniq.size),
-        )
+            if not found:
+                return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.uint32)
+            keys, values = zip(*found, strict=True)  # C-level passes: a query finds hundreds of buckets
+            return (np.frombuffer(b"".join(keys), dtype=">u4").astype(np.uint32),
+                    np.fromiter(map(len, values), np.int64, len(values)) >> 2,
+                    np.frombuffer(b"".join(values), dtype="<u4").copy())
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every posting of the shard as (hash, slot, frame) arrays: for season-wide analyses."""
@@ -400,6 +380,60 @@ def repack(env: lmdb.Environment, dst: Path) -> None:
         out.sync(True)
     finally:
         out.close()
+
+
+def lookup_seasons(shards: list, hashes: Hashes, max_postings: int = MAX_POSTINGS) -> Postings:
+    """Look a query up in several seasons at once; season k's slots come back as ``slot + (k << SLOT_BITS)``.
+
+    The LMDB reads are per season, the numpy work is done once over all of them: with 20 seasons,
+    per-call overheads would otherwise cost more than the lookups. Shard-likes that are not
+    :class:`Shard` (the legacy pickle seasons) answer through their own ``lookup``.
+    """
+    z = np.zeros(0, np.int64)
+    if len(hashes) == 0:
+        return Postings(z, z, z, 0)
+    uniq, q_inv = hashes.distinct
+    buckets = np.unique(uniq >> np.uint32(LOW_BITS))
+    keys, sizes, flats, season_of, others = [], [], [], [], []
+    for k, shard in enumerate(shards):
+        if not isinstance(shard, Shard):
+            p = shard.lookup(hashes, max_postings)
+            others.append(Postings(p.query_t, p.slot + (k << SLOT_BITS), p.db_t, p.looked_up))
+            continue
+        fk, sz, flat = shard.read_buckets(buckets)
+        keys.append(fk)
+        sizes.append(sz)
+        flats.append(flat)
+        season_of.append(np.full(sz.size, k, np.int64))
+    looked_up = int(uniq.size) * (len(shards) - len(others)) + sum(p.looked_up for p in others)
+    if keys:
+        found_keys, size, flat = np.concatenate(keys), np.concatenate(sizes), np.concatenate(flats)
+        season = np.repeat(np.concatenate(season_of), size)
+        keep = np.repeat(size <= max_postings, size)  # too common: not worth its cost
+        # each posting's full hash: its bucket key and the three low bits it carries
+        full = (np.repeat(found_keys, size) << np.uint32(LOW_BITS)) | (flat >> LOW_SHIFT)
+        u = np.minimum(np.searchsorted(uniq, full), uniq.size - 1)
+        keep &= uniq[u] == full
+        post, u, season = flat[keep], u[keep], season[keep]
+        # pair each posting with every query time of its hash (usually one)
+        order = np.argsort(q_inv, kind="stable")
+        q_count = np.bincount(q_inv, minlength=uniq.size)
+        q_start = np.cumsum(q_count) - q_count
+        reps = q_count[u]
+        pi = np.repeat(np.arange(post.size), reps)
+        within = np.arange(pi.size) - np.repeat(np.cumsum(reps) - reps, reps)
+        qi = order[q_start[u[pi]] + within]
+        post, season = post[pi], season[pi]
+        others.append(Postings(
+            query_t=hashes.t[qi].astype(np.int64),
+            slot=((post >> np.uint32(TIME_BITS)) & SLOT_MASK).astype(np.int64) + (season << SLOT_BITS),
+            db_t=(post & TIME_MASK).astype(np.int64),
+            looked_up=0,
+        ))
+    if not others:
+        return Postings(z, z, z, looked_up)
+    return Postings(np.concatenate([p.query_t for p in others]), np.concatenate([p.slot for p in others]),
+                    np.concatenate([p.db_t for p in others]), looked_up)
 
 
 def compact(path: Path) -> int:
