@@ -56,7 +56,7 @@ port-forward: ## the matcher's identify API on http://localhost:8000
 chart-sync: ## copy crds/, operator/rbac.yaml and the peering CRDs into the chart (tests/chart checks they match)
 	cp crds/fingerprintdb.yaml $(CHART)/crds/fingerprintdb.yaml
 	cp operator/rbac.yaml $(CHART)/files/operator-rbac.yaml
-	$(PYTHON) -c 'import sys, yaml; docs = [d for d in yaml.safe_load_all(open("operator/peering.yaml")) if d and d["kind"] == "CustomResourceDefinition"]; sys.stdout.write("# Generated from operator/peering.yaml by `make chart-sync`: the CRDs of kopf peering.\n" + yaml.safe_dump_all(docs, sort_keys=False))' > $(CHART)/crds/kopf-peering.yaml
+	$(PYTHON) -c 'import sys, yaml; docs = [d for d in yaml.safe_load_all(open("operator/peering-crds.yaml")) if d and d["kind"] == "CustomResourceDefinition"]; sys.stdout.write("# Generated from operator/peering-crds.yaml by `make chart-sync`: the CRDs of kopf peering.\n" + yaml.safe_dump_all(docs, sort_keys=False))' > $(CHART)/crds/kopf-peering.yaml
 
 chart-lint: ## helm lint and render the chart with the default and the full values
 	bash hack/tools.sh helm >/dev/null

@@ -33,7 +33,7 @@ def test_chart_copies_of_crds_and_rbac_match_their_sources() -> None:
     hint = "out of date: run `make chart-sync`"
     assert (CHART / "crds/fingerprintdb.yaml").read_bytes() == (ROOT / "crds/fingerprintdb.yaml").read_bytes(), hint
     assert (CHART / "files/operator-rbac.yaml").read_bytes() == (ROOT / "operator/rbac.yaml").read_bytes(), hint
-    peering = [d for d in yaml.safe_load_all((ROOT / "operator/peering.yaml").read_text())
+    peering = [d for d in yaml.safe_load_all((ROOT / "operator/peering-crds.yaml").read_text())
                if d["kind"] == "CustomResourceDefinition"]
     assert list(yaml.safe_load_all((CHART / "crds/kopf-peering.yaml").read_text())) == peering, hint
 
