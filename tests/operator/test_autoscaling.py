@@ -149,3 +149,13 @@ def test_current_replicas_follows_the_deployment_not_spec_replicas() -> None:
     assert autoscaling.current_replicas({"spec": {"replicas": 5}}, a) == 5
     assert autoscaling.current_replicas(None, a) == 2, "not created yet: it will start at minReplicas"
     assert autoscaling.current_replicas({"spec": {}}, a) == 2
+
+
+def test_rbac_lets_the_operator_apply_watch_and_delete_the_hpa() -> None:
+    from pathlib import Path
+
+    import yaml
+    rules = yaml.safe_load((Path(__file__).parents[2] / "operator" / "rbac.yaml").read_text())["rules"]
+    verbs = {v for r in rules if "autoscaling" in r["apiGroups"] and "horizontalpodautoscalers" in r["resources"]
+             for v in r["verbs"]}
+    assert {"get", "list", "watch", "create", "patch", "delete"} <= verbs
