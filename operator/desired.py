@@ -241,7 +241,8 @@ def horizontal_pod_autoscaler(spec: Spec, owner: Obj) -> Obj:
 
 
 def hpa_name(name: str) -> str:
-    return name
+    """The HPA is named like the Deployment it scales (kept out of :func:`names`: it is optional)."""
+    return names(name)["Deployment"]
 
 
 def children(spec: Spec, version: str, owner: Obj, seed_replicas: int | None = None) -> list[Obj]:
