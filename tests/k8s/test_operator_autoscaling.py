@@ -101,6 +101,12 @@ def test_hpa_appears_with_target_bounds_and_owner_and_the_operator_leaves_replic
     assert "citywok-operator" not in replicas_managers(cluster)
     assert cluster.fdb("db")["spec"]["replicas"] == 4, "the spec stays as the user wrote it"
 
+    # A deleted HPA comes back (the operator watches the HPAs it owns); the count stays where it was.
+    uid = cluster.get("hpa", "db")["metadata"]["uid"]
+    cluster.kubectl("delete", "hpa", "db")
+    wait_for(lambda: (h := cluster.get("hpa", "db")) and h["metadata"]["uid"] != uid, 30, "hpa recreated", cluster.op)
+    assert deployment(cluster)["spec"]["replicas"] == 5
+
 
 def test_autoscaling_off_and_on_without_a_dip(cluster: Cluster) -> None:
     pods = serving_v1(cluster, replicas=2, matcher={"resources": REQUESTS})
