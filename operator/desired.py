@@ -12,14 +12,16 @@ The pod contract (shared with the fetcher):
   * Restart: both get ``--version V`` and the template carries the version annotation, so a new
     version rolls the pods (maxUnavailable 0).
 
-Room for autoscaling: when an HPA owns the replica count, leave ``replicas`` out of the Deployment
-(server-side apply then stops claiming the field) -- see :func:`deployment`.
+Autoscaling: when ``spec.autoscaling`` is set an HPA owns the replica count, so ``replicas`` is left out
+of the Deployment (server-side apply then stops claiming the field) except as the first count of a
+Deployment that does not exist yet -- see :func:`deployment` and :mod:`citywok_operator.autoscaling`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from citywok_operator import autoscaling
 from citywok_operator.spec import Container, Spec
 
 GROUP = "citywok.io"
@@ -214,11 +216,13 @@ def pod_template(spec: Spec, version: str) -> Obj:
     }
 
 
-def deployment(spec: Spec, version: str, owner: Obj) -> Obj:
+def deployment(spec: Spec, version: str, owner: Obj, seed_replicas: int | None = None) -> Obj:
+    """The matcher Deployment; under autoscaling ``replicas`` only when ``seed_replicas`` is given."""
+    replicas = spec.replicas if spec.autoscaling is None else seed_replicas
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(spec, "Deployment", owner),
         "spec": {
-            "replicas": spec.replicas,
+            **({"replicas": replicas} if replicas is not None else {}),
             "revisionHistoryLimit": 5,
             "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
             "selector": {"matchLabels": selector_labels(spec.name)},
@@ -228,14 +232,33 @@ def deployment(spec: Spec, version: str, owner: Obj) -> Obj:
     }
 
 
-def children(spec: Spec, version: str, owner: Obj) -> list[Obj]:
-    """Every object the operator applies for one FingerprintDB, in dependency order."""
-    return [
+def horizontal_pod_autoscaler(spec: Spec, owner: Obj) -> Obj:
+    """The HPA of the matcher Deployment (same name); only while ``spec.autoscaling`` is set."""
+    assert spec.autoscaling is not None
+    meta = {**_meta(spec, "Deployment", owner), "name": hpa_name(spec.name)}
+    return {"apiVersion": autoscaling.HPA_API_VERSION, "kind": "HorizontalPodAutoscaler", "metadata": meta,
+            "spec": autoscaling.hpa_spec(spec.autoscaling, names(spec.name)["Deployment"])}
+
+
+def hpa_name(name: str) -> str:
+    """The HPA is named like the Deployment it scales (kept out of :func:`names`: it is optional)."""
+    return names(name)["Deployment"]
+
+
+def children(spec: Spec, version: str, owner: Obj, seed_replicas: int | None = None) -> list[Obj]:
+    """Every object the operator applies for one FingerprintDB, in dependency order.
+
+    ``seed_replicas``: under autoscaling, the count a Deployment that does not exist yet starts with.
+    """
+    objs = [
         configmap(spec, version, owner),
         service_account(spec, owner),
         role(spec, owner),
         role_binding(spec, owner),
         service(spec, owner),
         pod_disruption_budget(spec, owner),
-        deployment(spec, version, owner),
+        deployment(spec, version, owner, seed_replicas),
     ]
+    if spec.autoscaling is not None:
+        objs.append(horizontal_pod_autoscaler(spec, owner))
+    return objs

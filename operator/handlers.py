@@ -24,6 +24,7 @@ CHILD_RESOURCES = [
     ("v1", "pods"), ("v1", "configmaps"), ("v1", "services"), ("v1", "serviceaccounts"),
     ("apps", "v1", "deployments"), ("policy", "v1", "poddisruptionbudgets"),
     ("rbac.authorization.k8s.io", "v1", "roles"), ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
 ]
 CHILD_LABELS = {INSTANCE_LABEL: kopf.PRESENT, "app.kubernetes.io/managed-by": MANAGED_BY}
 

@@ -26,6 +26,7 @@ CHILD_PATHS = {
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
 }
 
 
@@ -88,10 +89,27 @@ class Kube:
                            query=[("labelSelector", selector)]) or {}
         return list(out.get("items") or [])
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+    def _child_path(self, kind: str, namespace: str, name: str) -> str:
+        prefix, plural = CHILD_PATHS[kind]
+        return f"{prefix}/namespaces/{quote(namespace)}/{plural}/{quote(name)}"
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One child as the API serves it (None when it does not exist)."""
+        return self.request("GET", self._child_path(kind, namespace, name))
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Delete one child, only if it is still the object ``uid`` (a recreated namesake is left alone)."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid},
+                "propagationPolicy": "Background"}
+        try:
+            self.request("DELETE", self._child_path(kind, namespace, name), body=body)
+        except KubeError as e:
+            if e.status != 409:  # 409: the uid precondition failed, someone else's object now
+                raise
+
+    def apply(self, obj: dict[str, Any], field_manager: str | None = None) -> dict[str, Any] | None:
         """Server-side apply with force: creates, updates, and takes back fields someone edited by hand."""
-        prefix, plural = CHILD_PATHS[obj["kind"]]
         meta = obj["metadata"]
-        path = f"{prefix}/namespaces/{quote(meta['namespace'])}/{plural}/{quote(meta['name'])}"
+        path = self._child_path(obj["kind"], meta["namespace"], meta["name"])
         return self.request("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
-                            query=[("fieldManager", self.field_manager), ("force", "true")])
+                            query=[("fieldManager", field_manager or self.field_manager), ("force", "true")])

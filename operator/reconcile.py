@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from citywok_operator import desired, metrics, status
+from citywok_operator import autoscaling, desired, metrics, status
 from citywok_operator.kube import Kube
 from citywok_operator.rollout import Decision, Event, Intent, Record, decide
 from citywok_operator.spec import DEFAULT_IMAGE, Spec, SpecError, parse
@@ -32,8 +32,10 @@ class Outcome:
     requeue_after: float | None = None
 
 
-def intent(spec: Spec) -> Intent:
-    return Intent(version=spec.version, replicas=spec.replicas, strategy=spec.rollout.strategy,
+def intent(spec: Spec, replicas: int | None = None) -> Intent:
+    """``replicas``: the count the pods are steered to when an HPA, not ``spec.replicas``, sets it."""
+    return Intent(version=spec.version, replicas=spec.replicas if replicas is None else replicas,
+                  strategy=spec.rollout.strategy,
                   deadline_seconds=spec.rollout.progress_deadline_seconds,
                   auto_rollback=spec.rollout.auto_rollback)
 
@@ -79,9 +81,13 @@ def reconcile(kube: Kube, namespace: str, name: str, options: Options,
         metrics.RECONCILES.labels("invalid").inc()
         return Outcome(body, events)
 
-    d = decide(intent(spec), Record.from_status(old), obs, now)
-    for child in desired.children(spec, d.version, body):
-        kube.apply(child)
+    live = None
+    replicas = spec.replicas
+    if spec.autoscaling is not None:
+        live = kube.get("Deployment", namespace, desired.names(name)["Deployment"])
+        replicas = autoscaling.current_replicas(live, spec.autoscaling)
+    d = decide(intent(spec, replicas), Record.from_status(old), obs, now)
+    apply_children(kube, spec, d.version, body, live)
     new = status_for(old, d, obs, generation, now)
     _write(kube, namespace, name, old, new)
     events = list(d.events) + _availability_events(old, new)
@@ -98,6 +104,40 @@ def reconcile(kube: Kube, namespace: str, name: str, options: Options,
     metrics.RECONCILES.labels("ok").inc()
     metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     return Outcome(body, events, d.requeue_after)
+
+
+def apply_children(kube: Kube, spec: Spec, version: str, owner: dict[str, Any],
+                   live: dict[str, Any] | None) -> None:
+    """Apply every child; hand ``replicas`` to the HPA, or take it back, without a dip in between.
+
+    ``live``: the Deployment as read this reconcile (only needed under autoscaling).
+    Off: the HPA goes first so it cannot scale after the operator has set ``spec.replicas`` again.
+    On: a Deployment that does not exist yet starts at minReplicas; an existing one keeps its count
+    through the handover manager while the operator stops applying the field.
+    """
+    a = spec.autoscaling
+    seed = None
+    if a is None:
+        remove_hpa(kube, spec.namespace, desired.hpa_name(spec.name), owner)
+    elif live is None:
+        seed = a.min_replicas
+    elif autoscaling.needs_handover(live, kube.field_manager):
+        kube.apply(autoscaling.handover(live), field_manager=autoscaling.HANDOVER_MANAGER)
+    for child in desired.children(spec, version, owner, seed):
+        kube.apply(child)
+
+
+def remove_hpa(kube: Kube, namespace: str, name: str, owner: dict[str, Any]) -> None:
+    """Delete the HPA this FingerprintDB created, if any (one someone else made is not ours to delete)."""
+    hpa = kube.get("HorizontalPodAutoscaler", namespace, name)
+    if hpa is None:
+        return
+    meta = owner["metadata"]
+    refs = hpa["metadata"].get("ownerReferences") or []
+    if any(r.get("uid") == meta["uid"] and r.get("controller") for r in refs):
+        kube.delete("HorizontalPodAutoscaler", namespace, name, hpa["metadata"]["uid"])
+        log.info("%s/%s autoscaling off: HPA deleted, spec.replicas applies again", namespace, meta["name"],
+                 extra={"k8s": {"kind": desired.KIND, "namespace": namespace, "name": meta["name"]}})
 
 
 def _write(kube: Kube, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from citywok_operator.autoscaling import Autoscaling
+
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 STRATEGIES = ("InPlace", "Restart")
 STORAGE_TYPES = ("EmptyDir", "PersistentVolumeClaim")
@@ -69,6 +71,7 @@ class Spec:
     fetcher: Container = field(default_factory=lambda: Container(DEFAULT_IMAGE))
     storage: Storage = field(default_factory=Storage)
     rollout: Rollout = field(default_factory=Rollout)
+    autoscaling: Autoscaling | None = None  # set: an HPA owns the replica count, spec.replicas waits
 
 
 def _container(raw: dict[str, Any] | None, default_image: str) -> Container:
@@ -78,6 +81,36 @@ def _container(raw: dict[str, Any] | None, default_image: str) -> Container:
         pull_policy=raw.get("imagePullPolicy"),
         resources=dict(raw.get("resources") or {}),
     )
+
+
+def _number(raw: dict[str, Any], key: str) -> Any:
+    value = raw.get(key)
+    return None if isinstance(value, bool) else value
+
+
+def parse_autoscaling(raw: dict[str, Any] | None, matcher: Container) -> Autoscaling | None:
+    """``spec.autoscaling`` (None when absent); the CRD checks the same, this catches older schemas."""
+    if raw is None:
+        return None
+    lo, hi = _number(raw, "minReplicas"), _number(raw, "maxReplicas")
+    if not isinstance(lo, int) or lo < 1:
+        raise SpecError(f"spec.autoscaling.minReplicas must be an integer >= 1, not {lo!r}")
+    if not isinstance(hi, int) or hi < lo:
+        raise SpecError(f"spec.autoscaling.maxReplicas must be an integer >= minReplicas ({lo}), not {hi!r}")
+    target = raw.get("target") or {}
+    cpu, rps = _number(target, "cpuUtilization"), _number(target, "requestsPerSecond")
+    if (cpu is None) == (rps is None):
+        raise SpecError("spec.autoscaling.target needs exactly one of cpuUtilization, requestsPerSecond")
+    if cpu is not None:
+        if not isinstance(cpu, int) or cpu < 1:
+            raise SpecError(f"spec.autoscaling.target.cpuUtilization must be a percentage >= 1, not {cpu!r}")
+        if "cpu" not in (matcher.resources.get("requests") or {}):
+            raise SpecError("spec.autoscaling.target.cpuUtilization needs spec.matcher.resources.requests.cpu "
+                            "(utilisation is a percentage of the request)")
+        return Autoscaling(lo, hi, cpu_utilization=cpu)
+    if not isinstance(rps, int | float) or rps <= 0:
+        raise SpecError(f"spec.autoscaling.target.requestsPerSecond must be a number > 0, not {rps!r}")
+    return Autoscaling(lo, hi, requests_per_second=float(rps))
 
 
 def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = DEFAULT_IMAGE) -> Spec:
@@ -127,6 +160,7 @@ def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = 
     if rollout.strategy not in STRATEGIES:
         raise SpecError(f"spec.rollout.strategy must be one of {', '.join(STRATEGIES)}")
     matcher = _container(spec.get("matcher"), default_image)
+    autoscaling = parse_autoscaling(spec.get("autoscaling"), matcher)
     return Spec(
         name=name,
         namespace=namespace,
@@ -139,4 +173,5 @@ def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = 
         fetcher=_container(spec.get("fetcher"), matcher.image),
         storage=storage,
         rollout=rollout,
+        autoscaling=autoscaling,
     )
