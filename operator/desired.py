@@ -39,6 +39,7 @@ DATA_DIR = "/data"
 DESIRED_DIR = "/etc/citywok/desired"
 VERSION_FILE = f"{DESIRED_DIR}/version"
 HTTP_PORT = 8000
+FETCHER_METRICS_PORT = 9102
 
 Obj = dict[str, Any]
 
@@ -200,6 +201,10 @@ def pod_template(spec: Spec, version: str) -> Obj:
                                  "periodSeconds": 5, "failureThreshold": 2}
     matcher["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": "http"},
                                 "initialDelaySeconds": 10, "periodSeconds": 10, "failureThreshold": 3}
+    sidecar = _container(spec.fetcher, "fetcher",
+                         ["fetch", "--watch", "--metrics-port", str(FETCHER_METRICS_PORT), *source_args],
+                         fenv, fetch_mounts)
+    sidecar["ports"] = [{"name": "fetcher-metrics", "containerPort": FETCHER_METRICS_PORT, "protocol": "TCP"}]
     return {
         "metadata": {"labels": labels(spec.name), "annotations": annotations},
         "spec": {
@@ -209,8 +214,7 @@ def pod_template(spec: Spec, version: str) -> Obj:
                                 "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
             "initContainers": [_container(spec.fetcher, "fetch", ["fetch", "--once", *source_args],
                                           fenv, fetch_mounts)],
-            "containers": [matcher, _container(spec.fetcher, "fetcher", ["fetch", "--watch", *source_args],
-                                               fenv, fetch_mounts)],
+            "containers": [matcher, sidecar],
             "volumes": volumes,
         },
     }

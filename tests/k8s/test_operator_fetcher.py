@@ -173,7 +173,9 @@ def test_real_fetcher_sidecar_serves_rolls_and_rolls_back(k8s: Any, tmp_path: Pa
         assert layout.current_version(data) == "v1"
 
         sidecar = next(c for c in template["containers"] if c["name"] == "fetcher")
-        argv, env = container_process(sidecar, pod, secret, mounts, kubeconfig, QUICK)
+        # the metrics port the operator chose may be taken on this machine: a free one instead
+        argv, env = container_process(sidecar, pod, secret, mounts, kubeconfig,
+                                      [*QUICK, "--metrics-port", str(free_port())])
         with open(tmp_path / "sidecar.log", "w") as log:
             procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
 

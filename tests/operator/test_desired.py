@@ -60,7 +60,9 @@ def test_pod_contract_inplace() -> None:
     tpl = dep["spec"]["template"]
     c = containers(tpl)
     assert c["fetch"]["args"] == ["fetch", "--once", "--version-file", "/etc/citywok/desired/version"]
-    assert c["fetcher"]["args"] == ["fetch", "--watch", "--version-file", "/etc/citywok/desired/version"]
+    assert c["fetcher"]["args"] == ["fetch", "--watch", "--metrics-port", "9102",
+                                    "--version-file", "/etc/citywok/desired/version"]
+    assert c["fetcher"]["ports"] == [{"name": "fetcher-metrics", "containerPort": 9102, "protocol": "TCP"}]
     assert c["matcher"]["args"] == ["serve"]
     assert c["matcher"]["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["matcher"]["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
