@@ -335,8 +335,11 @@ async def swap_loop(url: str, data_dir: Path, swaps: int, interval: float) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SEASONS, EPISODES_PER_SEASON
     ap = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/tmp/citywok-bench-load"))
+    ap.add_argument("--data", type=Path, default=None, help="default /tmp/citywok-bench-load[-N]")
+    ap.add_argument("--seasons", type=int, default=SEASONS,
+                    help="split the same 40 episodes (10 h) into this many season shards (a divisor of 40)")
     ap.add_argument("--rate", type=float, default=100.0, help="fixed offered rate, requests/s")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each open-loop phase")
     ap.add_argument("--swaps", type=int, default=20)
@@ -344,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.seconds = min(args.seconds, 60.0)  # bounded in time ...
     args.rate = min(args.rate, 400.0)  # ... and in count
+    total = SEASONS * EPISODES_PER_SEASON
+    if args.seasons < 1 or total % args.seasons:
+        ap.error(f"--seasons must divide {total}")
+    SEASONS, EPISODES_PER_SEASON = args.seasons, total // args.seasons
+    if args.data is None:
+        args.data = Path("/tmp/citywok-bench-load" + ("" if SEASONS == 20 else f"-{SEASONS}"))
 
     t0 = time.monotonic()
     build_data(args.data)
