@@ -87,7 +87,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_manifest(vdir: Path, manifest: dict[str, Any]) -> None:
@@ -120,10 +120,11 @@ def flip_current(data_dir: Path, version: str) -> None:
         tmp.unlink()
     os.symlink(version, tmp)
     os.replace(tmp, base / CURRENT)
-    _fsync_dir(base)
+    fsync_dir(base)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -147,14 +147,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src / DATA_FILE, dst / DATA_FILE)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove(path: Path) -> None:
     """Remove a folder by first renaming it to a hidden name, so a crash never leaves half of a version."""
     if not path.exists():
@@ -239,14 +231,14 @@ class Fetcher:
                     log.info("season %d reused from %s", e.season, reuse[e.season].parent.name)
             self._download_all(version, todo, staging, downloads, doc.get("params_digest"), res)
             layout.write_manifest(staging, doc)
-            _fsync_dir(staging)
+            layout.fsync_dir(staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         if vdir.exists():
             _remove(vdir)
         os.rename(staging, vdir)
-        _fsync_dir(self.base)
+        layout.fsync_dir(self.base)
         shutil.rmtree(downloads, ignore_errors=True)
         self._install(version, res)
         return res

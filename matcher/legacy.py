@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from matcher.landmarks import Hashes
+from matcher.library import Library
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
 from matcher.shard import LOW_BITS, MAX_SLOTS, Episode, Postings
 from matcher.shared import SharedSegment
@@ -364,7 +365,7 @@ class PickleSeason:
         self.table = {}
 
 
-class PickleLibrary:
+class PickleLibrary(Library):
     """Every season pickle of a ``DATA_DIR``, with ``matcher.library.Library``'s interface (USE_LMDB=false).
 
     ``writable`` is False: the server should refuse uploads in this mode rather than create shards.
@@ -374,39 +375,11 @@ class PickleLibrary:
 
     def __init__(self, shards: dict[int, PickleSeason], params: FingerprintParams,
                  version: str = LIBRARY_VERSION) -> None:
-        self.version = version
-        self.shards = shards
-        self.params = params
-        self._episodes: dict[int, dict[int, Episode]] = {}
-        self.refresh()
+        super().__init__(version, shards, params)
 
     def refresh(self) -> None:
         self._episodes = {n: {e.slot: e for e in s.episodes()} for n, s in self.shards.items()}
-        self.shared: dict[int, list[SharedSegment]] = {n: s.shared for n, s in self.shards.items()}
-
-    def episode(self, season: int, slot: int) -> Episode | None:
-        return self._episodes.get(season, {}).get(slot)
-
-    @property
-    def seasons(self) -> list[int]:
-        return sorted(self.shards)
-
-    def episode_count(self) -> int:
-        return sum(len(e) for e in self._episodes.values())
-
-    def nbytes(self) -> int:
-        return sum(s.nbytes() for s in self.shards.values())
-
-    def close(self) -> None:
-        for s in self.shards.values():
-            s.close()
-        self.shards = {}
-
-    def __enter__(self) -> PickleLibrary:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.shared = {n: s.shared for n, s in self.shards.items()}
 
 
 def open_library(data_dir: Path, params: FingerprintParams = DEFAULT_PARAMS,
