@@ -33,6 +33,7 @@ COPY citywok ./citywok
 COPY matcher ./matcher
 COPY fetcher ./fetcher
 COPY operator ./operator
+COPY bench ./bench
 RUN /opt/citywok/bin/pip install --no-deps . \
     && /opt/citywok/bin/python -m compileall -q /opt/citywok/lib \
     && /opt/citywok/bin/citywok --version
