@@ -49,8 +49,9 @@ def released(c: Cluster) -> bool:
 
 
 def wait_replicas(c: Cluster, n: int, timeout: float = 60) -> dict[str, Any]:
-    return wait_for(lambda: (d := deployment(c))["spec"]["replicas"] == n and d, timeout,
-                    f"deployment/db at {n} replicas (now {deployment(c)['spec'].get('replicas')})", c.op)
+    """Wait for the Deployment (which the operator may not have created yet) to hold ``n`` replicas."""
+    return wait_for(lambda: (d := c.get("deployment", "db")) is not None and d["spec"].get("replicas") == n and d,
+                    timeout, f"deployment/db at {n} replicas", c.op)
 
 
 def remove_autoscaling(c: Cluster) -> None:
