@@ -5,7 +5,7 @@
 Seasons are generated: a few synthetic episodes are really fingerprinted, then each (season, episode)
 gets those hashes remixed (XOR with its own 21-bit mask), so the shards have the statistics of real
 fingerprints without hours of audio. Prints the median of the runs for:
-  * fetch + verify + unpack of a whole version from moto's server, MB/s of archive;
+  * fetch + verify + unpack of a whole version from moto's server (its own process), MB/s of archive;
   * the same against a minimal loopback HTTP server (sendfile), to tell the server's cost from ours;
   * download only (no unpack) and unpack + verify only (no network), to show where time goes;
   * bytes downloaded when a version changes one season; archive size vs LMDB size.
@@ -20,6 +20,8 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -197,14 +199,15 @@ def main() -> None:
         f"({1 - archive_bytes / lmdb_bytes:.1%} smaller), {t_pack:.1f} s"
     )
 
-    from moto.server import ThreadedMotoServer
-
     with tempfile.TemporaryDirectory(dir=args.work) as tmp_s:
         tmp = Path(tmp_s)
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-        moto.start()
+        # moto in a process of its own, as a real S3 server is: in this process it would share the GIL
+        port = _free_port()
+        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            endpoint = f"http://127.0.0.1:{moto._port}"
+            endpoint = f"http://127.0.0.1:{port}"
+            _wait_for_port(port)
             boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
             cfg = Settings(s3_bucket="bench", aws_endpoint_url=endpoint, aws_region="us-east-1")
             retry = RetryPolicy()
@@ -329,7 +332,20 @@ def main() -> None:
                 f"v1 had downloaded {first.bytes_downloaded / MB:.1f} MB)"
             )
         finally:
-            moto.stop()
+            moto.terminate()
+            moto.wait(timeout=30)
+
+
+def _wait_for_port(port: int, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"moto's server did not listen on port {port}")
 
 
 def _free_port() -> int:
