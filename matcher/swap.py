@@ -83,13 +83,7 @@ class ServedVersion:
     def _release(self, h: Handle) -> None:
         with self._lock:
             h.refs -= 1
-            close = h.retired and h.refs == 0 and not h.closed
-            if close:
-                h.closed = True
-                self._open.pop(h.vdir, None)
-        if close:
-            h.library.close()
-            log.info("closed drained version %s", h.vdir.name)
+        self._retire(h)
 
     def draining(self) -> list[str]:
         """Versions swapped out but still held by in-flight requests."""
@@ -187,8 +181,9 @@ class ServedVersion:
         return Library.open(vdir, max_seasons=self.max_seasons)
 
     def _retire(self, h: Handle) -> None:
+        """Close a swapped-out version once no request holds it (called at the swap and at each release)."""
         with self._lock:
-            close = h.refs == 0 and not h.closed
+            close = h.retired and h.refs == 0 and not h.closed
             if close:
                 h.closed = True
                 self._open.pop(h.vdir, None)
