@@ -21,7 +21,7 @@ import numpy as np
 from matcher.landmarks import Hashes
 from matcher.library import Library
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import LOW_BITS, MAX_SLOTS, Episode, Postings
+from matcher.shard import GROUP_BITS, MAX_SLOTS, Episode, Postings
 from matcher.shared import SharedSegment
 
 LEGACY_VERSION = 1
@@ -313,7 +313,7 @@ class PickleSeason:
     def lookup(self, hashes: Hashes, max_postings: int = 1024) -> Postings:
         """Every stored posting of the query's hashes, paired with each query time of that hash.
 
-        Like ``Shard.lookup``, a hash is skipped when the shard bucket it shares (``hash >> LOW_BITS``)
+        Like ``Shard.lookup``, a hash is skipped when the group of hashes it shares (``hash >> GROUP_BITS``)
         holds more than ``max_postings`` postings, so both modes weigh exactly the same evidence.
         """
         qt: list[int] = []
@@ -327,10 +327,10 @@ class PickleSeason:
             postings = table.get(h)
             if not postings:
                 continue
-            b = h >> LOW_BITS
+            b = h >> GROUP_BITS
             if b not in crowded:
-                base = b << LOW_BITS
-                crowded[b] = sum(len(table.get(base + i, ())) for i in range(1 << LOW_BITS)) > max_postings
+                base = b << GROUP_BITS
+                crowded[b] = sum(len(table.get(base + i, ())) for i in range(1 << GROUP_BITS)) > max_postings
             if not crowded[b]:
                 wanted[h] = postings
         if wanted:

@@ -2,22 +2,29 @@
 
 Named databases:
     meta      b"meta" -> JSON {format, format_version, params, params_digest, season, hash_count,
-                               posting_count, episode_count, total_seconds}
+                               posting_count, episode_count, total_seconds, layout}
     episodes  uint16 BE episode slot -> JSON {id, title, duration, sha256, hashes}
     ids       episode id (utf-8) -> uint16 BE slot
     shared    b"segments" -> JSON list of shared segments (matcher/shared.py)
-    postings  uint32 BE bucket (hash >> 3) -> packed little-endian uint32 postings,
-              (hash & 7) << 29 | slot << 19 | frame
+    postings  b"offsets" -> little-endian uint32[buckets + 1], where postings of bucket ``hash >> L`` start
+              b"data"    -> the postings, bit-packed at ``L + S + F`` bits each, sorted by hash, slot, frame:
+                            (hash & (2**L - 1)) << (S + F) | slot << F | frame; 8 zero bytes pad the end
 
-Hashes share a bucket key eight to one, with the three low hash bits kept in each posting: LMDB spends
-about 20 bytes on every key, so fewer, fuller keys make the shard several times smaller, and lookups
-filter a bucket's postings by those bits. Keys sort numerically, so a sorted batch of query hashes
-walks the B-tree in order. Every change is one write transaction: a crash mid-ingest leaves the shard
-as it was before that episode. Limits: 1,024 episodes per season, 2.3 hours per episode.
+The postings are one compressed-sparse-row table: an offset per bucket and the bit-packed postings.
+LMDB spends about 18 bytes on every key, more than a posting's 3, so a key per hash (or per group of a
+few hashes) would make most of the file overhead; two values instead, read straight from the memory map.
+The layout (L low hash bits per posting, S slot bits, F frame bits) is fitted to each shard when it is
+written: no more bits than its episodes and lengths need, and buckets as fine as the groups of 8 hashes
+that crowding is judged by (L = 3), unless the season is so small that the offsets would outweigh it.
+A query then decodes what format 2's keys held, and skips a crowded group from its offsets alone.
+Every change is one write transaction that rewrites the table: a crash mid-ingest leaves the shard as
+it was before that episode.
+Limits: 1,024 episodes per season, 2.3 hours per episode.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -29,22 +36,20 @@ from typing import Any
 import lmdb
 import numpy as np
 
-from matcher.landmarks import Hashes
+from matcher.landmarks import HASH_BITS, Hashes
 from matcher.params import FingerprintParams
 
 FORMAT = "citywok-season-shard"
-FORMAT_VERSION = 2
-LOW_BITS = 3
-SLOT_BITS = 10
+FORMAT_VERSION = 3
+SLOT_BITS = 10  # at most; a shard's layout uses what its episodes need
 TIME_BITS = 19
 MAX_SLOTS = 1 << SLOT_BITS
 MAX_FRAME = (1 << TIME_BITS) - 1
-TIME_MASK = np.uint32(MAX_FRAME)
-SLOT_MASK = np.uint32(MAX_SLOTS - 1)
-LOW_MASK = np.uint32((1 << LOW_BITS) - 1)
-LOW_SHIFT = np.uint32(SLOT_BITS + TIME_BITS)
+GROUP_BITS = 3  # a query skips a group of 2**3 neighbouring hashes holding more than MAX_POSTINGS postings
+MAX_POSTINGS = 1024  # per group; beyond it a hash is too common to be evidence
+TARGET_BUCKET = 3  # postings per bucket the layout aims at: fewer costs offsets, more costs decoding
+PAD = 8  # zero bytes after the packed postings, so every posting can be read as one unaligned uint64
 MAP_SIZE = 1 << 36  # address space only; the file grows with the data
-MAX_POSTINGS = 1024  # per bucket; beyond it a hash is too common to be evidence
 
 
 class ShardError(Exception):
@@ -77,6 +82,148 @@ class Postings:
 
 def _slot_key(slot: int) -> bytes:
     return slot.to_bytes(2, "big")
+
+
+# -- the postings table: pure functions, numpy in and out -----------------------------------------
+# A table is held as one sorted uint64 array of keys, hash << 29 | slot << 19 | frame, and stored as
+# offsets + bit-packed postings under a Layout.
+
+KEY_SLOT_SHIFT = TIME_BITS
+KEY_HASH_SHIFT = SLOT_BITS + TIME_BITS
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a shard packs its postings: low hash bits per posting (L), slot bits (S), frame bits (F)."""
+
+    low_bits: int
+    slot_bits: int
+    frame_bits: int
+
+    @property
+    def bits(self) -> int:
+        return self.low_bits + self.slot_bits + self.frame_bits
+
+    @property
+    def buckets(self) -> int:
+        return 1 << (HASH_BITS - self.low_bits)
+
+    @classmethod
+    def fit(cls, postings: int, max_slot: int, max_frame: int) -> Layout:
+        """The fewest bits that hold these slots and frames, with buckets of about TARGET_BUCKET postings."""
+        low = HASH_BITS - round(float(np.log2(max(postings / TARGET_BUCKET, 1)))) if postings else HASH_BITS
+        return cls(min(max(low, GROUP_BITS), HASH_BITS), max(1, int(max_slot).bit_length()),
+                   max(1, int(max_frame).bit_length()))
+
+    def to_bytes(self) -> bytes:
+        return bytes([self.low_bits, self.slot_bits, self.frame_bits])
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Layout:
+        if len(raw) != 3 or not GROUP_BITS <= raw[0] <= HASH_BITS or not 0 < raw[1] <= SLOT_BITS \
+                or not 0 < raw[2] <= TIME_BITS:
+            raise ShardError(f"damaged postings layout {bytes(raw)!r}")
+        return cls(raw[0], raw[1], raw[2])
+
+
+def table_keys(h: np.ndarray, slot: np.ndarray | int, frame: np.ndarray) -> np.ndarray:
+    """Postings as sortable uint64 keys (hash, slot, frame), the table's working form."""
+    return ((np.asarray(h, np.uint64) << np.uint64(KEY_HASH_SHIFT))
+            | (np.asarray(slot, np.uint64) << np.uint64(KEY_SLOT_SHIFT)) | np.asarray(frame, np.uint64))
+
+
+def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keys back to (hash, slot, frame) uint32 arrays."""
+    return ((keys >> np.uint64(KEY_HASH_SHIFT)).astype(np.uint32),
+            ((keys >> np.uint64(KEY_SLOT_SHIFT)) & np.uint64(MAX_SLOTS - 1)).astype(np.uint32),
+            (keys & np.uint64(MAX_FRAME)).astype(np.uint32))
+
+
+def pack_table(keys: np.ndarray) -> tuple[Layout, bytes, bytes]:
+    """Sorted keys -> (layout, offsets, data): the bytes the ``postings`` database stores."""
+    h, slot, frame = split_keys(keys)
+    layout = Layout.fit(keys.size, int(slot.max(initial=0)), int(frame.max(initial=0)))
+    offsets = np.zeros(layout.buckets + 1, "<u4")
+    np.cumsum(np.bincount(h >> np.uint32(layout.low_bits), minlength=layout.buckets), out=offsets[1:])
+    # drop the bucket's bits from the hash and close the gaps left by unused slot and frame bits
+    v = keys & np.uint64((1 << (layout.low_bits + KEY_HASH_SHIFT)) - 1)
+    v = (((v >> np.uint64(KEY_HASH_SHIFT)) << np.uint64(layout.slot_bits + layout.frame_bits))
+         | (slot.astype(np.uint64) << np.uint64(layout.frame_bits)) | frame.astype(np.uint64))
+    return layout, offsets.tobytes(), _pack_bits(v, layout.bits)
+
+
+def unpack_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | None = None) -> np.ndarray:
+    """The keys stored in ``buckets`` (sorted; all when None), from the bytes ``pack_table`` made."""
+    return table_keys(*decode_table(layout, offsets, data, buckets))
+
+
+def decode_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The postings stored in ``buckets`` (sorted; all when None) as (hash, slot, frame) uint32 arrays."""
+    off = np.frombuffer(offsets, "<u4")
+    if off.size != layout.buckets + 1:
+        raise ShardError(f"postings offsets hold {off.size} entries, the layout needs {layout.buckets + 1}")
+    if len(data) < ((int(off[-1]) * layout.bits + 7) >> 3) + PAD:
+        raise ShardError(f"postings data holds {len(data)} bytes, short of {int(off[-1])} postings")
+    if buckets is None:
+        count = np.diff(off.astype(np.int64))
+        buckets = np.arange(layout.buckets, dtype=np.uint32)
+        v = _unpack_bits(data, int(off[-1]), layout.bits)
+    else:
+        start = off[buckets].astype(np.int64)
+        count = off[buckets + 1].astype(np.int64) - start
+        index = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
+        v = _read_bits(data, index, layout.bits)
+    h = (np.repeat(buckets.astype(np.uint32), count) << np.uint32(layout.low_bits)) | (
+        v >> np.uint64(layout.slot_bits + layout.frame_bits)).astype(np.uint32)
+    slot = ((v >> np.uint64(layout.frame_bits)) & np.uint64((1 << layout.slot_bits) - 1)).astype(np.uint32)
+    return h, slot, (v & np.uint64((1 << layout.frame_bits) - 1)).astype(np.uint32)
+
+
+def _pack_bits(v: np.ndarray, width: int) -> bytes:
+    """uint64 values of ``width`` bits each, packed little-endian back to back, then PAD zero bytes.
+
+    64 values fill exactly ``width`` words, and each of the 64 positions in such a group lands at the
+    same word and shift in every group: 64 column operations pack the whole array.
+    """
+    groups = -(-v.size // 64)
+    vals = np.zeros(groups * 64, np.uint64)
+    vals[: v.size] = v
+    vals = vals.reshape(groups, 64)
+    words = np.zeros((groups, width), np.uint64)
+    for j in range(64):
+        w, shift = divmod(j * width, 64)
+        words[:, w] |= vals[:, j] << np.uint64(shift)
+        if shift + width > 64:
+            words[:, w + 1] |= vals[:, j] >> np.uint64(64 - shift)
+    return words.astype("<u8").tobytes()[: (v.size * width + 7) >> 3] + bytes(PAD)
+
+
+def _unpack_bits(data: Any, n: int, width: int) -> np.ndarray:
+    """The first ``n`` values of a ``_pack_bits`` buffer, by the same 64 columns."""
+    groups = -(-n // 64)
+    raw = np.frombuffer(data, np.uint8)
+    need = groups * width * 8
+    if raw.size < need:
+        raw = np.concatenate([raw, np.zeros(need - raw.size, np.uint8)])
+    words = raw[:need].view("<u8").reshape(groups, width)
+    vals = np.empty((groups, 64), np.uint64)
+    mask = np.uint64((1 << width) - 1)
+    for j in range(64):
+        w, shift = divmod(j * width, 64)
+        col = words[:, w] >> np.uint64(shift)
+        if shift + width > 64:
+            col |= words[:, w + 1] << np.uint64(64 - shift)
+        vals[:, j] = col & mask
+    return vals.reshape(-1)[:n]
+
+
+def _read_bits(data: Any, index: np.ndarray, width: int) -> np.ndarray:
+    """Values ``index`` of a ``_pack_bits`` buffer: each read as one unaligned uint64, shifted and masked."""
+    raw = np.frombuffer(data, np.uint8)
+    words = np.ndarray((raw.size - PAD + 1,), dtype="<u8", buffer=raw, strides=(1,))
+    bit = index * width
+    return (words[bit >> 3] >> (bit & 7).astype(np.uint64)) & np.uint64((1 << width) - 1)
 
 
 class Shard:
@@ -203,29 +350,45 @@ class Shard:
         """
         return lookup_seasons([self], hashes, max_postings)
 
-    def read_buckets(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The stored blocks of these (sorted) bucket keys: found keys, postings per key, postings."""
+    def read_postings(self, uniq: np.ndarray, max_postings: int = MAX_POSTINGS
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored postings of these sorted distinct hashes as (hash, slot, frame), skipping every
+        group of 2**GROUP_BITS neighbouring hashes that holds more than ``max_postings`` postings."""
         with self.env.begin(db=self._postings_db, buffers=True) as txn:
-            found = txn.cursor().getmulti(_keys(buckets))
-            if not found:
-                return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.uint32)
-            keys, values = zip(*found, strict=True)  # C-level passes: a query finds hundreds of buckets
-            return (np.frombuffer(b"".join(keys), dtype=">u4").astype(np.uint32),
-                    np.fromiter(map(len, values), np.int64, len(values)) >> 2,
-                    np.frombuffer(b"".join(values), dtype="<u4").copy())
+            raw = txn.get(b"layout")
+            if raw is None:  # no postings yet
+                z = np.zeros(0, np.uint32)
+                return z, z, z
+            layout = _layout(bytes(raw))
+            offsets = txn.get(b"offsets")
+            wanted = uniq >> np.uint32(layout.low_bits)
+            buckets = wanted[np.r_[True, wanted[1:] != wanted[:-1]]].astype(np.int64)
+            if layout.low_bits == GROUP_BITS:  # a bucket is a group: skip the crowded ones undecoded
+                off = np.frombuffer(offsets, "<u4")
+                buckets = buckets[off[buckets + 1] - off[buckets] <= max_postings]
+            h, slot, frame = decode_table(layout, offsets, txn.get(b"data"), buckets)
+        keep = np.ones(h.size, bool)
+        if layout.low_bits > GROUP_BITS:
+            group = h >> np.uint32(GROUP_BITS)  # whole groups sit in one bucket, sorted
+            first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+            size = np.diff(np.r_[first, group.size])
+            keep = np.repeat(size <= max_postings, size)
+        u = np.minimum(np.searchsorted(uniq, h), uniq.size - 1)
+        keep &= uniq[u] == h
+        return h[keep], slot[keep], frame[keep]
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every posting of the shard as (hash, slot, frame) arrays: for season-wide analyses."""
-        with self.env.begin(db=self._postings_db, buffers=True) as txn:
-            items = [(bytes(k), bytes(v)) for k, v in txn.cursor()]
-        if not items:
-            z = np.zeros(0, np.uint32)
-            return z, z, z
-        keys = np.frombuffer(b"".join(k for k, _ in items), dtype=">u4").astype(np.uint32)
-        sizes = np.fromiter((len(v) >> 2 for _, v in items), np.int64, len(items))
-        flat = np.frombuffer(b"".join(v for _, v in items), dtype="<u4")
-        h = (np.repeat(keys, sizes) << np.uint32(LOW_BITS)) | (flat >> LOW_SHIFT)
-        return h, (flat >> np.uint32(TIME_BITS)) & SLOT_MASK, flat & TIME_MASK
+        with self.env.begin(buffers=True) as txn:
+            return split_keys(self._table(txn))
+
+    def _table(self, txn: lmdb.Transaction) -> np.ndarray:
+        """The whole postings table of this transaction's snapshot, as sorted keys."""
+        raw = txn.get(b"layout", db=self._postings_db)
+        if raw is None:
+            return np.zeros(0, np.uint64)
+        return unpack_table(_layout(bytes(raw)), txn.get(b"offsets", db=self._postings_db),
+                            txn.get(b"data", db=self._postings_db))
 
     def get_shared(self) -> list[dict[str, Any]]:
         if self._shared_db is None:
@@ -243,14 +406,27 @@ class Shard:
     def check(self) -> dict[str, Any]:
         """Recount hashes and postings and compare with the metadata record (used by validate and tests)."""
         meta = self.meta()
-        keys = postings = 0
-        with self.env.begin(db=self._postings_db, buffers=True) as txn:
-            for _k, v in txn.cursor():
-                keys += _distinct_hashes(v)
-                postings += len(v) // 4
-        episodes = len(self.episodes())
-        ok = (keys, postings, episodes) == (meta["hash_count"], meta["posting_count"], meta["episode_count"])
-        return {"ok": ok, "hash_count": keys, "posting_count": postings, "episode_count": episodes, "meta": meta}
+        problems = []
+        with self.env.begin(buffers=True) as txn:
+            try:
+                keys = self._table(txn)
+                raw = txn.get(b"offsets", db=self._postings_db)
+                if raw is not None and np.any(np.diff(np.frombuffer(raw, "<u4").astype(np.int64)) < 0):
+                    problems.append("postings offsets go backwards")
+            except ShardError as e:
+                keys = np.zeros(0, np.uint64)
+                problems.append(str(e))
+        if keys.size and np.any(keys[1:] < keys[:-1]):
+            problems.append("postings are out of order")
+        h, slot, _ = split_keys(keys)
+        episodes = self.episodes()
+        if keys.size and not np.isin(np.unique(slot), [e.slot for e in episodes]).all():
+            problems.append("postings name an episode slot the shard does not hold")
+        hash_count, postings = _distinct(h), int(keys.size)
+        ok = not problems and (hash_count, postings, len(episodes)) == (
+            meta["hash_count"], meta["posting_count"], meta["episode_count"])
+        return {"ok": ok, "hash_count": hash_count, "posting_count": postings, "episode_count": len(episodes),
+                "problems": problems, "meta": meta}
 
     def nbytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.name == "data.mdb")
@@ -269,14 +445,17 @@ class Shard:
             meta = json.loads(txn.get(b"meta", db=self._meta_db))
             old = txn.get(episode_id.encode(), db=self._ids_db)
             if old is not None:
-                self._remove_in(txn, meta, int.from_bytes(old, "big"), episode_id)
+                self._forget(txn, meta, int.from_bytes(old, "big"), episode_id)
             slot = self._free_slot(txn)
             ep = Episode(slot, episode_id, title or episode_id, float(duration), sha256, len(hashes))
             txn.put(_slot_key(slot), json.dumps(ep.to_json()).encode(), db=self._episodes_db)
             txn.put(episode_id.encode(), _slot_key(slot), db=self._ids_db)
-            new_keys, n_post = self._merge_postings(txn, slot, hashes)
-            meta["hash_count"] += new_keys
-            meta["posting_count"] += n_post
+            table = self._table(txn)
+            if old is not None:
+                table = table[((table >> np.uint64(KEY_SLOT_SHIFT)) & np.uint64(MAX_SLOTS - 1))
+                              != np.uint64(int.from_bytes(old, "big"))]
+            mine = np.sort(table_keys(hashes.hash, slot, hashes.t))
+            self._put_table(txn, meta, np.sort(np.concatenate([table, mine]), kind="stable"))
             meta["episode_count"] += 1
             meta["total_seconds"] = round(meta["total_seconds"] + float(duration), 3)
             txn.put(b"meta", json.dumps(meta).encode(), db=self._meta_db)
@@ -291,7 +470,11 @@ class Shard:
             if old is None:
                 return False
             meta = json.loads(txn.get(b"meta", db=self._meta_db))
-            self._remove_in(txn, meta, int.from_bytes(old, "big"), episode_id)
+            slot = int.from_bytes(old, "big")
+            self._forget(txn, meta, slot, episode_id)
+            table = self._table(txn)
+            self._put_table(txn, meta, table[((table >> np.uint64(KEY_SLOT_SHIFT)) & np.uint64(MAX_SLOTS - 1))
+                                             != np.uint64(slot)])
             txn.put(b"meta", json.dumps(meta).encode(), db=self._meta_db)
         return True
 
@@ -302,61 +485,27 @@ class Shard:
                 return s
         raise ShardError(f"a season holds at most {MAX_SLOTS} episodes")
 
-    def _merge_postings(self, txn: lmdb.Transaction, slot: int, hashes: Hashes) -> tuple[int, int]:
-        if len(hashes) == 0:
-            return 0, 0
-        order = np.argsort(hashes.hash, kind="stable")
-        h = hashes.hash[order]
-        vals = (((h & LOW_MASK) << LOW_SHIFT) | (np.uint32(slot) << np.uint32(TIME_BITS))
-                | hashes.t[order].astype(np.uint32)).astype("<u4")
-        uniq, starts = np.unique(h >> np.uint32(LOW_BITS), return_index=True)
-        ends = np.append(starts[1:], h.size)
-        key_list = _keys(uniq)
-        cur = txn.cursor(db=self._postings_db)
-        existing = dict(cur.getmulti(key_list))
-        raw = vals.tobytes()
-        items = []
-        new_hashes = 0
-        for i, k in enumerate(key_list):
-            block = raw[starts[i] * 4 : ends[i] * 4]
-            prev = existing.get(k)
-            if prev is None:
-                new_hashes += _distinct_hashes(block)
-                items.append((k, block))
-            else:
-                new_hashes += _distinct_hashes(prev + block) - _distinct_hashes(prev)
-                items.append((k, prev + block))
-        cur.putmulti(items, dupdata=False, overwrite=True)
-        return new_hashes, int(h.size)
+    def _put_table(self, txn: lmdb.Transaction, meta: dict[str, Any], keys: np.ndarray) -> None:
+        """Store a whole postings table (sorted keys) under a layout fitted to it; count it in ``meta``."""
+        db = self._postings_db
+        if keys.size == 0:
+            for k in (b"layout", b"offsets", b"data"):
+                txn.delete(k, db=db)
+        else:
+            layout, offsets, data = pack_table(keys)
+            txn.put(b"layout", layout.to_bytes(), db=db)
+            txn.put(b"offsets", offsets, db=db)
+            txn.put(b"data", data, db=db)
+            meta["layout"] = {"low_bits": layout.low_bits, "slot_bits": layout.slot_bits,
+                              "frame_bits": layout.frame_bits}
+        meta["hash_count"] = _distinct(keys >> np.uint64(KEY_HASH_SHIFT))
+        meta["posting_count"] = int(keys.size)
 
-    def _remove_in(self, txn: lmdb.Transaction, meta: dict[str, Any], slot: int, episode_id: str) -> None:
+    def _forget(self, txn: lmdb.Transaction, meta: dict[str, Any], slot: int, episode_id: str) -> None:
+        """Drop an episode's records (its postings go with the next ``_put_table``)."""
         d = json.loads(txn.get(_slot_key(slot), db=self._episodes_db))
-        removed_keys = removed_post = 0
-        cur = txn.cursor(db=self._postings_db)
-        updates = []
-        deletes = []
-        for k, v in cur:
-            arr = np.frombuffer(v, dtype="<u4")
-            mine = ((arr >> np.uint32(TIME_BITS)) & SLOT_MASK) == slot
-            n = int(mine.sum())
-            if n:
-                removed_post += n
-                before = _distinct_hashes(arr)
-                if n == arr.size:
-                    deletes.append(bytes(k))
-                    removed_keys += before
-                else:
-                    rest = arr[~mine]
-                    updates.append((bytes(k), rest.tobytes()))
-                    removed_keys += before - _distinct_hashes(rest)
-        for k in deletes:
-            txn.delete(k, db=self._postings_db)
-        if updates:
-            txn.cursor(db=self._postings_db).putmulti(updates, overwrite=True)
         txn.delete(_slot_key(slot), db=self._episodes_db)
         txn.delete(episode_id.encode(), db=self._ids_db)
-        meta["hash_count"] -= removed_keys
-        meta["posting_count"] -= removed_post
         meta["episode_count"] -= 1
         meta["total_seconds"] = round(max(0.0, meta["total_seconds"] - float(d["duration"])), 3)
 
@@ -385,49 +534,40 @@ def repack(env: lmdb.Environment, dst: Path) -> None:
 def lookup_seasons(shards: list, hashes: Hashes, max_postings: int = MAX_POSTINGS) -> Postings:
     """Look a query up in several seasons at once; season k's slots come back as ``slot + (k << SLOT_BITS)``.
 
-    The LMDB reads are per season, the numpy work is done once over all of them: with 20 seasons,
-    per-call overheads would otherwise cost more than the lookups. Shard-likes that are not
-    :class:`Shard` (the legacy pickle seasons) answer through their own ``lookup``.
+    Each season decodes only the buckets the query touches; the pairing of postings with query times
+    is done once over all of them. Shard-likes that are not :class:`Shard` (the legacy pickle
+    seasons) answer through their own ``lookup``.
     """
     z = np.zeros(0, np.int64)
     if len(hashes) == 0:
         return Postings(z, z, z, 0)
     uniq, q_inv = hashes.distinct
-    buckets = np.unique(uniq >> np.uint32(LOW_BITS))
-    keys, sizes, flats, season_of, others = [], [], [], [], []
+    found_h, found_slot, found_t, others = [], [], [], []
     for k, shard in enumerate(shards):
         if not isinstance(shard, Shard):
             p = shard.lookup(hashes, max_postings)
             others.append(Postings(p.query_t, p.slot + (k << SLOT_BITS), p.db_t, p.looked_up))
             continue
-        fk, sz, flat = shard.read_buckets(buckets)
-        keys.append(fk)
-        sizes.append(sz)
-        flats.append(flat)
-        season_of.append(np.full(sz.size, k, np.int64))
+        h, slot, t = shard.read_postings(uniq, max_postings)
+        found_h.append(h)
+        found_slot.append(slot.astype(np.int64) + (k << SLOT_BITS))
+        found_t.append(t)
     looked_up = int(uniq.size) * (len(shards) - len(others)) + sum(p.looked_up for p in others)
-    if keys:
-        found_keys, size, flat = np.concatenate(keys), np.concatenate(sizes), np.concatenate(flats)
-        season = np.repeat(np.concatenate(season_of), size)
-        keep = np.repeat(size <= max_postings, size)  # too common: not worth its cost
-        # each posting's full hash: its bucket key and the three low bits it carries
-        full = (np.repeat(found_keys, size) << np.uint32(LOW_BITS)) | (flat >> LOW_SHIFT)
-        u = np.minimum(np.searchsorted(uniq, full), uniq.size - 1)
-        keep &= uniq[u] == full
-        post, u, season = flat[keep], u[keep], season[keep]
+    if found_h:
+        h, gslot, db_t = np.concatenate(found_h), np.concatenate(found_slot), np.concatenate(found_t)
+        u = np.searchsorted(uniq, h)
         # pair each posting with every query time of its hash (usually one)
         order = np.argsort(q_inv, kind="stable")
         q_count = np.bincount(q_inv, minlength=uniq.size)
         q_start = np.cumsum(q_count) - q_count
         reps = q_count[u]
-        pi = np.repeat(np.arange(post.size), reps)
+        pi = np.repeat(np.arange(h.size), reps)
         within = np.arange(pi.size) - np.repeat(np.cumsum(reps) - reps, reps)
         qi = order[q_start[u[pi]] + within]
-        post, season = post[pi], season[pi]
         others.append(Postings(
             query_t=hashes.t[qi].astype(np.int64),
-            slot=((post >> np.uint32(TIME_BITS)) & SLOT_MASK).astype(np.int64) + (season << SLOT_BITS),
-            db_t=(post & TIME_MASK).astype(np.int64),
+            slot=gslot[pi],
+            db_t=db_t[pi].astype(np.int64),
             looked_up=0,
         ))
     if not others:
@@ -457,15 +597,14 @@ def compact(path: Path) -> int:
     return (path / "data.mdb").stat().st_size
 
 
-def _distinct_hashes(block: bytes | np.ndarray) -> int:
-    """How many distinct hashes share a bucket: the distinct low bits among its postings."""
-    arr = np.frombuffer(block, dtype="<u4") if not isinstance(block, np.ndarray) else block
-    return int(np.unique(arr >> LOW_SHIFT).size)
+def _distinct(sorted_values: np.ndarray) -> int:
+    """How many distinct values a sorted array holds."""
+    return int(np.count_nonzero(sorted_values[1:] != sorted_values[:-1])) + 1 if sorted_values.size else 0
 
 
-def _keys(buckets: np.ndarray) -> list[bytes]:
-    raw = buckets.astype(">u4").tobytes()
-    return [raw[i : i + 4] for i in range(0, len(raw), 4)]
+@functools.lru_cache(maxsize=64)
+def _layout(raw: bytes) -> Layout:
+    return Layout.from_bytes(raw)
 
 
 def _dir_writable(path: Path) -> bool:

@@ -16,7 +16,7 @@ from matcher.decode import decode
 from matcher.identify import identify_pcm
 from matcher.library import Library
 from matcher.migrate import format_migrate, format_validate, migrate, sample_hashes, validate
-from matcher.shard import LOW_BITS, SLOT_BITS, TIME_BITS, Shard
+from matcher.shard import Layout, Shard, pack_table, split_keys, unpack_table
 
 from .conftest import SEASONS, Corpus, serve_migrated
 
@@ -123,20 +123,18 @@ def test_validate_passes_a_good_migration(corpus: Corpus) -> None:
 
 
 def _edit_postings(shard_dir: Path, h: int, edit: Callable[[np.ndarray], np.ndarray]) -> None:
-    """Rewrite the stored postings of hash ``h`` (in its shard bucket) straight through LMDB."""
-    env = lmdb.open(str(shard_dir), max_dbs=4, map_size=1 << 30)
+    """Rewrite the stored postings of hash ``h`` straight through LMDB, leaving the metadata alone."""
+    env = lmdb.open(str(shard_dir), max_dbs=5, map_size=1 << 30)
     try:
         db = env.open_db(b"postings", create=False)
-        key = (h >> LOW_BITS).to_bytes(4, "big")
         with env.begin(write=True, db=db) as txn:
-            arr = np.frombuffer(txn.get(key), "<u4").copy()
-            mine = (arr >> (SLOT_BITS + TIME_BITS)) == (h & ((1 << LOW_BITS) - 1))
+            keys = unpack_table(Layout.from_bytes(txn.get(b"layout")), txn.get(b"offsets"), txn.get(b"data"))
+            mine = split_keys(keys)[0] == h
             assert mine.any()
-            new = np.concatenate([arr[~mine], edit(arr[mine])]).astype("<u4")
-            if new.size:
-                txn.put(key, new.tobytes())
-            else:
-                txn.delete(key)
+            layout, offsets, data = pack_table(np.sort(np.concatenate([keys[~mine], edit(keys[mine])])))
+            txn.put(b"layout", layout.to_bytes())
+            txn.put(b"offsets", offsets)
+            txn.put(b"data", data)
     finally:
         env.close()
 
