@@ -3,7 +3,7 @@
     python -m bench.fetch [--seasons 20] [--episodes 22] [--runs 3] [--work /tmp/citywok-bench-fetch]
 
 Seasons are generated: a few synthetic episodes are really fingerprinted, then each (season, episode)
-gets those hashes remixed (XOR with its own 21-bit mask), so the shards have the statistics of real
+gets those hashes remixed (XOR with its own 21-bit mask, times shifted), so the shards have the statistics of real
 fingerprints without hours of audio. Prints the median of the runs for:
   * fetch + verify + unpack of a whole version from moto's server (its own process), MB/s of archive;
   * the same against a minimal loopback HTTP server (sendfile), to tell the server's cost from ours;
@@ -40,6 +40,7 @@ from fetcher.pack import archives_dir, pack_version
 from fetcher.push import push_version
 from fetcher.store import RetryPolicy, Store
 from fetcher.sync import Fetcher, verify_season
+from matcher.shard import FORMAT_VERSION as SHARD_FORMAT
 
 MB = 1e6
 
@@ -49,7 +50,7 @@ def build_version(data_dir: Path, version: str, seasons: int, episodes: int, sec
     from matcher.fingerprint import fingerprint_pcm
     from matcher.landmarks import Hashes
     from matcher.params import DEFAULT_PARAMS
-    from matcher.shard import Shard
+    from matcher.shard import Shard, compact
 
     vdir = layout.version_dir(data_dir, version)
     if layout.is_complete(vdir):
@@ -65,9 +66,11 @@ def build_version(data_dir: Path, version: str, seasons: int, episodes: int, sec
                 rng = np.random.default_rng(s * 1000 + e)
                 src = sources[(s + e) % len(sources)]
                 mask = np.uint32(rng.integers(0, 1 << 21))
+                shift = np.uint32(rng.integers(0, 1000))  # no two episodes share their times either
                 shard.add_episode(
-                    f"S{s:02d}E{e:02d}", Hashes(src.hash ^ mask, src.t), seconds, f"bench-{s}-{e}"
+                    f"S{s:02d}E{e:02d}", Hashes(src.hash ^ mask, src.t + shift), seconds, f"bench-{s}-{e}"
                 )
+        compact(vdir / layout.season_name(s))  # as `citywok ingest` leaves a season
         print(f"  season {s} built", flush=True)
     layout.write_manifest(vdir, {"seasons": [], "built_by": "bench.fetch"})
 
@@ -181,7 +184,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    build = args.work / "build"
+    build = args.work / f"build-shard{SHARD_FORMAT}"
     build_version(build, "v1", args.seasons, args.episodes, args.seconds)
 
     t_pack = timed(lambda: pack_version(build, "v1", progress=False))
