@@ -6,17 +6,18 @@ Named databases:
     episodes  uint16 BE episode slot -> JSON {id, title, duration, sha256, hashes}
     ids       episode id (utf-8) -> uint16 BE slot
     shared    b"segments" -> JSON list of shared segments (matcher/shared.py)
-    postings  b"offsets" -> little-endian uint32[buckets + 1], where postings of bucket ``hash >> L`` start
+    postings  b"layout"  -> 4 bytes: L, S, F, wide (see Layout)
+              b"offsets" -> where each bucket (``hash >> L``) starts among the postings: a little-endian
+                            uint32 base per 64 buckets, then a uint16 step from it per bucket (or, when a
+                            step would not fit, ``wide``: a uint32 per bucket); one more entry ends the last
               b"data"    -> the postings, bit-packed at ``L + S + F`` bits each, sorted by hash, slot, frame:
                             (hash & (2**L - 1)) << (S + F) | slot << F | frame; 8 zero bytes pad the end
 
-The postings are one compressed-sparse-row table: an offset per bucket and the bit-packed postings.
-LMDB spends about 18 bytes on every key, more than a posting's 3, so a key per hash (or per group of a
-few hashes) would make most of the file overhead; two values instead, read straight from the memory map.
-The layout (L low hash bits per posting, S slot bits, F frame bits) is fitted to each shard when it is
-written: no more bits than its episodes and lengths need, and buckets as fine as the groups of 8 hashes
-that crowding is judged by (L = 3), unless the season is so small that the offsets would outweigh it.
-A query then decodes what format 2's keys held, and skips a crowded group from its offsets alone.
+The postings are one compressed-sparse-row table, two values read straight from the memory map. LMDB
+spends about 18 bytes on every key, more than a posting's 3, so a key per hash (or per group of a few
+hashes, format 2) made most of the file overhead. A bucket is a group of 8 neighbouring hashes (L = 3),
+the unit a query's crowding rule judges, so a crowded group is skipped from its offsets alone. S and F
+are fitted to each shard when it is written: no more bits than its episodes and their lengths need.
 Every change is one write transaction that rewrites the table: a crash mid-ingest leaves the shard as
 it was before that episode.
 Limits: 1,024 episodes per season, 2.3 hours per episode.
@@ -24,12 +25,14 @@ Limits: 1,024 episodes per season, 2.3 hours per episode.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +50,7 @@ MAX_SLOTS = 1 << SLOT_BITS
 MAX_FRAME = (1 << TIME_BITS) - 1
 GROUP_BITS = 3  # a query skips a group of 2**3 neighbouring hashes holding more than MAX_POSTINGS postings
 MAX_POSTINGS = 1024  # per group; beyond it a hash is too common to be evidence
-TARGET_BUCKET = 3  # postings per bucket the layout aims at: fewer costs offsets, more costs decoding
+BLOCK_BITS = 6  # narrow offsets: a 32-bit base per 64 buckets, a 16-bit step per bucket
 PAD = 8  # zero bytes after the packed postings, so every posting can be read as one unaligned uint64
 MAP_SIZE = 1 << 36  # address space only; the file grows with the data
 
@@ -94,11 +97,13 @@ KEY_HASH_SHIFT = SLOT_BITS + TIME_BITS
 
 @dataclass(frozen=True)
 class Layout:
-    """How a shard packs its postings: low hash bits per posting (L), slot bits (S), frame bits (F)."""
+    """How a shard packs its postings: low hash bits per posting (L), slot bits (S), frame bits (F),
+    and whether its offsets need 32 bits each (``wide``) or fit the narrow form."""
 
     low_bits: int
     slot_bits: int
     frame_bits: int
+    wide: bool = False
 
     @property
     def bits(self) -> int:
@@ -109,21 +114,19 @@ class Layout:
         return 1 << (HASH_BITS - self.low_bits)
 
     @classmethod
-    def fit(cls, postings: int, max_slot: int, max_frame: int) -> Layout:
-        """The fewest bits that hold these slots and frames, with buckets of about TARGET_BUCKET postings."""
-        low = HASH_BITS - round(float(np.log2(max(postings / TARGET_BUCKET, 1)))) if postings else HASH_BITS
-        return cls(min(max(low, GROUP_BITS), HASH_BITS), max(1, int(max_slot).bit_length()),
-                   max(1, int(max_frame).bit_length()))
+    def fit(cls, max_slot: int, max_frame: int) -> Layout:
+        """The fewest bits that hold these slots and frames; a bucket per crowding group."""
+        return cls(GROUP_BITS, max(1, int(max_slot).bit_length()), max(1, int(max_frame).bit_length()))
 
     def to_bytes(self) -> bytes:
-        return bytes([self.low_bits, self.slot_bits, self.frame_bits])
+        return bytes([self.low_bits, self.slot_bits, self.frame_bits, int(self.wide)])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Layout:
-        if len(raw) != 3 or not GROUP_BITS <= raw[0] <= HASH_BITS or not 0 < raw[1] <= SLOT_BITS \
-                or not 0 < raw[2] <= TIME_BITS:
+        if len(raw) != 4 or not GROUP_BITS <= raw[0] <= HASH_BITS or not 0 < raw[1] <= SLOT_BITS \
+                or not 0 < raw[2] <= TIME_BITS or raw[3] > 1:
             raise ShardError(f"damaged postings layout {bytes(raw)!r}")
-        return cls(raw[0], raw[1], raw[2])
+        return cls(raw[0], raw[1], raw[2], bool(raw[3]))
 
 
 def table_keys(h: np.ndarray, slot: np.ndarray | int, frame: np.ndarray) -> np.ndarray:
@@ -142,14 +145,21 @@ def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def pack_table(keys: np.ndarray) -> tuple[Layout, bytes, bytes]:
     """Sorted keys -> (layout, offsets, data): the bytes the ``postings`` database stores."""
     h, slot, frame = split_keys(keys)
-    layout = Layout.fit(keys.size, int(slot.max(initial=0)), int(frame.max(initial=0)))
-    offsets = np.zeros(layout.buckets + 1, "<u4")
-    np.cumsum(np.bincount(h >> np.uint32(layout.low_bits), minlength=layout.buckets), out=offsets[1:])
+    layout = Layout.fit(int(slot.max(initial=0)), int(frame.max(initial=0)))
+    cum = np.zeros(layout.buckets + 1, np.int64)
+    np.cumsum(np.bincount(h >> np.uint32(layout.low_bits), minlength=layout.buckets), out=cum[1:])
+    base = cum[:: 1 << BLOCK_BITS]
+    step = cum - np.repeat(base, 1 << BLOCK_BITS)[: cum.size]
+    if step.max() > 0xFFFF:
+        layout = replace(layout, wide=True)
+        offsets = cum.astype("<u4").tobytes()
+    else:
+        offsets = base.astype("<u4").tobytes() + step.astype("<u2").tobytes()
     # drop the bucket's bits from the hash and close the gaps left by unused slot and frame bits
     v = keys & np.uint64((1 << (layout.low_bits + KEY_HASH_SHIFT)) - 1)
     v = (((v >> np.uint64(KEY_HASH_SHIFT)) << np.uint64(layout.slot_bits + layout.frame_bits))
          | (slot.astype(np.uint64) << np.uint64(layout.frame_bits)) | frame.astype(np.uint64))
-    return layout, offsets.tobytes(), _pack_bits(v, layout.bits)
+    return layout, offsets, _pack_bits(v, layout.bits)
 
 
 def unpack_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | None = None) -> np.ndarray:
@@ -157,21 +167,41 @@ def unpack_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | 
     return table_keys(*decode_table(layout, offsets, data, buckets))
 
 
+def bucket_starts(layout: Layout, offsets: Any, index: np.ndarray) -> np.ndarray:
+    """Where buckets ``index`` start among the postings (index ``buckets`` gives the total).
+
+    Narrow offsets are a uint32 base per 2**BLOCK_BITS buckets, then a uint16 step from that base per
+    bucket: 2 bytes a bucket instead of 4, which small seasons notice.
+    """
+    n = layout.buckets + 1
+    if layout.wide:
+        off = np.frombuffer(offsets, "<u4")
+        if off.size != n:
+            raise ShardError(f"postings offsets hold {off.size} entries, the layout needs {n}")
+        return off[index].astype(np.int64)
+    blocks = (layout.buckets >> BLOCK_BITS) + 1
+    if len(offsets) != 4 * blocks + 2 * n:
+        raise ShardError(f"postings offsets hold {len(offsets)} bytes, the layout needs {4 * blocks + 2 * n}")
+    base = np.frombuffer(offsets, "<u4", count=blocks)
+    step = np.frombuffer(offsets, "<u2", offset=4 * blocks)
+    return base[index >> BLOCK_BITS].astype(np.int64) + step[index]
+
+
 def decode_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The postings stored in ``buckets`` (sorted; all when None) as (hash, slot, frame) uint32 arrays."""
-    off = np.frombuffer(offsets, "<u4")
-    if off.size != layout.buckets + 1:
-        raise ShardError(f"postings offsets hold {off.size} entries, the layout needs {layout.buckets + 1}")
-    if len(data) < ((int(off[-1]) * layout.bits + 7) >> 3) + PAD:
-        raise ShardError(f"postings data holds {len(data)} bytes, short of {int(off[-1])} postings")
+    total = int(bucket_starts(layout, offsets, np.array([layout.buckets]))[0])
+    if len(data) < ((total * layout.bits + 7) >> 3) + PAD:
+        raise ShardError(f"postings data holds {len(data)} bytes, short of {total} postings")
     if buckets is None:
-        count = np.diff(off.astype(np.int64))
+        count = np.diff(bucket_starts(layout, offsets, np.arange(layout.buckets + 1)))
+        if (count < 0).any():
+            raise ShardError("postings offsets go backwards")
         buckets = np.arange(layout.buckets, dtype=np.uint32)
-        v = _unpack_bits(data, int(off[-1]), layout.bits)
+        v = _unpack_bits(data, total, layout.bits)
     else:
-        start = off[buckets].astype(np.int64)
-        count = off[buckets + 1].astype(np.int64) - start
+        start = bucket_starts(layout, offsets, buckets)
+        count = bucket_starts(layout, offsets, buckets + 1) - start
         index = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
         v = _read_bits(data, index, layout.bits)
     h = (np.repeat(buckets.astype(np.uint32), count) << np.uint32(layout.low_bits)) | (
@@ -364,8 +394,8 @@ class Shard:
             wanted = uniq >> np.uint32(layout.low_bits)
             buckets = wanted[np.r_[True, wanted[1:] != wanted[:-1]]].astype(np.int64)
             if layout.low_bits == GROUP_BITS:  # a bucket is a group: skip the crowded ones undecoded
-                off = np.frombuffer(offsets, "<u4")
-                buckets = buckets[off[buckets + 1] - off[buckets] <= max_postings]
+                size = bucket_starts(layout, offsets, buckets + 1) - bucket_starts(layout, offsets, buckets)
+                buckets = buckets[size <= max_postings]
             h, slot, frame = decode_table(layout, offsets, txn.get(b"data"), buckets)
         keep = np.ones(h.size, bool)
         if layout.low_bits > GROUP_BITS:
@@ -373,8 +403,8 @@ class Shard:
             first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
             size = np.diff(np.r_[first, group.size])
             keep = np.repeat(size <= max_postings, size)
-        u = np.minimum(np.searchsorted(uniq, h), uniq.size - 1)
-        keep &= uniq[u] == h
+        with _flagged(uniq) as wanted_hash:
+            keep &= wanted_hash[h]
         return h[keep], slot[keep], frame[keep]
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -410,9 +440,6 @@ class Shard:
         with self.env.begin(buffers=True) as txn:
             try:
                 keys = self._table(txn)
-                raw = txn.get(b"offsets", db=self._postings_db)
-                if raw is not None and np.any(np.diff(np.frombuffer(raw, "<u4").astype(np.int64)) < 0):
-                    problems.append("postings offsets go backwards")
             except ShardError as e:
                 keys = np.zeros(0, np.uint64)
                 problems.append(str(e))
@@ -600,6 +627,23 @@ def compact(path: Path) -> int:
 def _distinct(sorted_values: np.ndarray) -> int:
     """How many distinct values a sorted array holds."""
     return int(np.count_nonzero(sorted_values[1:] != sorted_values[:-1])) + 1 if sorted_values.size else 0
+
+
+_per_thread = threading.local()
+
+
+@contextlib.contextmanager
+def _flagged(uniq: np.ndarray) -> Iterator[np.ndarray]:
+    """A flag per possible hash, raised for ``uniq`` while the block runs: membership by one gather
+    (a binary search per decoded posting cost more than decoding it). One table per thread, 2 MB."""
+    flags = getattr(_per_thread, "flags", None)
+    if flags is None:
+        flags = _per_thread.flags = np.zeros(1 << HASH_BITS, bool)
+    flags[uniq] = True
+    try:
+        yield flags
+    finally:
+        flags[uniq] = False
 
 
 @functools.lru_cache(maxsize=64)

@@ -21,9 +21,12 @@ from matcher.shard import (
 )
 
 
-def _table(n: int, slots: int, frames: int, seed: int = 0) -> np.ndarray:
+def _table(n: int, slots: int, frames: int, seed: int = 0, skewed: bool = True) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    h = (rng.zipf(1.4, n) % (1 << HASH_BITS)).astype(np.uint32)  # skewed, as landmark hashes are
+    if skewed:  # a few hashes very common, as with landmark hashes (and more than in real ones)
+        h = (rng.zipf(1.4, n) % (1 << HASH_BITS)).astype(np.uint32)
+    else:
+        h = rng.integers(0, 1 << HASH_BITS, n).astype(np.uint32)
     return np.sort(table_keys(h, rng.integers(0, slots, n), rng.integers(0, frames, n)))
 
 
@@ -45,25 +48,31 @@ def test_some_buckets_decode_to_exactly_their_postings() -> None:
 
 
 def test_layout_uses_only_the_bits_the_table_needs() -> None:
-    small = Layout.fit(390_000, max_slot=5, max_frame=37_499)
-    assert (small.slot_bits, small.frame_bits) == (3, 16)
-    dense = Layout.fit(2_860_000, max_slot=19, max_frame=82_499)
-    assert (dense.slot_bits, dense.frame_bits) == (5, 17)
-    # buckets as fine as the crowding groups, coarser only when offsets would outweigh the postings
-    assert dense.low_bits == GROUP_BITS and small.low_bits == GROUP_BITS + 1
-    assert Layout.fit(10**9, 1023, 2**19 - 1).low_bits == GROUP_BITS
-    assert Layout.fit(1000, 3, 1000).buckets <= 1000
-    # fewer bytes than the four a posting took in format 2, offsets included
-    keys = _table(1_500_000, 20, 82_500)
-    _, offsets, data = pack_table(keys)
-    assert (len(offsets) + len(data)) / keys.size < 4
+    small = Layout.fit(max_slot=5, max_frame=37_499)
+    assert (small.low_bits, small.slot_bits, small.frame_bits) == (GROUP_BITS, 3, 16)
+    assert Layout.fit(max_slot=19, max_frame=82_499).bits == GROUP_BITS + 5 + 17
+    # a season's table takes fewer bytes than the four a posting took in format 2, offsets included
+    keys = _table(390_000, 6, 37_500, skewed=False)
+    layout, offsets, data = pack_table(keys)
+    assert not layout.wide and len(offsets) == 4 * (layout.buckets // 64 + 1) + 2 * (layout.buckets + 1)
+    assert (len(offsets) + len(data)) / keys.size < 4.2
+
+
+def test_wide_offsets_when_a_block_of_buckets_overflows_16_bits() -> None:
+    rng = np.random.default_rng(5)
+    h = rng.integers(0, 512, 70_000).astype(np.uint32)  # 70,000 postings in the first 64 buckets
+    keys = np.sort(table_keys(h, rng.integers(0, 3, h.size), rng.integers(0, 1000, h.size)))
+    layout, offsets, data = pack_table(keys)
+    assert layout.wide and len(offsets) == 4 * (layout.buckets + 1)
+    assert np.array_equal(unpack_table(layout, offsets, data), keys)
+    assert Layout.from_bytes(layout.to_bytes()) == layout
 
 
 def test_damaged_layout_refused() -> None:
     with pytest.raises(ShardError, match="layout"):
-        Layout.from_bytes(b"\x00\x05\x11")
+        Layout.from_bytes(b"\x00\x05\x11\x00")
     with pytest.raises(ShardError, match="layout"):
-        Layout.from_bytes(b"\x03\x05")
+        Layout.from_bytes(b"\x03\x05\x11")
 
 
 def _truncate_data(path) -> None:
