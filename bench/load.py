@@ -401,11 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         async def swaps() -> None:
             took.extend(await swap_loop(url, args.data, args.swaps, 0.75))
 
-        run3 = asyncio.run(closed_loop(url, clips, CLIENTS, 1.0, proc.pid, swaps))
-        report(f"{args.swaps} hot swaps under full load ({CLIENTS} closed-loop clients)", run3)
-        failed = sum(v for k, v in run3.statuses.items() if k != 200) + len(run3.failures) + run3.wrong
-        print(f"  swaps done {len(took)}, flip -> served median {statistics.median(took) * 1000:.0f} ms; "
-              f"answers by version {run3.versions}; failed requests {failed}")
+        if args.swaps > 0:
+            run3 = asyncio.run(closed_loop(url, clips, CLIENTS, 1.0, proc.pid, swaps))
+            report(f"{args.swaps} hot swaps under full load ({CLIENTS} closed-loop clients)", run3)
+            failed = sum(v for k, v in run3.statuses.items() if k != 200) + len(run3.failures) + run3.wrong
+            print(f"  swaps done {len(took)}, flip -> served median {statistics.median(took) * 1000:.0f} ms; "
+                  f"answers by version {run3.versions}; failed requests {failed}")
         rss = psutil.Process(proc.pid).memory_info().rss
         print(f"  server still up: {asyncio.run(alive(url))}; RSS now {rss / 2**20:.0f} MiB")
     finally:
