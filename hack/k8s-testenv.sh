@@ -53,7 +53,7 @@ cd "$SRC"  # outside any go.mod the caller may be in
 exec 9>"$CACHE/.lock"
 log "waiting for the build lock $CACHE/.lock"
 flock 9
-log "building into $BIN with $(go version | cut -d' ' -f3) (a cold build took 34 min on 2 shared cores)"
+log "building into $BIN with $(go version | cut -d' ' -f3) (cold: about 11 min on 2 idle cores, longer when they are shared)"
 
 # Sane parallelism on a shared 2-core machine; static binaries; module mode even without go.sum.
 export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
