@@ -177,6 +177,8 @@ class CityWok:
         self.data = workdir / "citywok-data"
 
     def ingest(self, files: list[Path]) -> None:
+        if hasattr(self, "lib"):
+            self.lib.close()  # LMDB allows one handle per process, and ingest opens the shard to write
         ingest_paths(files, 1, self.data, "bench")
         self.lib = Library.open(layout.version_dir(self.data, "bench"))
         # stems are the episode ids (no SxxEyy in these names)
