@@ -1,7 +1,9 @@
-"""Ingest: episode files -> a season shard, in parallel across cores, one transaction per episode.
+"""Ingest: episode files -> a season shard, in parallel across cores.
 
-Decoding dominates the cost (about 300x real time per core), so files are fingerprinted in worker
-processes and written by this one, serially, which LMDB wants anyway.
+Decoding dominates the cost, so files are fingerprinted in worker processes and written by this one,
+serially, which LMDB wants anyway. Each write rewrites the season's postings table, so the episodes
+fingerprinted since the last write go together, one transaction every WRITE_EVERY seconds: a killed
+ingest leaves the shard as it was after the last write, and a rerun skips what is already in.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from matcher.decode import DecodeError, iter_pcm
 from matcher.fingerprint import fingerprint_chunks
 from matcher.landmarks import Hashes
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import Shard, ShardError, compact
+from matcher.shard import NewEpisode, Shard, ShardError, compact
 
 MEDIA_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".m4a", ".aac", ".wma", ".mka",
                   ".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".m4v", ".mpg", ".mpeg"}
+WRITE_EVERY = 5.0  # seconds between writes of the episodes fingerprinted meanwhile
 _EPISODE_RE = re.compile(r"[Ss](\d{1,3})[ ._-]?[Ee](\d{1,4})")
 
 
@@ -171,6 +174,28 @@ def ingest_paths(
         n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         # one file: a thread, sparing the start-up of worker processes
         pool_cls = ProcessPoolExecutor if n_workers > 1 else ThreadPoolExecutor
+        batch: list[tuple[str, NewEpisode, bool]] = []
+        last_write = time.monotonic()
+
+        def write() -> None:
+            """Write the fingerprinted episodes waiting in ``batch`` (one transaction if they can)."""
+            nonlocal batch, last_write
+            items, batch, last_write = batch, [], time.monotonic()
+            try:
+                shard.add_episodes([n for _, n, _ in items])
+                failed = {}
+            except ShardError:  # find which: one transaction each
+                failed = {}
+                for path, n, _ in items:
+                    try:
+                        shard.add_episodes([n])
+                    except ShardError as e:
+                        failed[path] = str(e)
+            for path, n, existed in items:
+                status = "failed" if path in failed else "replaced" if existed else "added"
+                done(IngestResult(path, n.id, status, n.duration, 0 if path in failed else len(n.hashes),
+                                  failed.get(path)))
+
         with pool_cls(max_workers=n_workers) as pool:
             futures = {pool.submit(_work, path, params): path for path in todo}
             for fut in as_completed(futures):
@@ -180,12 +205,11 @@ def ingest_paths(
                 if err is not None or hashes is None:
                     done(IngestResult(path, eid, "failed", seconds, 0, err))
                     continue
-                try:
-                    shard.add_episode(eid, hashes, seconds, sha, title=Path(path).stem)
-                except ShardError as e:
-                    done(IngestResult(path, eid, "failed", seconds, 0, str(e)))
-                    continue
-                done(IngestResult(path, eid, "replaced" if existed else "added", seconds, len(hashes)))
+                batch.append((path, NewEpisode(eid, hashes, seconds, sha, Path(path).stem), existed))
+                if time.monotonic() - last_write >= WRITE_EVERY:
+                    write()
+            if batch:
+                write()
         if any(r.status in {"added", "replaced"} for r in results):
             shared.update(shard)
     finally:

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from matcher.landmarks import Hashes
 from matcher.library import Library
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import GROUP_BITS, MAX_SLOTS, Episode, Postings
+from matcher.shard import GROUP_BITS, MAX_SLOTS, Episode, NewEpisode, Postings
 from matcher.shared import SharedSegment
 
 LEGACY_VERSION = 1
@@ -248,6 +249,10 @@ class PickleSeasonWriter:
             table.setdefault(h, []).append((eid, t))
         self._dirty = True
         return _episode(len(episodes) - 1, record)
+
+    def add_episodes(self, new: Sequence[NewEpisode]) -> list[Episode]:
+        """Add (or replace) several episodes, as ``Shard.add_episodes`` does."""
+        return [self.add_episode(n.id, n.hashes, n.duration, n.sha256, n.title) for n in new]
 
     def episodes(self) -> list[Episode]:
         return [_episode(slot, e) for slot, e in enumerate(self.db["episodes"])]

@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,17 @@ class Episode:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "duration": self.duration, "sha256": self.sha256,
                 "hashes": self.hashes}
+
+
+@dataclass(frozen=True)
+class NewEpisode:
+    """An episode to write: its fingerprints and what the episode table records of it."""
+
+    id: str
+    hashes: Hashes
+    duration: float
+    sha256: str
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -464,29 +475,42 @@ class Shard:
         self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None
     ) -> Episode:
         """Add (or replace) one episode in a single transaction."""
+        return self.add_episodes([NewEpisode(episode_id, hashes, duration, sha256, title)])[0]
+
+    def add_episodes(self, new: Sequence[NewEpisode]) -> list[Episode]:
+        """Add (or replace) several episodes in one transaction, rewriting the table once for all.
+
+        The table is rewritten on every transaction, so a batch costs about what one episode does.
+        """
         if not self.writable:
             raise ShardError("shard is open read-only")
-        if len(hashes) and int(hashes.t.max()) > MAX_FRAME:
-            raise ShardError(f"{episode_id}: longer than a shard can index ({MAX_FRAME} frames)")
+        for n in new:
+            if len(n.hashes) and int(n.hashes.t.max()) > MAX_FRAME:
+                raise ShardError(f"{n.id}: longer than a shard can index ({MAX_FRAME} frames)")
+        added: list[Episode] = []
         with self._write_lock, self.env.begin(write=True) as txn:
             meta = json.loads(txn.get(b"meta", db=self._meta_db))
-            old = txn.get(episode_id.encode(), db=self._ids_db)
-            if old is not None:
-                self._forget(txn, meta, int.from_bytes(old, "big"), episode_id)
-            slot = self._free_slot(txn)
-            ep = Episode(slot, episode_id, title or episode_id, float(duration), sha256, len(hashes))
-            txn.put(_slot_key(slot), json.dumps(ep.to_json()).encode(), db=self._episodes_db)
-            txn.put(episode_id.encode(), _slot_key(slot), db=self._ids_db)
             table = self._table(txn)
-            if old is not None:
-                table = table[((table >> np.uint64(KEY_SLOT_SHIFT)) & np.uint64(MAX_SLOTS - 1))
-                              != np.uint64(int.from_bytes(old, "big"))]
-            mine = np.sort(table_keys(hashes.hash, slot, hashes.t))
-            self._put_table(txn, meta, np.sort(np.concatenate([table, mine]), kind="stable"))
-            meta["episode_count"] += 1
-            meta["total_seconds"] = round(meta["total_seconds"] + float(duration), 3)
+            parts: dict[int, np.ndarray] = {}  # this batch's postings by slot
+            for n in new:
+                old = txn.get(n.id.encode(), db=self._ids_db)
+                if old is not None:
+                    old_slot = int.from_bytes(old, "big")
+                    self._forget(txn, meta, old_slot, n.id)
+                    table = table[((table >> np.uint64(KEY_SLOT_SHIFT)) & np.uint64(MAX_SLOTS - 1))
+                                  != np.uint64(old_slot)]
+                    parts.pop(old_slot, None)
+                slot = self._free_slot(txn)
+                ep = Episode(slot, n.id, n.title or n.id, float(n.duration), n.sha256, len(n.hashes))
+                txn.put(_slot_key(slot), json.dumps(ep.to_json()).encode(), db=self._episodes_db)
+                txn.put(n.id.encode(), _slot_key(slot), db=self._ids_db)
+                parts[slot] = np.sort(table_keys(n.hashes.hash, slot, n.hashes.t))
+                meta["episode_count"] += 1
+                meta["total_seconds"] = round(meta["total_seconds"] + float(n.duration), 3)
+                added.append(ep)
+            self._put_table(txn, meta, np.sort(np.concatenate([table, *parts.values()]), kind="stable"))
             txn.put(b"meta", json.dumps(meta).encode(), db=self._meta_db)
-        return ep
+        return added
 
     def remove_episode(self, episode_id: str) -> bool:
         """Remove an episode and all its postings in one transaction; False if it is not there."""

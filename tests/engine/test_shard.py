@@ -130,3 +130,27 @@ def test_compact_shrinks_and_keeps_everything(tmp_path):
         assert s.check()["ok"]
         got = s.lookup(hashes["e2"])
         assert np.array_equal(np.sort(got.db_t), np.sort(expect.db_t))
+
+
+def test_a_batch_writes_what_single_adds_write(tmp_path):
+    from matcher.landmarks import Hashes
+    from matcher.shard import MAX_FRAME, NewEpisode
+
+    hashes = [fingerprint_pcm(synth.episode(20 + i, 15, 8000)) for i in range(3)]
+    with Shard.create(tmp_path / "one", DEFAULT_PARAMS, 1) as a, \
+            Shard.create(tmp_path / "batch", DEFAULT_PARAMS, 1) as b:
+        for i, h in enumerate(hashes):
+            a.add_episode(f"e{i}", h, 15, "0" * 64)
+        # e1 comes twice: the later one replaces the earlier within the same transaction
+        b.add_episodes([NewEpisode("e0", hashes[0], 15, "0" * 64), NewEpisode("e1", hashes[2], 15, "1" * 64),
+                        NewEpisode("e1", hashes[1], 15, "0" * 64), NewEpisode("e2", hashes[2], 15, "0" * 64)])
+        for x, y in zip(a.all_postings(), b.all_postings(), strict=True):
+            assert np.array_equal(x, y)
+        assert b.check()["ok"] and b.meta()["episode_count"] == 3
+        assert {k: a.meta()[k] for k in ("hash_count", "posting_count", "total_seconds")} == \
+            {k: b.meta()[k] for k in ("hash_count", "posting_count", "total_seconds")}
+        # one bad episode refuses the whole batch, and nothing of it is written
+        too_long = Hashes(np.array([5], np.uint32), np.array([MAX_FRAME + 1], np.uint32))
+        with pytest.raises(ShardError, match="longer than"):
+            b.add_episodes([NewEpisode("e3", hashes[0], 15, "0" * 64), NewEpisode("e4", too_long, 9e3, "0" * 64)])
+        assert b.episode("e3") is None and b.meta()["episode_count"] == 3
