@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 CURRENT = "current"
@@ -59,6 +62,14 @@ def season_dirs(vdir: Path) -> dict[int, Path]:
             if n is not None and p.is_dir():
                 out[n] = p
     return dict(sorted(out.items()))
+
+
+def pick_seasons(found: dict[int, T], max_seasons: int | None = None,
+                 only: Collection[int] | None = None) -> dict[int, T]:
+    """The seasons to serve out of ``found`` (sorted by number): those in ``only`` (SEASONS, the
+    FingerprintDB's ``seasons``) if given, then the first ``max_seasons`` (MAX_SEASONS)."""
+    picked = {n: v for n, v in found.items() if only is None or n in only}
+    return picked if max_seasons is None else dict(list(picked.items())[:max_seasons])
 
 
 def is_complete(vdir: Path) -> bool:

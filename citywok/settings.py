@@ -27,11 +27,22 @@ def _int(value: str | None) -> int | None:
     return int(value)
 
 
+def _ints(value: str | None) -> tuple[int, ...] | None:
+    """A comma-separated list of numbers ("1,3,5"); None when unset."""
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
+    except ValueError:
+        raise ValueError(f"not a list of season numbers: {value!r} (use e.g. 1,3,5)") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("./data")
     db_version: str = "v1"
     max_seasons: int | None = None
+    seasons: tuple[int, ...] | None = None  # serve only these (SEASONS, set from a FingerprintDB's seasons)
     use_lmdb: bool = True
     s3_bucket: str | None = None
     s3_prefix: str = "fingerprints"
@@ -52,6 +63,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         data_dir=Path(e.get("DATA_DIR") or "./data"),
         db_version=e.get("DB_VERSION") or "v1",
         max_seasons=_int(e.get("MAX_SEASONS")),
+        seasons=_ints(e.get("SEASONS")),
         use_lmdb=_bool(e.get("USE_LMDB"), True),
         s3_bucket=e.get("S3_BUCKET") or None,
         s3_prefix=e.get("S3_PREFIX") or "fingerprints",

@@ -121,8 +121,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
         raise CommandError(f"nothing to search in {s.data_dir}: run `citywok ingest` or `citywok fetch` first")
     t0 = time.perf_counter()
     try:
-        lib = (Library.open(vdir, max_seasons=s.max_seasons) if vdir is not None
-               else open_library(s.data_dir, max_seasons=s.max_seasons))
+        lib = (Library.open(vdir, max_seasons=s.max_seasons, only=s.seasons) if vdir is not None
+               else open_library(s.data_dir, max_seasons=s.max_seasons, only=s.seasons))
         with lib:
             pcm = decode(args.clip, lib.params.sample_rate, max_seconds=30)
             result = identify_pcm(lib, pcm)

@@ -13,12 +13,13 @@ import json
 import os
 import pickle
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from citywok import layout
 from matcher.landmarks import Hashes
 from matcher.library import Library
 from matcher.params import DEFAULT_PARAMS, FingerprintParams
@@ -388,7 +389,7 @@ class PickleLibrary(Library):
 
 
 def open_library(data_dir: Path, params: FingerprintParams = DEFAULT_PARAMS,
-                 max_seasons: int | None = None) -> PickleLibrary:
+                 max_seasons: int | None = None, only: Collection[int] | None = None) -> PickleLibrary:
     """Load every ``DATA_DIR/season_NN.pkl`` for serving (the ``USE_LMDB=false`` mode).
 
     Raises :class:`LegacyError` when there is no season pickle or one of them cannot be used.
@@ -396,8 +397,7 @@ def open_library(data_dir: Path, params: FingerprintParams = DEFAULT_PARAMS,
     seasons = pickle_seasons(data_dir)
     if not seasons:
         raise LegacyError(f"no legacy season databases (season_NN.pkl) in {data_dir}")
-    if max_seasons is not None:
-        seasons = dict(list(seasons.items())[:max_seasons])
+    seasons = layout.pick_seasons(seasons, max_seasons, only)
     shards: dict[int, PickleSeason] = {}
     for n, path in seasons.items():
         db = load_season(path, params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from citywok import layout
@@ -24,11 +25,9 @@ class Library:
 
     @classmethod
     def open(cls, vdir: Path, params: FingerprintParams = DEFAULT_PARAMS, max_seasons: int | None = None,
-             writable: bool = False) -> Library:
+             writable: bool = False, only: Collection[int] | None = None) -> Library:
         vdir = Path(vdir)
-        seasons = layout.season_dirs(vdir)
-        if max_seasons is not None:
-            seasons = dict(list(seasons.items())[:max_seasons])
+        seasons = layout.pick_seasons(layout.season_dirs(vdir), max_seasons, only)
         shards: dict[int, Shard] = {}
         try:
             for n, path in seasons.items():

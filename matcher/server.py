@@ -6,6 +6,7 @@ Settings, flags first, then the environment, then the default:
     PORT, --port        8000
     DATA_DIR            ./data; serves DATA_DIR/fingerprints/current, swapped when it moves
     MAX_SEASONS         all
+    SEASONS             all (a list, e.g. 1,3,5: serve only these)
     USE_LMDB            true; false serves the legacy DATA_DIR/season_NN.pkl files (read-only, no swaps)
     INGEST_TOKEN        unset: POST /api/v1/ingest answers 404 "ingest is disabled"
     URL_ALLOW_HOSTS     comma-separated hosts or networks a URL may reach although private/loopback
@@ -63,6 +64,7 @@ class ServerConfig:
     host: str = "0.0.0.0"
     port: int = 8000
     max_seasons: int | None = None
+    seasons: tuple[int, ...] | None = None
     ingest_token: str | None = None
     url_allow: urlfetch.AllowList = field(default_factory=urlfetch.AllowList)
     max_upload_bytes: int = 50 << 20
@@ -101,6 +103,7 @@ class ServerConfig:
             host=e.get("HOST") or d.host,
             port=int(num("PORT", int, d.port, least=0)),
             max_seasons=s.max_seasons,
+            seasons=s.seasons,
             ingest_token=e.get("INGEST_TOKEN") or None,
             url_allow=urlfetch.AllowList.parse(e.get("URL_ALLOW_HOSTS")),
             max_upload_bytes=int(num("MAX_UPLOAD_BYTES", int, d.max_upload_bytes)),
@@ -127,7 +130,7 @@ class Service:
         self.config = config
         self.metrics = Metrics()
         self.holder = ServedVersion(config.data_dir, config.max_seasons, writable=bool(config.ingest_token),
-                                    on_swap=self._on_swap, legacy=not config.use_lmdb)
+                                    on_swap=self._on_swap, legacy=not config.use_lmdb, only=config.seasons)
         self.pool = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="identify")
         self.ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self.swap_pool = ThreadPoolExecutor(1, thread_name_prefix="swap")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,10 +43,12 @@ class ServedVersion:
     """Holds the Library being served; thread-safe."""
 
     def __init__(self, data_dir: Path, max_seasons: int | None = None, writable: bool = False,
-                 on_swap: Callable[[Handle | None, Handle], None] | None = None, legacy: bool = False) -> None:
+                 on_swap: Callable[[Handle | None, Handle], None] | None = None, legacy: bool = False,
+                 only: Collection[int] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.legacy = legacy  # USE_LMDB=false: serve DATA_DIR/season_NN.pkl, loaded once, never swapped
         self.max_seasons = max_seasons
+        self.only = only
         self.writable = writable
         self.on_swap = on_swap
         self._lock = threading.Lock()
@@ -124,7 +126,7 @@ class ServedVersion:
         if self._current is not None:
             return False
         try:
-            lib = open_library(self.data_dir, max_seasons=self.max_seasons)
+            lib = open_library(self.data_dir, max_seasons=self.max_seasons, only=self.only)
         except LegacyError as e:
             self._fail(f"cannot serve the legacy pickles: {e}")
             return False
@@ -175,10 +177,10 @@ class ServedVersion:
         """Writable when ingest is on; a version on a read-only volume is still served, read-only."""
         if self.writable:
             try:
-                return Library.open(vdir, max_seasons=self.max_seasons, writable=True)
+                return Library.open(vdir, max_seasons=self.max_seasons, writable=True, only=self.only)
             except ShardError as e:
                 log.warning("serving %s read-only (ingest into it will fail): %s", vdir.name, e)
-        return Library.open(vdir, max_seasons=self.max_seasons)
+        return Library.open(vdir, max_seasons=self.max_seasons, only=self.only)
 
     def _retire(self, h: Handle) -> None:
         """Close a swapped-out version once no request holds it (called at the swap and at each release)."""

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,9 @@ from matcher.ingest import episode_id_for
 from .conftest import write_episode_files
 
 
-def citywok(*args: str, env_data: Path) -> subprocess.CompletedProcess:
+def citywok(*args: str, env_data: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "citywok", *args, "--data-dir", str(env_data)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize("name,eid", [("Show.S01E02.mkv", "S01E02"), ("show s3e14 final.mp3", "S03E14"),
@@ -68,3 +69,20 @@ def test_bad_input_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "not" in r.stderr and "Traceback" not in r.stderr
     r = citywok("ingest", str(tmp_path / "missing"), "--season", "2", env_data=data)
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_seasons_setting_limits_what_is_searched(tmp_path):
+    """SEASONS (what the operator sets from a FingerprintDB's spec.seasons) narrows the search."""
+    data = tmp_path / "data"
+    write_episode_files(tmp_path / "eps", [1], seconds=20)
+    for season in (2, 3):
+        r = citywok("ingest", str(tmp_path / "eps"), "--season", str(season), "--no-progress", env_data=data)
+        assert r.returncode == 0, r.stderr
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(synth.encode(synth.episode(101, 20, 22050)[5 * 22050 : 10 * 22050], 22050, "wav"))
+    ans = json.loads(citywok("identify", str(clip), "--json", env_data=data, env={"SEASONS": "3"}).stdout)
+    assert ans["match"] and ans["season"] == 3  # the same episode is in both; only season 3 is searched
+    ans = json.loads(citywok("identify", str(clip), "--json", env_data=data, env={"SEASONS": "2"}).stdout)
+    assert ans["match"] and ans["season"] == 2
+    r = citywok("identify", str(clip), env_data=data, env={"SEASONS": "4"})
+    assert r.returncode == 3 and "no match" in r.stdout

@@ -30,3 +30,17 @@ def test_bad_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(layout.LayoutError, match="not valid JSON"):
         layout.read_manifest(tmp_path)
+
+
+def test_seasons_to_serve_from_seasons_and_max_seasons():
+    from citywok import settings
+
+    found = {1: "a", 2: "b", 3: "c", 5: "e"}
+    assert layout.pick_seasons(found) == found
+    assert layout.pick_seasons(found, max_seasons=2) == {1: "a", 2: "b"}
+    assert layout.pick_seasons(found, only=(2, 5, 7)) == {2: "b", 5: "e"}
+    assert layout.pick_seasons(found, max_seasons=1, only=(3, 5)) == {3: "c"}
+    assert settings.load({"SEASONS": " 5, 2,2 "}).seasons == (2, 5)
+    assert settings.load({}).seasons is None
+    with pytest.raises(ValueError, match="season numbers"):
+        settings.load({"SEASONS": "1,two"})

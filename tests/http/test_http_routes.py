@@ -142,3 +142,15 @@ def test_sentry_is_optional(caplog) -> None:
             assert svc.report_error is sentry_sdk.capture_exception
     finally:
         svc.close()
+
+
+def test_seasons_setting_serves_only_those(start_server, data_dir) -> None:
+    """ServerConfig.seasons (SEASONS, from a FingerprintDB's spec.seasons) leaves the others unopened."""
+    only_1 = start_server(data_dir, seasons=(1, 4))
+    assert requests.get(f"{only_1.url}/api/v1/test", timeout=5).json()["seasons"] == [1]
+    only_2 = start_server(data_dir, seasons=(2,))
+    body = requests.get(f"{only_2.url}/api/v1/test", timeout=5).json()
+    assert body["seasons"] == [] and body["episodes"] == 0
+    r = requests.post(f"{only_2.url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(2, 10.0))},
+                      timeout=30)
+    assert r.status_code == 200 and r.json()["match"] is False
