@@ -18,8 +18,8 @@ spends about 18 bytes on every key, more than a posting's 3, so a key per hash (
 hashes, format 2) made most of the file overhead. A bucket is a group of 8 neighbouring hashes (L = 3),
 the unit a query's crowding rule judges, so a crowded group is skipped from its offsets alone. S and F
 are fitted to each shard when it is written: no more bits than its episodes and their lengths need.
-Every change is one write transaction that rewrites the table: a crash mid-ingest leaves the shard as
-it was before that episode.
+Every change (one episode, or a batch from ``add_episodes``) is one write transaction that rewrites the
+table: a crash mid-write leaves the shard as it was before that change.
 Limits: 1,024 episodes per season, 2.3 hours per episode.
 """
 
