@@ -106,12 +106,13 @@ class FaultProxy:
             msg = b"<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
             if fault.status == 503:
                 msg = b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>"
+            self._log_request(method, path, fault.status)
             h.send_response(fault.status)
             h.send_header("Content-Type", "application/xml")
             h.send_header("Content-Length", str(len(msg)))
             h.end_headers()
             h.wfile.write(msg)
-            self._record(method, path, fault.status, len(msg), length)
+            self._count(len(msg), length)
             return
         conn = http.client.HTTPConnection(self.up_host, self.up_port, timeout=60)
         headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP}
@@ -119,6 +120,8 @@ class FaultProxy:
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
+        # logged before the client sees the answer, so the log keeps the order the client acted in
+        self._log_request(method, path, resp.status)
         h.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in HOP and k.lower() != "content-length":
@@ -127,12 +130,12 @@ class FaultProxy:
         h.send_header("Content-Length", str(declared))
         h.end_headers()
         if method == "HEAD":
-            self._record(method, path, resp.status, 0, length)
+            self._count(0, length)
             return
         if fault and fault.kind == "drop" and resp.status < 300:
             h.wfile.write(data[: fault.after])
             h.wfile.flush()
-            self._record(method, path, resp.status, min(fault.after, len(data)), length)
+            self._count(min(fault.after, len(data)), length)
             h.close_connection = True
             h.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -146,17 +149,20 @@ class FaultProxy:
                     return
                 self._record_bytes(len(data[i : i + step]))
                 time.sleep(0.05)
-            self._record(method, path, resp.status, 0, length)
+            self._count(0, length)
             return
         h.wfile.write(data)
-        self._record(method, path, resp.status, len(data), length)
+        self._count(len(data), length)
 
     def _record_bytes(self, n: int) -> None:
         with self.lock:
             self.traffic.body_bytes_out += n
 
-    def _record(self, method: str, path: str, status: int, out: int, inn: int) -> None:
+    def _log_request(self, method: str, path: str, status: int) -> None:
         with self.lock:
             self.traffic.requests.append((method, path, status))
+
+    def _count(self, out: int, inn: int) -> None:
+        with self.lock:
             self.traffic.body_bytes_out += out
             self.traffic.body_bytes_in += inn
