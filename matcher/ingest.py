@@ -181,11 +181,10 @@ def ingest_paths(
             """Write the fingerprinted episodes waiting in ``batch`` (one transaction if they can)."""
             nonlocal batch, last_write
             items, batch, last_write = batch, [], time.monotonic()
+            failed: dict[str, str] = {}
             try:
                 shard.add_episodes([n for _, n, _ in items])
-                failed = {}
             except ShardError:  # find which: one transaction each
-                failed = {}
                 for path, n, _ in items:
                     try:
                         shard.add_episodes([n])

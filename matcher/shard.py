@@ -134,7 +134,7 @@ class Layout:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Layout:
-        if len(raw) != 4 or not GROUP_BITS <= raw[0] <= HASH_BITS or not 0 < raw[1] <= SLOT_BITS \
+        if len(raw) != 4 or raw[0] != GROUP_BITS or not 0 < raw[1] <= SLOT_BITS \
                 or not 0 < raw[2] <= TIME_BITS or raw[3] > 1:
             raise ShardError(f"damaged postings layout {bytes(raw)!r}")
         return cls(raw[0], raw[1], raw[2], bool(raw[3]))
@@ -198,9 +198,10 @@ def bucket_starts(layout: Layout, offsets: Any, index: np.ndarray) -> np.ndarray
     return base[index >> BLOCK_BITS].astype(np.int64) + step[index]
 
 
-def decode_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The postings stored in ``buckets`` (sorted; all when None) as (hash, slot, frame) uint32 arrays."""
+def decode_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | None = None,
+                 max_count: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The postings stored in ``buckets`` (sorted; all when None) as (hash, slot, frame) uint32 arrays,
+    leaving out, undecoded, any of those buckets holding more than ``max_count`` postings."""
     total = int(bucket_starts(layout, offsets, np.array([layout.buckets]))[0])
     if len(data) < ((total * layout.bits + 7) >> 3) + PAD:
         raise ShardError(f"postings data holds {len(data)} bytes, short of {total} postings")
@@ -213,6 +214,9 @@ def decode_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | 
     else:
         start = bucket_starts(layout, offsets, buckets)
         count = bucket_starts(layout, offsets, buckets + 1) - start
+        if max_count is not None:
+            small = count <= max_count
+            buckets, start, count = buckets[small], start[small], count[small]
         index = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
         v = _read_bits(data, index, layout.bits)
     h = (np.repeat(buckets.astype(np.uint32), count) << np.uint32(layout.low_bits)) | (
@@ -404,18 +408,10 @@ class Shard:
             offsets = txn.get(b"offsets")
             wanted = uniq >> np.uint32(layout.low_bits)
             buckets = wanted[np.r_[True, wanted[1:] != wanted[:-1]]].astype(np.int64)
-            if layout.low_bits == GROUP_BITS:  # a bucket is a group: skip the crowded ones undecoded
-                size = bucket_starts(layout, offsets, buckets + 1) - bucket_starts(layout, offsets, buckets)
-                buckets = buckets[size <= max_postings]
-            h, slot, frame = decode_table(layout, offsets, txn.get(b"data"), buckets)
-        keep = np.ones(h.size, bool)
-        if layout.low_bits > GROUP_BITS:
-            group = h >> np.uint32(GROUP_BITS)  # whole groups sit in one bucket, sorted
-            first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-            size = np.diff(np.r_[first, group.size])
-            keep = np.repeat(size <= max_postings, size)
+            # a bucket is a crowding group (Layout.from_bytes insists): crowded ones are skipped undecoded
+            h, slot, frame = decode_table(layout, offsets, txn.get(b"data"), buckets, max_count=max_postings)
         with _flagged(uniq) as wanted_hash:
-            keep &= wanted_hash[h]
+            keep = wanted_hash[h]
         return h[keep], slot[keep], frame[keep]
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
