@@ -25,13 +25,15 @@ class Library:
 
     @classmethod
     def open(cls, vdir: Path, params: FingerprintParams = DEFAULT_PARAMS, max_seasons: int | None = None,
-             writable: bool = False, only: Collection[int] | None = None) -> Library:
+             writable: bool = False, only: Collection[int] | None = None, pin: bool = False) -> Library:
+        """``pin``: nothing writes to this version while it is open (a fetched version being served),
+        so each shard keeps one read snapshot parsed (:meth:`Shard.pin`)."""
         vdir = Path(vdir)
         seasons = layout.pick_seasons(layout.season_dirs(vdir), max_seasons, only)
         shards: dict[int, Shard] = {}
         try:
             for n, path in seasons.items():
-                shards[n] = Shard.open(path, params, writable=writable)
+                shards[n] = Shard.open(path, params, writable=writable, pin=pin)
         except ShardError:
             for s in shards.values():
                 s.close()

@@ -178,51 +178,93 @@ def unpack_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | 
     return table_keys(*decode_table(layout, offsets, data, buckets))
 
 
-def bucket_starts(layout: Layout, offsets: Any, index: np.ndarray) -> np.ndarray:
-    """Where buckets ``index`` start among the postings (index ``buckets`` gives the total).
+@dataclass(frozen=True)
+class PackedTable:
+    """A stored table's three values, checked and viewed as arrays once (no copies): a reader that
+    keeps one snapshot open (a served, read-only version) parses it once instead of per query."""
 
-    Narrow offsets are a uint32 base per 2**BLOCK_BITS buckets, then a uint16 step from that base per
-    bucket: 2 bytes a bucket instead of 4, which small seasons notice.
-    """
-    n = layout.buckets + 1
-    if layout.wide:
-        off = np.frombuffer(offsets, "<u4")
-        if off.size != n:
-            raise ShardError(f"postings offsets hold {off.size} entries, the layout needs {n}")
-        return off[index].astype(np.int64)
-    blocks = (layout.buckets >> BLOCK_BITS) + 1
-    if len(offsets) != 4 * blocks + 2 * n:
-        raise ShardError(f"postings offsets hold {len(offsets)} bytes, the layout needs {4 * blocks + 2 * n}")
-    base = np.frombuffer(offsets, "<u4", count=blocks)
-    step = np.frombuffer(offsets, "<u2", offset=4 * blocks)
-    return base[index >> BLOCK_BITS].astype(np.int64) + step[index]
+    layout: Layout
+    base: np.ndarray  # narrow offsets: a uint32 base per 2**BLOCK_BITS buckets; wide: empty
+    step: np.ndarray  # narrow: a uint16 step from the base per bucket; wide: a uint32 offset per bucket
+    data: Any
+    total: int
+
+    @classmethod
+    def view(cls, layout: Layout, offsets: Any, data: Any) -> PackedTable:
+        """Narrow offsets are a uint32 base per 2**BLOCK_BITS buckets, then a uint16 step from that
+        base per bucket: 2 bytes a bucket instead of 4, which small seasons notice."""
+        n = layout.buckets + 1
+        if layout.wide:
+            base, step = np.zeros(0, np.uint32), np.frombuffer(offsets, "<u4")
+            if step.size != n:
+                raise ShardError(f"postings offsets hold {step.size} entries, the layout needs {n}")
+        else:
+            blocks = (layout.buckets >> BLOCK_BITS) + 1
+            if len(offsets) != 4 * blocks + 2 * n:
+                raise ShardError(f"postings offsets hold {len(offsets)} bytes, the layout needs {4 * blocks + 2 * n}")
+            base = np.frombuffer(offsets, "<u4", count=blocks)
+            step = np.frombuffer(offsets, "<u2", offset=4 * blocks)
+        table = cls(layout, base, step, data, 0)
+        total = int(table.starts(np.array([layout.buckets]))[0])
+        if len(data) < ((total * layout.bits + 7) >> 3) + PAD:
+            raise ShardError(f"postings data holds {len(data)} bytes, short of {total} postings")
+        object.__setattr__(table, "total", total)
+        return table
+
+    def starts(self, index: np.ndarray) -> np.ndarray:
+        """Where buckets ``index`` start among the postings (index ``buckets`` gives the total)."""
+        if self.layout.wide:
+            return self.step[index].astype(np.int64)
+        return self.base[index >> BLOCK_BITS].astype(np.int64) + self.step[index]
+
+    def decode(self, buckets: np.ndarray | None = None, max_count: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The postings stored in ``buckets`` (sorted; all when None) as (hash, slot, frame) uint32
+        arrays, leaving out, undecoded, any of those buckets holding more than ``max_count`` postings."""
+        layout = self.layout
+        if buckets is None:
+            count = np.diff(self.starts(np.arange(layout.buckets + 1)))
+            if (count < 0).any():
+                raise ShardError("postings offsets go backwards")
+            buckets = np.arange(layout.buckets, dtype=np.uint32)
+            v = _unpack_bits(self.data, self.total, layout.bits)
+        else:
+            start = self.starts(buckets)
+            count = self.starts(buckets + 1) - start
+            if max_count is not None:
+                small = count <= max_count
+                buckets, start, count = buckets[small], start[small], count[small]
+            index = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
+            v = _read_bits(self.data, index, layout.bits)
+        h = (np.repeat(buckets.astype(np.uint32), count) << np.uint32(layout.low_bits)) | (
+            v >> np.uint64(layout.slot_bits + layout.frame_bits)).astype(np.uint32)
+        slot = ((v >> np.uint64(layout.frame_bits)) & np.uint64((1 << layout.slot_bits) - 1)).astype(np.uint32)
+        return h, slot, (v & np.uint64((1 << layout.frame_bits) - 1)).astype(np.uint32)
+
+
+    def find(self, buckets: np.ndarray, wanted: np.ndarray, max_count: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`decode` of ``buckets``, keeping only postings whose hash is flagged in ``wanted``
+        (a bool per possible hash); the slot and frame of the others are never unpacked."""
+        layout = self.layout
+        start = self.starts(buckets)
+        count = self.starts(buckets + 1) - start
+        small = count <= max_count
+        buckets, start, count = buckets[small], start[small], count[small]
+        index = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
+        v = _read_bits(self.data, index, layout.bits)
+        h = (np.repeat(buckets.astype(np.uint32), count) << np.uint32(layout.low_bits)) | (
+            v >> np.uint64(layout.slot_bits + layout.frame_bits)).astype(np.uint32)
+        keep = wanted[h]
+        v = v[keep]
+        slot = ((v >> np.uint64(layout.frame_bits)) & np.uint64((1 << layout.slot_bits) - 1)).astype(np.uint32)
+        return h[keep], slot, (v & np.uint64((1 << layout.frame_bits) - 1)).astype(np.uint32)
 
 
 def decode_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | None = None,
                  max_count: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The postings stored in ``buckets`` (sorted; all when None) as (hash, slot, frame) uint32 arrays,
-    leaving out, undecoded, any of those buckets holding more than ``max_count`` postings."""
-    total = int(bucket_starts(layout, offsets, np.array([layout.buckets]))[0])
-    if len(data) < ((total * layout.bits + 7) >> 3) + PAD:
-        raise ShardError(f"postings data holds {len(data)} bytes, short of {total} postings")
-    if buckets is None:
-        count = np.diff(bucket_starts(layout, offsets, np.arange(layout.buckets + 1)))
-        if (count < 0).any():
-            raise ShardError("postings offsets go backwards")
-        buckets = np.arange(layout.buckets, dtype=np.uint32)
-        v = _unpack_bits(data, total, layout.bits)
-    else:
-        start = bucket_starts(layout, offsets, buckets)
-        count = bucket_starts(layout, offsets, buckets + 1) - start
-        if max_count is not None:
-            small = count <= max_count
-            buckets, start, count = buckets[small], start[small], count[small]
-        index = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
-        v = _read_bits(data, index, layout.bits)
-    h = (np.repeat(buckets.astype(np.uint32), count) << np.uint32(layout.low_bits)) | (
-        v >> np.uint64(layout.slot_bits + layout.frame_bits)).astype(np.uint32)
-    slot = ((v >> np.uint64(layout.frame_bits)) & np.uint64((1 << layout.slot_bits) - 1)).astype(np.uint32)
-    return h, slot, (v & np.uint64((1 << layout.frame_bits) - 1)).astype(np.uint32)
+    """:meth:`PackedTable.decode` straight from the stored bytes."""
+    return PackedTable.view(layout, offsets, data).decode(buckets, max_count)
 
 
 def _pack_bits(v: np.ndarray, width: int) -> bytes:
@@ -287,6 +329,14 @@ class Shard:
             self._shared_db = env.open_db(b"shared", create=writable)
         except lmdb.NotFoundError:  # a shard written before shared segments were recorded
             self._shared_db = None
+        self._pinned: tuple[lmdb.Transaction, PackedTable | None] | None = None
+
+    def pin(self) -> None:
+        """Keep one read snapshot open and its table parsed, for a shard nothing writes to any more
+        (a served version): queries then skip a transaction and the parsing of the offsets each."""
+        if self._pinned is None:
+            txn = self.env.begin(buffers=True)
+            self._pinned = (txn, self._packed(txn))
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -309,8 +359,10 @@ class Shard:
         return shard
 
     @classmethod
-    def open(cls, path: Path, params: FingerprintParams | None = None, writable: bool = False) -> Shard:
-        """Open an existing shard; refuse it if it was built with parameters other than ``params``."""
+    def open(cls, path: Path, params: FingerprintParams | None = None, writable: bool = False,
+             pin: bool = False) -> Shard:
+        """Open an existing shard; refuse it if it was built with parameters other than ``params``.
+        ``pin``: read-only and never written again while open (see :meth:`pin`)."""
         path = Path(path)
         if not (path / "data.mdb").is_file():
             raise ShardError(f"{path}: not a season shard (no data.mdb)")
@@ -324,16 +376,24 @@ class Shard:
                                 create=False, readahead=False, max_readers=512)
         except lmdb.Error as e:
             raise ShardError(f"{path}: cannot open LMDB environment ({e})") from None
+        shard = None
         try:
             shard = cls(path, env, writable=writable)
-            meta = shard.meta()
-            shard._check_meta(meta, params)
+            shard._check_meta(shard.meta(), params)
+            if pin and not writable:
+                shard.pin()
         except (lmdb.Error, ShardError) as e:
-            env.close()
+            if shard is not None:
+                shard.close()
+            else:
+                env.close()
             raise ShardError(f"{path}: {e}") from None
         return shard
 
     def close(self) -> None:
+        if self._pinned is not None:
+            self._pinned[0].abort()
+            self._pinned = None
         self.env.close()
 
     def __enter__(self) -> Shard:
@@ -399,20 +459,27 @@ class Shard:
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The stored postings of these sorted distinct hashes as (hash, slot, frame), skipping every
         group of 2**GROUP_BITS neighbouring hashes that holds more than ``max_postings`` postings."""
-        with self.env.begin(db=self._postings_db, buffers=True) as txn:
-            raw = txn.get(b"layout")
-            if raw is None:  # no postings yet
-                z = np.zeros(0, np.uint32)
-                return z, z, z
-            layout = _layout(bytes(raw))
-            offsets = txn.get(b"offsets")
-            wanted = uniq >> np.uint32(layout.low_bits)
-            buckets = wanted[np.r_[True, wanted[1:] != wanted[:-1]]].astype(np.int64)
-            # a bucket is a crowding group (Layout.from_bytes insists): crowded ones are skipped undecoded
-            h, slot, frame = decode_table(layout, offsets, txn.get(b"data"), buckets, max_count=max_postings)
-        with _flagged(uniq) as wanted_hash:
-            keep = wanted_hash[h]
-        return h[keep], slot[keep], frame[keep]
+        with _flagged(uniq) as wanted:
+            return self.find_postings(_buckets(uniq), wanted, max_postings)
+
+    def find_postings(self, buckets: np.ndarray, wanted: np.ndarray, max_postings: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`read_postings` with the query's buckets and hash flags worked out by the caller
+        (once for every season of a library)."""
+        if self._pinned is not None:
+            table = self._pinned[1]
+            return _EMPTY if table is None else table.find(buckets, wanted, max_postings)
+        with self.env.begin(buffers=True) as txn:
+            table = self._packed(txn)
+            return _EMPTY if table is None else table.find(buckets, wanted, max_postings)
+
+    def _packed(self, txn: lmdb.Transaction) -> PackedTable | None:
+        """This snapshot's postings table, viewed in place (valid while ``txn`` is); None when empty."""
+        raw = txn.get(b"layout", db=self._postings_db)
+        if raw is None:
+            return None
+        return PackedTable.view(_layout(bytes(raw)), txn.get(b"offsets", db=self._postings_db),
+                                txn.get(b"data", db=self._postings_db))
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every posting of the shard as (hash, slot, frame) arrays: for season-wide analyses."""
@@ -421,11 +488,8 @@ class Shard:
 
     def _table(self, txn: lmdb.Transaction) -> np.ndarray:
         """The whole postings table of this transaction's snapshot, as sorted keys."""
-        raw = txn.get(b"layout", db=self._postings_db)
-        if raw is None:
-            return np.zeros(0, np.uint64)
-        return unpack_table(_layout(bytes(raw)), txn.get(b"offsets", db=self._postings_db),
-                            txn.get(b"data", db=self._postings_db))
+        table = self._packed(txn)
+        return np.zeros(0, np.uint64) if table is None else table_keys(*table.decode())
 
     def get_shared(self) -> list[dict[str, Any]]:
         if self._shared_db is None:
@@ -590,15 +654,17 @@ def lookup_seasons(shards: list, hashes: Hashes, max_postings: int = MAX_POSTING
         return Postings(z, z, z, 0)
     uniq, q_inv = hashes.distinct
     found_h, found_slot, found_t, others = [], [], [], []
-    for k, shard in enumerate(shards):
-        if not isinstance(shard, Shard):
-            p = shard.lookup(hashes, max_postings)
-            others.append(Postings(p.query_t, p.slot + (k << SLOT_BITS), p.db_t, p.looked_up))
-            continue
-        h, slot, t = shard.read_postings(uniq, max_postings)
-        found_h.append(h)
-        found_slot.append(slot.astype(np.int64) + (k << SLOT_BITS))
-        found_t.append(t)
+    buckets = _buckets(uniq)
+    with _flagged(uniq) as wanted:
+        for k, shard in enumerate(shards):
+            if not isinstance(shard, Shard):
+                p = shard.lookup(hashes, max_postings)
+                others.append(Postings(p.query_t, p.slot + (k << SLOT_BITS), p.db_t, p.looked_up))
+                continue
+            h, slot, t = shard.find_postings(buckets, wanted, max_postings)
+            found_h.append(h)
+            found_slot.append(slot.astype(np.int64) + (k << SLOT_BITS))
+            found_t.append(t)
     looked_up = int(uniq.size) * (len(shards) - len(others)) + sum(p.looked_up for p in others)
     if found_h:
         h, gslot, db_t = np.concatenate(found_h), np.concatenate(found_slot), np.concatenate(found_t)
@@ -621,6 +687,16 @@ def lookup_seasons(shards: list, hashes: Hashes, max_postings: int = MAX_POSTING
         return Postings(z, z, z, looked_up)
     return Postings(np.concatenate([p.query_t for p in others]), np.concatenate([p.slot for p in others]),
                     np.concatenate([p.db_t for p in others]), looked_up)
+
+
+_EMPTY = (np.zeros(0, np.uint32),) * 3
+
+
+def _buckets(uniq: np.ndarray) -> np.ndarray:
+    """The distinct buckets of sorted distinct hashes. Every layout's bucket is a crowding group
+    (Layout.from_bytes insists), so crowded ones can be skipped from their offsets, undecoded."""
+    wanted = uniq >> np.uint32(GROUP_BITS)
+    return wanted[np.r_[True, wanted[1:] != wanted[:-1]]].astype(np.int64)
 
 
 def compact(path: Path) -> int:
