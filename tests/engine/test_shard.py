@@ -154,3 +154,23 @@ def test_a_batch_writes_what_single_adds_write(tmp_path):
         with pytest.raises(ShardError, match="longer than"):
             b.add_episodes([NewEpisode("e3", hashes[0], 15, "0" * 64), NewEpisode("e4", too_long, 9e3, "0" * 64)])
         assert b.episode("e3") is None and b.meta()["episode_count"] == 3
+
+
+def test_a_pinned_shard_answers_as_an_unpinned_one(tmp_path):
+    path = tmp_path / "season_01.lmdb"
+    hashes = [fingerprint_pcm(synth.episode(40 + i, 20, 8000)) for i in range(2)]
+    empty = tmp_path / "season_02.lmdb"
+    Shard.create(empty, DEFAULT_PARAMS, 2).close()
+    with Shard.create(path, DEFAULT_PARAMS, 1) as s:
+        s.add_episode("a", hashes[0], 20, "0" * 64)
+        s.add_episode("b", hashes[1], 20, "1" * 64)
+    query = fingerprint_pcm(synth.episode(40, 20, 8000)[8000 * 5: 8000 * 10])
+    with Shard.open(path, DEFAULT_PARAMS) as shard:
+        a = shard.lookup(query)
+        shard.pin()
+        b = shard.lookup(query)
+        assert a.slot.size > 100
+        for x, y in zip((a.query_t, a.slot, a.db_t), (b.query_t, b.slot, b.db_t), strict=True):
+            assert np.array_equal(x, y)
+    with Shard.open(empty, DEFAULT_PARAMS, pin=True) as nothing:
+        assert nothing.lookup(query).slot.size == 0
