@@ -71,3 +71,29 @@ def load(env: dict[str, str] | None = None) -> Settings:
         aws_region=e.get("AWS_REGION") or None,
         sentry_dsn=e.get("SENTRY_DSN") or None,
     )
+
+
+def cpu_quota(cpu_max: str) -> int | None:
+    """Whole CPUs a cgroup v2 ``cpu.max`` line allows ("150000 100000" -> 2); None when unlimited."""
+    parts = cpu_max.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        quota, period = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return max(1, -(-quota // period)) if quota > 0 and period > 0 else None
+
+
+def cpu_budget() -> int:
+    """The CPUs this process may use: its affinity, capped by a container's CPU limit (a pod limited to
+    one CPU on a 64-core node must not start 64 workers)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota = cpu_quota(Path("/sys/fs/cgroup/cpu.max").read_text())
+    except OSError:
+        quota = None
+    return max(1, min(cpus, quota or cpus))

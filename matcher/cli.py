@@ -180,6 +180,12 @@ def _clock(seconds: float) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import multiprocessing.forkserver
+
+    # The identify workers are forked from a fork server that preloads the engine: start it first, so
+    # that it imports while this process does the same and opens the shards (startup to ready halves).
+    multiprocessing.set_forkserver_preload(["matcher.workers"])
+    multiprocessing.forkserver.ensure_running()
     from matcher import server
 
     return server.main(args)

@@ -15,8 +15,10 @@ from matcher.shared import load as load_shared
 class Library:
     """Every season shard of one version folder, read-only unless ``writable``."""
 
-    def __init__(self, version: str, shards: dict[int, Shard], params: FingerprintParams) -> None:
+    def __init__(self, version: str, shards: dict[int, Shard], params: FingerprintParams,
+                 path: Path | None = None) -> None:
         self.version = version
+        self.path = path  # the version folder
         self.shards = shards
         self.params = params
         self._episodes: dict[int, dict[int, Episode]] = {}
@@ -38,7 +40,7 @@ class Library:
             for s in shards.values():
                 s.close()
             raise
-        return cls(vdir.name, shards, params)
+        return cls(vdir.name, shards, params, vdir)
 
     def refresh(self) -> None:
         """Re-read the episode tables and shared segments (after an ingest into a writable shard)."""

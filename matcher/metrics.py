@@ -42,6 +42,8 @@ class Metrics:
         self.shard_bytes = Gauge("citywok_shard_bytes", "bytes of the season shards served", registry=r)
         self.episodes = Gauge("citywok_episodes", "episodes in the served version", registry=r)
         self.ready = Gauge("citywok_ready", "1 when a verified version is loaded", registry=r)
+        self.workers_lost = Counter("citywok_identify_workers_lost_total",
+                                    "identify requests failed because their worker process died", registry=r)
         self.swaps = Counter("citywok_swaps_total", "hot swaps to a new fingerprint version", registry=r)
         self.load_errors = Counter("citywok_version_load_errors_total",
                                    "versions that `current` named but could not be served", registry=r)

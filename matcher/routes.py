@@ -1,4 +1,4 @@
-"""The HTTP routes of the matcher, in one place. Handlers parse and answer; the work runs in thread pools.
+"""The HTTP routes of the matcher, in one place. Handlers parse and answer; the work runs in pools.
 
 Every failure is an :class:`ApiError`, answered as ``{"error": code, "message": sentence}`` by the
 server's middleware with the status it carries.
@@ -20,12 +20,13 @@ from aiohttp import web
 from citywok import layout
 from matcher import openapi, urlfetch
 from matcher.admission import Admission, Overloaded
-from matcher.decode import DecodeError, decode
-from matcher.identify import MAX_CLIP_SECONDS, ClipTooShort, Identification, identify_pcm
+from matcher.decode import DecodeError
+from matcher.identify import ClipTooShort
 from matcher.ingest import IngestResult, ingest_bytes, publish
 from matcher.library import Library
 from matcher.shard import Shard, ShardError
 from matcher.swap import NotReady
+from matcher.workers import WorkerLost
 
 STATIC = Path(__file__).parent / "static"
 EPISODE_ID_RE = re.compile(r"^[\w][\w .:+()\[\]-]{0,127}$")
@@ -124,22 +125,6 @@ def too_large(max_bytes: int) -> ApiError:
                     f"the clip is larger than the {max_bytes}-byte limit; send a few seconds of audio")
 
 
-@dataclass
-class Timed:
-    result: Identification
-    decode_s: float
-    match_s: float
-
-
-def identify_bytes(library: Library, data: bytes) -> Timed:
-    """Decode and identify one clip (runs in a worker thread: PyAV and numpy release the GIL)."""
-    t0 = time.perf_counter()
-    pcm = decode(data, library.params.sample_rate, max_seconds=MAX_CLIP_SECONDS)
-    t1 = time.perf_counter()
-    result = identify_pcm(library, pcm)
-    return Timed(result, t1 - t0, time.perf_counter() - t1)
-
-
 def overloaded() -> ApiError:
     return ApiError(429, "overloaded", "the server is at capacity; retry in a moment", {"Retry-After": "1"})
 
@@ -159,14 +144,16 @@ async def identify(request: web.Request) -> web.Response:
             with svc.admission.slot():
                 m.queue.set(svc.admission.admitted)
                 with svc.holder.acquire() as lib:
-                    loop = asyncio.get_running_loop()
-                    timed = await loop.run_in_executor(svc.pool, identify_bytes, lib, clip.data)
+                    timed = await svc.identify_pool.identify(lib, lib.path, clip.data)
             svc.admission.record(timed.decode_s + timed.match_s)
         except Overloaded:
             m.rejected.inc()
             raise overloaded() from None
         except NotReady:
             raise not_ready() from None
+        except WorkerLost as e:
+            m.workers_lost.inc()
+            raise ApiError(503, "worker_lost", f"{e}; retry the request", {"Retry-After": "1"}) from None
         except DecodeError as e:
             raise ApiError(415, "unsupported_media", f"the clip is not decodable as audio: {e}") from None
         except ClipTooShort as e:
@@ -288,6 +275,7 @@ async def api_test(request: web.Request) -> web.Response:
         "db_version": lib.version if lib else None,
         "seasons": lib.seasons if lib else [],
         "episodes": lib.episode_count() if lib else 0,
+        "workers": len(request.app[SERVICE].identify_pool.pids()),
     })
 
 

@@ -12,8 +12,11 @@ Settings, flags first, then the environment, then the default:
     URL_ALLOW_HOSTS     comma-separated hosts or networks a URL may reach although private/loopback
                         (e.g. 127.0.0.1 in tests); default none
     MAX_UPLOAD_BYTES    52428800 (uploads and URL downloads)
-    MAX_CONCURRENCY     identify jobs running at once (threads); default: the number of cores
-    MAX_QUEUE           identify jobs waiting beyond those; default 2 x MAX_CONCURRENCY; past it: 429
+    WORKERS             identify worker processes (one clip at a time each); default: the CPUs this process may use
+                        (its affinity, capped by a container's CPU limit);
+                        0 runs identify in threads of the server process (always so with USE_LMDB=false)
+    MAX_CONCURRENCY     with WORKERS=0: identify threads; default: the same CPU count
+    MAX_QUEUE           identify jobs waiting beyond those running; default 2 x running; past it: 429
     MAX_QUEUE_WAIT      seconds a new job may be expected to wait (recent job times); 0.5; past it: 429
     MAX_DOWNLOADS       URL downloads at once; 8; past it: 429
     POLL_INTERVAL       seconds between looks at `current`; 0.5
@@ -47,6 +50,7 @@ from matcher import routes, urlfetch
 from matcher.admission import Admission
 from matcher.metrics import Metrics
 from matcher.swap import Handle, ServedVersion
+from matcher.workers import IdentifyPool, settings_for
 
 log = logging.getLogger("citywok.server")
 access_log = logging.getLogger("citywok.access")
@@ -68,7 +72,8 @@ class ServerConfig:
     ingest_token: str | None = None
     url_allow: urlfetch.AllowList = field(default_factory=urlfetch.AllowList)
     max_upload_bytes: int = 50 << 20
-    max_concurrency: int = max(1, os.cpu_count() or 1)
+    workers: int = field(default_factory=settings_mod.cpu_budget)
+    max_concurrency: int = field(default_factory=settings_mod.cpu_budget)
     max_queue: int | None = None  # None: 2 x max_concurrency
     max_queue_wait: float = 0.5
     max_downloads: int = 8
@@ -107,6 +112,7 @@ class ServerConfig:
             ingest_token=e.get("INGEST_TOKEN") or None,
             url_allow=urlfetch.AllowList.parse(e.get("URL_ALLOW_HOSTS")),
             max_upload_bytes=int(num("MAX_UPLOAD_BYTES", int, d.max_upload_bytes)),
+            workers=int(num("WORKERS", int, d.workers, least=0)),
             max_concurrency=int(num("MAX_CONCURRENCY", int, d.max_concurrency)),
             max_queue=int(num("MAX_QUEUE", int, -1, least=0)) if e.get("MAX_QUEUE", "").strip() else None,
             max_queue_wait=float(num("MAX_QUEUE_WAIT", float, d.max_queue_wait)),
@@ -131,11 +137,14 @@ class Service:
         self.metrics = Metrics()
         self.holder = ServedVersion(config.data_dir, config.max_seasons, writable=bool(config.ingest_token),
                                     on_swap=self._on_swap, legacy=not config.use_lmdb, only=config.seasons)
-        self.pool = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="identify")
+        workers = config.workers if config.use_lmdb else 0
+        self.identify_pool = IdentifyPool(workers, config.max_concurrency,
+                                          settings_for(config.max_seasons, config.seasons, bool(config.ingest_token)))
         self.ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self.swap_pool = ThreadPoolExecutor(1, thread_name_prefix="swap")
-        queue = config.max_queue if config.max_queue is not None else 2 * config.max_concurrency
-        self.admission = Admission(config.max_concurrency, queue, config.max_queue_wait)
+        slots = self.identify_pool.slots
+        queue = config.max_queue if config.max_queue is not None else 2 * slots
+        self.admission = Admission(slots, queue, config.max_queue_wait)
         self.downloads = Admission(config.max_downloads, 0)
         self.ingest_lock = asyncio.Lock()
         self.fetch_policy = urlfetch.FetchPolicy(allow=config.url_allow, max_bytes=config.max_upload_bytes,
@@ -148,11 +157,15 @@ class Service:
         if old is not None:
             self.metrics.swaps.inc()
 
-    async def poll(self) -> bool:
+    async def poll(self, hold: float = 0.0) -> bool:
+        """Look at `current` once; after a swap, the workers open the new version before its first clip."""
         errors = self.holder.errors
         swapped = await asyncio.get_running_loop().run_in_executor(self.swap_pool, self.holder.poll)
         if self.holder.errors > errors:
             self.metrics.load_errors.inc(self.holder.errors - errors)
+        cur = self.holder.current
+        if swapped and cur is not None and not self.holder.legacy:
+            await self.identify_pool.warm(cur.vdir, hold)
         return swapped
 
     async def watch(self) -> None:
@@ -165,7 +178,7 @@ class Service:
                 log.exception("version poll failed")
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.identify_pool.close()
         self.ingest_pool.shutdown(wait=True)
         self.swap_pool.shutdown(wait=True)
         self.holder.close()
@@ -237,7 +250,9 @@ async def observe(request: web.Request, handler: Callable) -> web.StreamResponse
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     svc: Service = app[routes.SERVICE]
-    await svc.poll()  # serve at once whatever is there; if nothing is, readyz says 503 until it appears
+    # serve at once whatever is there (every worker started and holding it open, before the first
+    # request); if nothing is, readyz says 503 until it appears
+    await svc.poll(hold=0.05)
     if not svc.holder.ready:
         log.warning("no complete version under %s yet: answering 503 until one appears",
                     svc.config.data_dir / "fingerprints")
@@ -285,8 +300,10 @@ def main(args: argparse.Namespace) -> int:
     _setup_logging()
     app = create_app(config)
     _setup_sentry(config.sentry_dsn, app[routes.SERVICE])
-    log.info("citywok serve on http://%s:%d (data %s, %d workers, ingest %s)", config.host, config.port,
-             config.data_dir, config.max_concurrency, "on" if config.ingest_token else "off")
+    svc = app[routes.SERVICE]
+    log.info("citywok serve on http://%s:%d (data %s, %s, ingest %s)", config.host, config.port, config.data_dir,
+             f"{svc.identify_pool.workers} worker processes" if svc.identify_pool.workers
+             else f"{config.max_concurrency} identify threads", "on" if config.ingest_token else "off")
     web.run_app(app, host=config.host, port=config.port, access_log=None, shutdown_timeout=config.shutdown_timeout,
                 print=None)
     return 0

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from citywok import layout
@@ -44,3 +46,12 @@ def test_seasons_to_serve_from_seasons_and_max_seasons():
     assert settings.load({}).seasons is None
     with pytest.raises(ValueError, match="season numbers"):
         settings.load({"SEASONS": "1,two"})
+
+
+@pytest.mark.parametrize(("line", "cpus"), [("max 100000", None), ("100000 100000", 1), ("150000 100000", 2),
+                                             ("50000 100000", 1), ("400000 100000\n", 4), ("garbage", None)])
+def test_a_container_cpu_limit_caps_the_workers(line, cpus):
+    from citywok.settings import cpu_budget, cpu_quota
+
+    assert cpu_quota(line) == cpus
+    assert 1 <= cpu_budget() <= (os.cpu_count() or 1)

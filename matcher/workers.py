@@ -1,0 +1,186 @@
+"""Where identify jobs run: in worker processes (the default), or in threads of the server process.
+
+Decoding, fingerprinting and voting a clip is ~15 ms of mostly GIL-holding Python and small numpy
+calls, so threads of one process top out near one core however many there are. Worker processes
+each run one clip at a time and open the versions they are asked about themselves: every process
+maps the same LMDB files, so the page cache is shared, not copied. The server process keeps what
+only it can do: HTTP, admission (429s), metrics and deciding which version is served; a job names the
+version folder it must be answered from, so a swap needs no message to the workers.
+
+A worker that dies (a decoder crash on a hostile file, the OOM killer) fails the jobs it held with
+:class:`WorkerLost`; the pool is replaced and the next request is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Collection
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from citywok import layout
+from matcher.decode import decode
+from matcher.identify import MAX_CLIP_SECONDS, Identification, identify_pcm
+from matcher.library import Library
+
+log = logging.getLogger("citywok.workers")
+
+KEEP_OPEN = 2  # versions a worker keeps open: the served one and the one draining after a swap
+
+
+class WorkerLost(Exception):
+    """The worker process running a job died before answering."""
+
+
+@dataclass
+class Timed:
+    result: Identification
+    decode_s: float
+    match_s: float
+
+
+def identify_bytes(library: Library, data: bytes) -> Timed:
+    """Decode and identify one clip."""
+    t0 = time.perf_counter()
+    pcm = decode(data, library.params.sample_rate, max_seconds=MAX_CLIP_SECONDS)
+    t1 = time.perf_counter()
+    result = identify_pcm(library, pcm)
+    return Timed(result, t1 - t0, time.perf_counter() - t1)
+
+
+# -- inside a worker process ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    max_seasons: int | None = None
+    only: tuple[int, ...] | None = None
+    pin: bool = True  # nothing writes into served versions (ingest is off): keep snapshots parsed
+
+
+_settings = WorkerSettings()
+_libraries: OrderedDict[str, tuple[int, Library]] = OrderedDict()
+
+
+def _init(settings: WorkerSettings) -> None:
+    """A worker finishes the job it holds: shutdown is the server's to order (it drains first)."""
+    global _settings
+    _settings = settings
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def library(vdir: str) -> Library:
+    """This worker's Library of a version folder, reopened when its manifest changed (an ingest
+    added episodes or a season); the least recently asked beyond KEEP_OPEN are closed."""
+    stamp = (Path(vdir) / layout.MANIFEST).stat().st_mtime_ns
+    got = _libraries.pop(vdir, None)
+    if got is not None and got[0] != stamp:
+        got[1].close()
+        got = None
+    if got is None:
+        lib = Library.open(Path(vdir), max_seasons=_settings.max_seasons, only=_settings.only, pin=_settings.pin)
+        got = (stamp, lib)
+    _libraries[vdir] = got
+    while len(_libraries) > KEEP_OPEN:
+        _libraries.popitem(last=False)[1][1].close()
+    return got[1]
+
+
+def identify_job(vdir: str, data: bytes) -> Timed:
+    return identify_bytes(library(vdir), data)
+
+
+def warm_job(vdir: str, hold: float) -> int:
+    """Open a version ahead of its first clip; held a moment so that each worker takes one."""
+    library(vdir)
+    time.sleep(hold)
+    return os.getpid()
+
+
+# -- in the server process ------------------------------------------------------------------------------
+
+
+class IdentifyPool:
+    """Runs identify jobs in ``workers`` processes, or in ``threads`` threads of this process when
+    ``workers`` is 0 (the legacy pickle mode, whose libraries are too big to load once per process)."""
+
+    def __init__(self, workers: int, threads: int, settings: WorkerSettings) -> None:
+        self.workers = workers
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="identify") if workers == 0 else None
+        self._procs: ProcessPoolExecutor | None = self._new_pool() if workers else None
+        self.lost = 0  # pools replaced after a worker died
+
+    @property
+    def slots(self) -> int:
+        """Jobs that can run at once."""
+        return self.workers or self._threads._max_workers  # type: ignore[union-attr]
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # forkserver: workers are forked from a clean single-threaded process, never from this
+        # threaded one; the server preloads the engine so that each fork is quick.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init, initargs=(self.settings,))
+
+    async def identify(self, library: Library, vdir: Path, data: bytes) -> Timed:
+        loop = asyncio.get_running_loop()
+        if self._threads is not None:
+            return await loop.run_in_executor(self._threads, identify_bytes, library, data)
+        return await self._run(identify_job, str(vdir), data)
+
+    async def warm(self, vdir: Path, hold: float = 0.05) -> list[int]:
+        """Start every worker and open ``vdir`` in each (at startup and after a swap); returns the pids."""
+        if self._procs is None:
+            return []
+        got = await asyncio.gather(*(self._run(warm_job, str(vdir), hold) for _ in range(self.workers)),
+                                   return_exceptions=True)
+        for e in got:
+            if isinstance(e, BaseException):
+                log.warning("warming %s in a worker failed: %s", vdir.name, e)
+        return [g for g in got if isinstance(g, int)]
+
+    async def _run(self, fn: object, *args: object) -> object:
+        pool = self._procs
+        assert pool is not None
+        try:
+            return await asyncio.wrap_future(pool.submit(fn, *args))  # type: ignore[arg-type]
+        except BrokenProcessPool:
+            self._replace(pool)
+            raise WorkerLost("an identify worker process died before answering") from None
+
+    def _replace(self, broken: Executor) -> None:
+        with self._lock:
+            if self._procs is not broken:
+                return
+            log.error("an identify worker process died; starting a new pool of %d", self.workers)
+            self._procs = self._new_pool()
+            self.lost += 1
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def pids(self) -> list[int]:
+        """The worker processes running now."""
+        pool = self._procs
+        procs = getattr(pool, "_processes", None) or {}
+        return [p.pid for p in list(procs.values()) if p.is_alive()]
+
+    def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+        if self._procs is not None:
+            self._procs.shutdown(wait=True)
+
+
+def settings_for(max_seasons: int | None, only: Collection[int] | None, ingest: bool) -> WorkerSettings:
+    return WorkerSettings(max_seasons, tuple(only) if only is not None else None, pin=not ingest)
