@@ -32,12 +32,11 @@ def vote(postings: Postings, top: int = 10) -> Votes:
     key = (postings.slot << 24) | (offset + _OFFSET_BIAS)
     uniq, counts = np.unique(key, return_counts=True)
     # pool each key with its neighbours one frame either side (same slot, since the bias keeps them apart)
+    # (keys are sorted and distinct, so a key one frame away can only be the next or previous one)
     pooled = counts.copy()
-    for d in (-1, 1):
-        idx = np.searchsorted(uniq, uniq + d)
-        idx_c = np.minimum(idx, uniq.size - 1)
-        hit = uniq[idx_c] == uniq + d
-        pooled += np.where(hit, counts[idx_c], 0)
+    next_to = uniq[1:] == uniq[:-1] + 1
+    pooled[:-1] += np.where(next_to, counts[1:], 0)
+    pooled[1:] += np.where(next_to, counts[:-1], 0)
     slot = uniq >> 24
     # best key per slot: sort by slot, then score descending, take the first of each slot
     order = np.lexsort((-pooled, slot))
