@@ -127,11 +127,15 @@ def iter_pcm(
             parts: list[np.ndarray] = []
             if pending:
                 batch = _batch(pending)
-                if resampler is None or resampler.key != (batch.format.name, batch.layout.name, batch.sample_rate):
-                    if resampler is not None:
-                        parts += resampler.push(None)
-                    resampler = _Downsampler(batch, sample_rate)
-                parts += resampler.push(batch)
+                key = (batch.format.name, batch.layout.name, batch.sample_rate)
+                if resampler is not None and resampler.key != key:
+                    parts += resampler.push(None)
+                    resampler = None
+                if key in ((f, "mono", sample_rate) for f in ("flt", "fltp")):
+                    parts.append(batch.to_ndarray().reshape(-1))  # already what fingerprints need
+                else:
+                    resampler = resampler or _Downsampler(batch, sample_rate)
+                    parts += resampler.push(batch)
             if final and resampler is not None:
                 parts += resampler.push(None)
             pending, pending_seconds = [], 0.0
