@@ -65,6 +65,7 @@ class WorkerSettings:
     max_seasons: int | None = None
     only: tuple[int, ...] | None = None
     pin: bool = True  # nothing writes into served versions (ingest is off): keep snapshots parsed
+    server_pid: int = 0  # a worker outliving its server (killed with SIGKILL) ends itself
 
 
 _settings = WorkerSettings()
@@ -77,6 +78,21 @@ def _init(settings: WorkerSettings) -> None:
     _settings = settings
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if settings.server_pid:
+        threading.Thread(target=_end_with, args=(settings.server_pid,), daemon=True).start()
+
+
+def _end_with(pid: int, every: float = 1.0) -> None:
+    """Exit once the server process is gone. A pool's worker holds both ends of its own job queue,
+    so it would otherwise wait for work forever after a SIGKILL of the server."""
+    while True:
+        time.sleep(every)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # alive, under another user: not ours to judge
+            pass
 
 
 def library(vdir: str) -> Library:
@@ -183,4 +199,5 @@ class IdentifyPool:
 
 
 def settings_for(max_seasons: int | None, only: Collection[int] | None, ingest: bool) -> WorkerSettings:
-    return WorkerSettings(max_seasons, tuple(only) if only is not None else None, pin=not ingest)
+    return WorkerSettings(max_seasons, tuple(only) if only is not None else None, pin=not ingest,
+                          server_pid=os.getpid())

@@ -72,3 +72,18 @@ def test_a_dead_worker_fails_only_the_requests_it_held(start_server, data_dir) -
     assert set(server.service.identify_pool.pids()).isdisjoint(pids)
     metrics = requests.get(f"{url}/metrics", timeout=10).text
     assert "citywok_identify_workers_lost_total 3.0" in metrics
+
+
+def test_workers_end_when_their_server_is_killed(data_dir) -> None:
+    port = free_port()
+    proc = _serve(data_dir, port, WORKERS="2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert _workers(url) == 2 and len(children) >= 2
+    finally:
+        proc.kill()  # no drain, no pool shutdown: the workers notice on their own
+        proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], f"worker processes outlived a killed server: {alive}"
