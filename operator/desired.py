@@ -19,6 +19,7 @@ Deployment that does not exist yet -- see :func:`deployment` and :mod:`citywok_o
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from citywok_operator import autoscaling
@@ -144,6 +145,26 @@ def _season_env(spec: Spec) -> list[Obj]:
     return []
 
 
+def cpu_count(quantity: str | int | float | None) -> int | None:
+    """Whole CPUs of a Kubernetes CPU quantity, rounded up ("250m" -> 1, "1.5" -> 2, 3 -> 3)."""
+    if quantity is None or str(quantity).strip() == "":
+        return None
+    q = str(quantity).strip()
+    try:
+        value = float(q[:-1]) / 1000 if q.endswith("m") else float(q)
+    except ValueError:
+        return None
+    return max(1, math.ceil(value)) if value > 0 else None
+
+
+def _worker_env(c: Container) -> list[Obj]:
+    """WORKERS for the matcher: one identify process per CPU it is given (its limit, else its request).
+    Without it the matcher would start one per CPU of the node, whatever the pod may use."""
+    res = c.resources or {}
+    cpus = cpu_count((res.get("limits") or {}).get("cpu")) or cpu_count((res.get("requests") or {}).get("cpu"))
+    return [{"name": "WORKERS", "value": str(cpus or 1)}]
+
+
 def _downward_env() -> list[Obj]:
     return [{"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}
             for var, path in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"))]
@@ -194,7 +215,8 @@ def pod_template(spec: Spec, version: str) -> Obj:
         volumes.append({"name": "desired", "configMap": {"name": names(spec.name)["ConfigMap"]}})
         fetch_mounts = [*fetch_mounts, {"name": "desired", "mountPath": DESIRED_DIR, "readOnly": True}]
     fenv = _fetcher_env(spec)
-    matcher_env = [{"name": "DATA_DIR", "value": DATA_DIR}, *_season_env(spec), *_downward_env()]
+    matcher_env = [{"name": "DATA_DIR", "value": DATA_DIR}, *_season_env(spec), *_worker_env(spec.matcher),
+                   *_downward_env()]
     matcher = _container(spec.matcher, "matcher", ["serve"], matcher_env, [data_mount, tmp_mount])
     matcher["ports"] = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
     matcher["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "http"},

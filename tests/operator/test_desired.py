@@ -170,3 +170,16 @@ def test_crd_schema_matches_what_the_operator_reads() -> None:
     assert set(status_props) >= {"observedGeneration", "phase", "conditions", "servedVersions",
                                  "targetVersion", "currentVersion", "lastGoodVersion", "readyReplicas",
                                  "updatedReplicas"}
+
+
+@pytest.mark.parametrize(("resources", "workers"), [
+    ({}, "1"),
+    ({"requests": {"cpu": "250m"}}, "1"),
+    ({"requests": {"cpu": "1500m"}}, "2"),
+    ({"requests": {"cpu": "500m"}, "limits": {"cpu": "3"}}, "3"),
+    ({"limits": {"memory": "1Gi"}, "requests": {"cpu": 2}}, "2"),
+])
+def test_matcher_workers_follow_the_cpus_it_is_given(resources: dict, workers: str) -> None:
+    c = containers(desired.pod_template(spec(matcher={"resources": resources}), "v1"))
+    assert {"name": "WORKERS", "value": workers} in c["matcher"]["env"]
+    assert not any(e["name"] == "WORKERS" for e in c["fetcher"]["env"])
