@@ -142,6 +142,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
         print(f"{result.episode_id} (season {result.season}) at {_clock(result.offset_seconds)} "
               f"[offset {result.offset_seconds:.2f} s, confidence {result.confidence:.2f}, "
               f"{result.score} aligned hashes]")
+        if result.also_at:
+            print(f"  the same audio is also at {', '.join(_clock(t) for t in result.also_at)} in this episode")
         for c in result.candidates[1:]:
             print(f"  runner-up: {c.episode_id} (season {c.season}) at {_clock(c.offset_seconds)}, {c.score} hashes")
     else:

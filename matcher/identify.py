@@ -8,7 +8,8 @@ A clip that finds nothing is retried at small speed changes (sped-up or slowed b
 When several episodes explain the clip equally well (an opening theme, credits, a reused cue), the
 answer says so: ``ambiguous`` with every episode and the offset in each, and what the shared segment
 is, rather than one confident guess. A clip that also holds unique audio has one episode ahead by
-at least ``margin`` times the evidence of any other, and that episode is the answer.
+at least ``margin`` times the evidence of any other, and that episode is the answer. When the clip's
+audio recurs within that episode (a loop, a reprised cue), ``also_at`` names the other places.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import numpy as np
 
 from matcher.fingerprint import fingerprint_pcm
 from matcher.library import Library
-from matcher.match import vote
-from matcher.shard import SLOT_BITS, lookup_seasons
+from matcher.match import repeats, vote
+from matcher.shard import SLOT_BITS, Postings, lookup_seasons
 from matcher.shared import SharedSegment
 
 MIN_CLIP_SECONDS = 1.0
@@ -38,6 +39,7 @@ class MatchPolicy:
     speed_min_score: int = 20  # eight more tries at other speeds are eight more chances of a fluke
     speeds: tuple[float, ...] = (1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.04, 0.96)
     candidates: int = 5
+    repeat_ratio: float = 0.5  # another offset of the same episode with this share of the best score
 
 
 DEFAULT_POLICY = MatchPolicy()
@@ -50,6 +52,17 @@ class Candidate:
     offset_seconds: float
     score: int
     title: str | None = None
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One pass of lookup and voting: candidates (best first) and what they came from."""
+
+    candidates: list[Candidate]
+    query_hashes: int
+    looked_up: int
+    postings: Postings
+    slots: dict[tuple[str, int], int]  # (episode id, season) -> slot in the postings
 
 
 @dataclass
@@ -69,12 +82,14 @@ class Identification:
     ambiguous: bool = False
     episodes: list[Candidate] = field(default_factory=list)  # when ambiguous: every episode it could be
     shared_segment: str | None = None  # when ambiguous: what the shared audio is
+    also_at: list[float] = field(default_factory=list)  # the clip's audio recurs at these offsets too
+
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) -> tuple[list[Candidate], int, int]:
+def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) -> Ranked:
     p = library.params
     if speed != 1.0:
         # undo a clip played ``speed`` times too fast: stretch it back to the episode's time base
@@ -84,16 +99,17 @@ def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) 
     # one vote over every season: each season's slots are moved into a range of their own
     seasons = list(library.shards.items())
     postings = lookup_seasons([shard for _, shard in seasons], hashes)
-    looked_up = postings.looked_up
     v = vote(postings, top=64)
     found: list[Candidate] = []
+    slots: dict[tuple[str, int], int] = {}
     for gslot, off, score in zip(v.slot.tolist(), v.offset.tolist(), v.score.tolist(), strict=True):
         season = seasons[gslot >> SLOT_BITS][0]
         ep = library.episode(season, gslot & ((1 << SLOT_BITS) - 1))
         if ep is not None:
             found.append(Candidate(ep.id, season, round(off * p.frame_seconds, 3), int(score), ep.title))
+            slots[(ep.id, season)] = gslot
     found.sort(key=lambda c: -c.score)
-    return found, len(hashes), looked_up
+    return Ranked(found, len(hashes), postings.looked_up, postings, slots)
 
 
 def _runner_up(cands: list[Candidate]) -> int:
@@ -140,15 +156,16 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
         raise ClipTooShort(f"the clip has {seconds:.2f} s of audio; at least {MIN_CLIP_SECONDS:g} s is needed")
     pcm = pcm[: int(MAX_CLIP_SECONDS * p.sample_rate)]
     result = Identification(match=False, clip_seconds=round(seconds, 3), db_version=library.version)
-    cands, n_hashes, looked = _rank(library, pcm, 1.0, policy)
-    result.query_hashes, result.hashes_looked_up = n_hashes, looked
+    ranked = _rank(library, pcm, 1.0, policy)
+    cands = ranked.candidates
+    result.query_hashes, result.hashes_looked_up = ranked.query_hashes, ranked.looked_up
     speed = 1.0
     if not _decisive(cands, policy) and len(_contenders(cands, policy)) < 2:
         for s in policy.speeds:
-            c2, _, l2 = _rank(library, pcm, s, policy)
-            result.hashes_looked_up += l2
-            if _decisive(c2, policy, policy.speed_min_score):
-                cands, speed = c2, s
+            r2 = _rank(library, pcm, s, policy)
+            result.hashes_looked_up += r2.looked_up
+            if _decisive(r2.candidates, policy, policy.speed_min_score):
+                ranked, cands, speed = r2, r2.candidates, s
                 break
     result.candidates = cands[: policy.candidates]
     contenders = _contenders(cands, policy)
@@ -166,6 +183,10 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
         result.episode_id, result.season = best.episode_id, best.season
         result.offset_seconds, result.score, result.speed = best.offset_seconds, best.score, speed
         result.confidence = round(1.0 - runner / best.score, 3)
+        fs = library.params.frame_seconds
+        again = repeats(ranked.postings, ranked.slots[(best.episode_id, best.season)], round(best.offset_seconds / fs),
+                        max(policy.min_score, policy.repeat_ratio * best.score))
+        result.also_at = [round(off * fs, 3) for off, _ in again]
     elif cands:
         result.score = cands[0].score
     return result

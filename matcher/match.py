@@ -30,13 +30,8 @@ def vote(postings: Postings, top: int = 10) -> Votes:
         return Votes(z, z, z)
     offset = postings.db_t - postings.query_t
     key = (postings.slot << 24) | (offset + _OFFSET_BIAS)
-    uniq, counts = np.unique(key, return_counts=True)
     # pool each key with its neighbours one frame either side (same slot, since the bias keeps them apart)
-    # (keys are sorted and distinct, so a key one frame away can only be the next or previous one)
-    pooled = counts.copy()
-    next_to = uniq[1:] == uniq[:-1] + 1
-    pooled[:-1] += np.where(next_to, counts[1:], 0)
-    pooled[1:] += np.where(next_to, counts[:-1], 0)
+    uniq, pooled = _pooled(key)
     slot = uniq >> 24
     # best key per slot: sort by slot, then score descending, take the first of each slot
     order = np.lexsort((-pooled, slot))
@@ -49,3 +44,33 @@ def vote(postings: Postings, top: int = 10) -> Votes:
         offset=((uniq[best] & ((1 << 24) - 1)) - _OFFSET_BIAS).astype(np.int64),
         score=pooled[best].astype(np.int64),
     )
+
+
+def _pooled(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and how many of ``values`` lie within one of each. The distinct values are
+    sorted, so a value one away can only be the next or the previous one."""
+    uniq, counts = np.unique(values, return_counts=True)
+    pooled = counts.copy()
+    next_to = uniq[1:] == uniq[:-1] + 1
+    pooled[:-1] += np.where(next_to, counts[1:], 0)
+    pooled[1:] += np.where(next_to, counts[:-1], 0)
+    return uniq, pooled
+
+
+def repeats(postings: Postings, slot: int, best: int, floor: float, limit: int = 5) -> list[tuple[int, int]]:
+    """Other offsets (frames, with their scores) where episode ``slot`` gathers at least ``floor``
+    aligned hashes, apart from ``best`` and from each other by more than two frames, strongest first:
+    the clip's audio occurs there too (a loop, a reprised cue), so the offset is one of several."""
+    m = postings.slot == slot
+    uniq, pooled = _pooled(postings.db_t[m] - postings.query_t[m])
+    strong = np.flatnonzero(pooled >= floor)
+    out: list[tuple[int, int]] = []
+    taken = [best]
+    for i in strong[np.argsort(-pooled[strong], kind="stable")].tolist():
+        off = int(uniq[i])
+        if all(abs(off - t) > 2 for t in taken):
+            taken.append(off)
+            out.append((off, int(pooled[i])))
+            if len(out) == limit:
+                break
+    return out

@@ -127,6 +127,9 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
                                                  "match is true, episode_id is null, `episodes` lists them"},
                     "episodes": {"type": "array", "items": {"$ref": "#/components/schemas/Candidate"}},
                     "shared_segment": {"type": ["string", "null"], "description": "what the shared audio is"},
+                    "also_at": {"type": "array", "items": {"type": "number"},
+                                "description": "other offsets (s) of the episode where the clip's audio recurs "
+                                               "(a loop, a reprised cue): the offset is one of these places"},
                 }},
                 "IngestResult": {"type": "object", "properties": {
                     "episode_id": {"type": "string"}, "season": {"type": "integer"},

@@ -26,7 +26,9 @@ function show(answer) {
     $("headline").textContent = `${answer.episode_id} at ${clock(answer.offset_seconds)}`;
     $("episode").textContent = answer.episode_id;
     $("season").textContent = answer.season;
-    $("offset").textContent = `${clock(answer.offset_seconds)} (${answer.offset_seconds.toFixed(2)} s)`;
+    const again = (answer.also_at || []).map(clock);
+    $("offset").textContent = `${clock(answer.offset_seconds)} (${answer.offset_seconds.toFixed(2)} s)`
+      + (again.length ? `; the same audio is also at ${again.join(", ")}` : "");
     $("confidence").textContent = `${Math.round(answer.confidence * 100)} %`;
   } else {
     $("headline").textContent = "No match";

@@ -49,3 +49,23 @@ def test_unindexed_audio_not_matched(library):
 def test_too_short(library, episodes):
     with pytest.raises(ClipTooShort):
         identify_pcm(library, clip(episodes["S01E01"], 0, 0.5))
+
+
+def test_a_passage_heard_twice_in_an_episode_names_both_places(tmp_path):
+    from matcher.fingerprint import fingerprint_pcm
+    from matcher.library import Library
+    from matcher.params import DEFAULT_PARAMS
+    from matcher.shard import Shard
+
+    x = synth.episode(77, 60, RATE)
+    x[40 * RATE: 50 * RATE] = x[10 * RATE: 20 * RATE]  # a reprised cue
+    with Shard.create(tmp_path / "v1" / "season_01.lmdb", DEFAULT_PARAMS, 1) as shard:
+        shard.add_episode("S01E01", fingerprint_pcm(x), 60, "0" * 64)
+        shard.add_episode("S01E02", fingerprint_pcm(synth.episode(78, 60, RATE)), 60, "1" * 64)
+    with Library.open(tmp_path / "v1") as lib:
+        r = identify_pcm(lib, synth.add_noise(clip(x, 12, 5), 10, seed=1))
+        assert r.match and r.episode_id == "S01E01"
+        places = sorted([r.offset_seconds, *r.also_at])
+        assert len(places) == 2 and abs(places[0] - 12) <= 0.1 and abs(places[1] - 42) <= 0.1
+        unique = identify_pcm(lib, clip(x, 25, 5))
+        assert unique.match and abs(unique.offset_seconds - 25) <= 0.1 and unique.also_at == []
