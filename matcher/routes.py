@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from citywok import layout
 from matcher import openapi, urlfetch
@@ -73,16 +73,15 @@ async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch
     declared = request.content_length
     if declared is not None and declared > max_bytes + UPLOAD_SLACK:
         raise too_large(max_bytes)
-    ctype = request.content_type
+    # the media type alone: aiohttp's full Content-Type parser costs more than the rest of the request
+    ctype = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
     url: Any = None
-    if ctype in {"multipart/form-data", "application/x-www-form-urlencoded"}:
-        form = await request.post()
-        f = form.get("file")
-        if isinstance(f, web.FileField):
-            return Clip(_read_upload(f, max_bytes), "upload")
-        url = form.get("url")
-        if f is not None and url is None:
-            raise ApiError(400, "bad_request", "the 'file' field must be a file upload")
+    if ctype == "multipart/form-data":
+        upload, url = await _read_multipart(request, max_bytes)
+        if upload is not None:
+            return Clip(upload, "upload")
+    elif ctype == "application/x-www-form-urlencoded":
+        url = (await request.post()).get("url")
     elif ctype == "application/json":
         try:
             body = await request.json()
@@ -109,6 +108,32 @@ async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch
     except urlfetch.FetchError as e:
         raise ApiError(e.status, e.code, str(e)) from None
     return Clip(fetched.data, "url")
+
+
+async def _read_multipart(request: web.Request, max_bytes: int) -> tuple[bytes | None, str | None]:
+    """The ``file`` upload (read into memory, refused past ``max_bytes``) or the ``url`` field of a
+    multipart form, streamed: no temporary file per request, and the first file part ends the reading."""
+    url: str | None = None
+    plain_file = False
+    async for part in await request.multipart():
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "file" and part.filename is not None:
+            data = bytearray()
+            while chunk := await part.read_chunk(1 << 16):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise too_large(max_bytes)
+            if not data:
+                raise ApiError(400, "empty_file", f"the uploaded file {part.filename!r} is empty")
+            return bytes(data), None
+        if part.name == "file":
+            plain_file = True
+        elif part.name == "url":
+            url = await part.text()
+    if plain_file and url is None:
+        raise ApiError(400, "bad_request", "the 'file' field must be a file upload")
+    return None, url
 
 
 def _read_upload(f: web.FileField, max_bytes: int) -> bytes:

@@ -65,6 +65,8 @@ def test_malformed_requests_are_400(server) -> None:
            400, "bad_json")
     _error(requests.post(u, json=["a"], timeout=10), 400, "bad_json")
     _error(requests.post(u, files={"file": ("empty.mp3", b"")}, timeout=10), 400, "empty_file")
+    # a multipart 'file' that is a plain field, not an upload
+    _error(requests.post(u, files={"file": (None, b"just text")}, timeout=10), 400, "bad_request")
     _error(requests.post(u, json={"url": "file:///etc/passwd"}, timeout=10), 400, "bad_url")
 
 
