@@ -57,10 +57,24 @@ def _open(source: Source) -> av.container.InputContainer:
 
 
 FAST_PROBE = {"probesize": "8192"}
+FORMAT_DTYPES = av.audio.frame.format_dtypes  # sample format name -> numpy dtype
 
 
 def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _samples(frames: list[av.AudioFrame]) -> np.ndarray:
+    """Channels x samples of frames of one format, read straight from their planes (``to_ndarray`` per
+    frame costs more than decoding it, for the ~40 small frames a second of compressed audio makes)."""
+    first = frames[0]
+    dtype = np.dtype(FORMAT_DTYPES[first.format.name]).newbyteorder("=")
+    channels = len(first.layout.channels)
+    if first.format.is_planar:
+        return np.stack([np.concatenate([np.frombuffer(f.planes[c], dtype, count=f.samples) for f in frames])
+                         for c in range(channels)])
+    packed = np.concatenate([np.frombuffer(f.planes[0], dtype, count=f.samples * channels) for f in frames])
+    return packed.reshape(1, -1)
 
 
 def _batch(frames: list[av.AudioFrame]) -> av.AudioFrame:
@@ -69,8 +83,7 @@ def _batch(frames: list[av.AudioFrame]) -> av.AudioFrame:
     if len(frames) == 1:
         return frames[0]
     first = frames[0]
-    data = np.concatenate([f.to_ndarray() for f in frames], axis=1)
-    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=first.format.name, layout=first.layout.name)
+    out = av.AudioFrame.from_ndarray(_samples(frames), format=first.format.name, layout=first.layout.name)
     out.sample_rate = first.sample_rate
     return out
 
@@ -120,10 +133,11 @@ def iter_pcm(
         limit = None if max_seconds is None else int(max_seconds * sample_rate)
         total = 0
         pending: list[av.AudioFrame] = []
-        pending_seconds = 0.0
+        pending_key: tuple[str, str, int] | None = None  # the format of the frames pending
+        pending_samples = 0
 
         def flush(final: bool) -> np.ndarray | None:
-            nonlocal pending, pending_seconds, resampler
+            nonlocal pending, pending_samples, resampler
             parts: list[np.ndarray] = []
             if pending:
                 batch = _batch(pending)
@@ -138,7 +152,7 @@ def iter_pcm(
                     parts += resampler.push(batch)
             if final and resampler is not None:
                 parts += resampler.push(None)
-            pending, pending_seconds = [], 0.0
+            pending, pending_samples = [], 0
             return np.concatenate(parts) if parts else None
 
         def emit(chunk: np.ndarray | None) -> Iterator[np.ndarray]:
@@ -153,12 +167,14 @@ def iter_pcm(
 
         try:
             for frame in container.decode(stream):
-                if pending and (frame.format.name, frame.layout.name, frame.sample_rate) != (
-                    pending[0].format.name, pending[0].layout.name, pending[0].sample_rate):
-                    yield from emit(flush(False))
+                key = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if key != pending_key:
+                    if pending:
+                        yield from emit(flush(False))
+                    pending_key = key
                 pending.append(frame)
-                pending_seconds += frame.samples / max(1, frame.sample_rate)
-                if pending_seconds >= chunk_seconds:
+                pending_samples += frame.samples
+                if pending_samples >= chunk_seconds * key[2]:
                     yield from emit(flush(False))
                     if limit is not None and total >= limit:
                         return

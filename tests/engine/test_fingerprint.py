@@ -62,3 +62,31 @@ def test_audio_already_at_the_fingerprint_rate_is_taken_as_it_is():
     assert np.array_equal(direct, x)
     resampled = decode(synth.encode(x, 8000, "wav"), 8000)
     assert resampled.size == x.size and np.abs(resampled - x).max() < 1e-3
+
+
+def test_decoded_frames_are_read_as_to_ndarray_reads_them():
+    """The decoder reads frames' planes directly; it must see what PyAV's own conversion sees, for packed
+    and planar formats, mono and stereo."""
+    import io
+
+    import av
+
+    from matcher.decode import _samples
+
+    x = synth.episode(9, 3, 8000)
+    stereo = np.stack([x, x[::-1].copy()]).astype(np.float32)
+    for codec, fmt, layout in (("pcm_s16le", "s16", "stereo"), ("flac", "s16", "stereo"),
+                               ("pcm_f32le", "flt", "mono"), ("mp3", "fltp", "stereo")):
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="wav" if codec.startswith("pcm") else codec.replace("pcm_", "")) as c:
+            s = c.add_stream(codec, rate=8000)
+            s.layout = layout
+            data = stereo if layout == "stereo" else stereo[:1]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp", layout=layout)
+            frame.sample_rate = 8000
+            for packet in [*s.encode(frame), *s.encode(None)]:
+                c.mux(packet)
+        with av.open(io.BytesIO(buf.getvalue())) as c:
+            frames = list(c.decode(c.streams.audio[0]))
+        assert frames[0].format.name in {fmt, "fltp", "s16", "s16p", "flt"} and len(frames) > 1
+        assert np.array_equal(_samples(frames), np.concatenate([f.to_ndarray() for f in frames], axis=1)), codec
