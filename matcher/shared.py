@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from matcher.shard import Shard
+from matcher.shard import Shard, table_keys
 
 MAX_POSTINGS_PER_HASH = 64  # hashes shared by more places than this are too common to pair
 
@@ -69,8 +69,10 @@ def find_shared(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, ma
     h, slot, t = shard.all_postings()
     if h.size == 0:
         return []
-    order = np.lexsort((t, slot, h))
-    h, slot, t = h[order], slot[order], t[order]
+    keys = table_keys(h, slot, t)
+    if np.any(keys[1:] < keys[:-1]):  # a shard's table is sorted already; other writers' may not be
+        order = np.argsort(keys)
+        h, slot, t = h[order], slot[order], t[order]
     starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
     counts = np.diff(np.r_[starts, h.size])
     ok = (counts >= 2) & (counts <= MAX_POSTINGS_PER_HASH)
@@ -85,14 +87,14 @@ def find_shared(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, ma
         return []
     i, j = np.concatenate(pairs_i), np.concatenate(pairs_j)
     keep = slot[i] != slot[j]
-    i, j = i[keep], j[keep]
-    swap = slot[i] > slot[j]
-    i, j = np.where(swap, j, i), np.where(swap, i, j)
+    i, j = i[keep], j[keep]  # within a hash the postings are sorted by slot: slot[i] < slot[j]
     shift = t[j].astype(np.int64) - t[i].astype(np.int64)
     key = (slot[i].astype(np.int64) << 42) | (slot[j].astype(np.int64) << 32) | (shift + (1 << 31))
-    uniq, inv, votes = np.unique(key, return_inverse=True, return_counts=True)
-    by_key = np.argsort(inv, kind="stable")
-    key_start = np.r_[0, np.cumsum(votes)]
+    # one sort groups the pairs by (episode pair, shift); the order inside a group does not matter
+    by_key = np.argsort(key)
+    sorted_key = key[by_key]
+    key_start = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1], True])
+    uniq, votes = sorted_key[key_start[:-1]], np.diff(key_start)
     gap = int(max_gap_seconds / p.frame_seconds)
     episodes = {e.slot: e.id for e in shard.episodes()}
     pairs: list[tuple[Occurrence, Occurrence]] = []
