@@ -88,6 +88,8 @@ def find_shared(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, ma
     i, j = np.concatenate(pairs_i), np.concatenate(pairs_j)
     keep = slot[i] != slot[j]
     i, j = i[keep], j[keep]  # within a hash the postings are sorted by slot: slot[i] < slot[j]
+    if i.size == 0:
+        return []
     shift = t[j].astype(np.int64) - t[i].astype(np.int64)
     key = (slot[i].astype(np.int64) << 42) | (slot[j].astype(np.int64) << 32) | (shift + (1 << 31))
     # one sort groups the pairs by (episode pair, shift); the order inside a group does not matter
