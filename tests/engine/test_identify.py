@@ -69,3 +69,16 @@ def test_a_passage_heard_twice_in_an_episode_names_both_places(tmp_path):
         assert len(places) == 2 and abs(places[0] - 12) <= 0.1 and abs(places[1] - 42) <= 0.1
         unique = identify_pcm(lib, clip(x, 25, 5))
         assert unique.match and abs(unique.offset_seconds - 25) <= 0.1 and unique.also_at == []
+
+
+def test_clear_clips_are_decided_by_half_their_hashes_and_doubtful_ones_by_all(library, episodes):
+    from matcher.fingerprint import fingerprint_pcm
+
+    clear = clip(episodes["S01E03"], 30, 5)
+    r = identify_pcm(library, clear)
+    distinct = len(np.unique(fingerprint_pcm(clear).hash))
+    assert r.match and r.episode_id == "S01E03" and r.score >= 20
+    assert r.hashes_looked_up < 0.65 * distinct  # one shard: the half pass alone
+    noisy = synth.add_noise(clip(episodes["S01E03"], 30, 5), -3, seed=4)
+    r = identify_pcm(library, noisy)
+    assert r.hashes_looked_up >= len(np.unique(fingerprint_pcm(noisy).hash))  # the full pass ran too
