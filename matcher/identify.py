@@ -104,27 +104,39 @@ def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) 
     return _rank_hashes(library, fingerprint_pcm(_stretch(pcm, speed) if speed != 1.0 else pcm, library.params))
 
 
-def _half(hashes: Hashes) -> Hashes:
-    """About half of the hashes, picked by a mix of their bits (not by time or frequency)."""
+def _halves(hashes: Hashes) -> tuple[Hashes, Hashes]:
+    """The hashes split about in two by a mix of their bits (not by time or frequency)."""
     pick = ((hashes.hash.astype(np.uint64) * np.uint64(0x9E3779B1)) & np.uint64(0x80000000)) == 0
-    return Hashes(hashes.hash[pick], hashes.t[pick])
+    return Hashes(hashes.hash[pick], hashes.t[pick]), Hashes(hashes.hash[~pick], hashes.t[~pick])
+
+
+def _lookup(library: Library, hashes: Hashes) -> Postings:
+    # one vote over every season: each season's slots are moved into a range of their own
+    return lookup_seasons(list(library.shards.values()), hashes)
 
 
 def _rank_hashes(library: Library, hashes: Hashes) -> Ranked:
-    # one vote over every season: each season's slots are moved into a range of their own
-    seasons = list(library.shards.items())
-    postings = lookup_seasons([shard for _, shard in seasons], hashes)
+    return _ranked(library, _lookup(library, hashes), len(hashes))
+
+
+def _ranked(library: Library, postings: Postings, query_hashes: int) -> Ranked:
+    seasons = list(library.shards)
     v = vote(postings, top=64)
     found: list[Candidate] = []
     slots: dict[tuple[str, int], int] = {}
     for gslot, off, score in zip(v.slot.tolist(), v.offset.tolist(), v.score.tolist(), strict=True):
-        season = seasons[gslot >> SLOT_BITS][0]
+        season = seasons[gslot >> SLOT_BITS]
         ep = library.episode(season, gslot & ((1 << SLOT_BITS) - 1))
         if ep is not None:
             found.append(Candidate(ep.id, season, round(off * library.params.frame_seconds, 3), int(score), ep.title))
             slots[(ep.id, season)] = gslot
     found.sort(key=lambda c: -c.score)
-    return Ranked(found, len(hashes), postings.looked_up, postings, slots)
+    return Ranked(found, query_hashes, postings.looked_up, postings, slots)
+
+
+def _joined(a: Postings, b: Postings) -> Postings:
+    return Postings(np.concatenate([a.query_t, b.query_t]), np.concatenate([a.slot, b.slot]),
+                    np.concatenate([a.db_t, b.db_t]), a.looked_up + b.looked_up)
 
 
 def _runner_up(cands: list[Candidate]) -> int:
@@ -172,14 +184,14 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
     pcm = pcm[: int(MAX_CLIP_SECONDS * p.sample_rate)]
     result = Identification(match=False, clip_seconds=round(seconds, 3), db_version=library.version)
     hashes = fingerprint_pcm(pcm, p)
-    # most clips are decided by half of their hashes, at half the cost; any doubt and all of them vote
-    ranked = _rank_hashes(library, _half(hashes))
-    looked = ranked.looked_up
+    # most clips are decided by half of their hashes, at half the cost; any doubt and the other half
+    # is looked up too, and all of them vote
+    first, rest = _halves(hashes)
+    ranked = _rank_hashes(library, first)
     if not _decisive(ranked.candidates, policy, policy.half_min_score):
-        ranked = _rank_hashes(library, hashes)
-        looked += ranked.looked_up
+        ranked = _ranked(library, _joined(ranked.postings, _lookup(library, rest)), len(hashes))
     cands = ranked.candidates
-    result.query_hashes, result.hashes_looked_up = ranked.query_hashes, looked
+    result.query_hashes, result.hashes_looked_up = ranked.query_hashes, ranked.looked_up
     speed = 1.0
     if not _decisive(cands, policy) and len(_contenders(cands, policy)) < 2:
         for s in policy.speeds:
