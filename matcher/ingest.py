@@ -209,8 +209,9 @@ def ingest_paths(
                     write()
             if batch:
                 write()
-        if any(r.status in {"added", "replaced"} for r in results):
-            shared.update(shard)
+        changed = [r.episode_id for r in results if r.status in {"added", "replaced"}]
+        if changed:
+            shared.update(shard, changed)
     finally:
         shard.close()
     if fmt != "pickle":
@@ -227,7 +228,7 @@ def remove_episodes(episode_ids: Iterable[str], season: int, data_dir: Path, ver
     with Shard.open(path, params, writable=True) as shard:
         out = {eid: shard.remove_episode(eid) for eid in episode_ids}
         if any(out.values()):
-            shared.update(shard)
+            shared.update(shard, changed=[])  # the removed episodes' segments go; no pair is new
     if any(out.values()):
         compact(path)
     publish(data_dir, version, params)
@@ -250,5 +251,6 @@ def ingest_bytes(shard: Shard, episode_id: str, data: bytes, params: Fingerprint
     if seconds < 1.0:
         return IngestResult("<upload>", episode_id, "failed", seconds, 0, f"only {seconds:.2f} s of audio decoded")
     shard.add_episode(episode_id, hashes, seconds, sha, title=title or episode_id)
-    shared.update(shard)  # not compacted: the shard stays open in the server; `citywok ingest` compacts later
+    # not compacted: the shard stays open in the server; `citywok ingest` compacts later
+    shared.update(shard, [episode_id])
     return IngestResult("<upload>", episode_id, "replaced" if old is not None else "added", seconds, len(hashes))

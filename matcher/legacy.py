@@ -261,6 +261,12 @@ class PickleSeasonWriter:
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return all_postings(self.db["hashes"], {e["id"]: i for i, e in enumerate(self.db["episodes"])})
 
+    def shared_recorded(self) -> bool:
+        return "shared" in self.db
+
+    def get_shared(self) -> list[dict[str, Any]]:
+        return list(self.db.get("shared", []))
+
     def put_shared(self, segments: list[dict[str, Any]]) -> None:
         """Record the season's shared segments (``matcher.shared.update``), in the optional "shared" key."""
         self.db["shared"] = json.loads(json.dumps(segments))  # plain floats: numpy scalars would need globals

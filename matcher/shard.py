@@ -491,6 +491,13 @@ class Shard:
         table = self._packed(txn)
         return np.zeros(0, np.uint64) if table is None else table_keys(*table.decode())
 
+    def shared_recorded(self) -> bool:
+        """Whether shared segments were ever stored (an empty list is a finding too)."""
+        if self._shared_db is None:
+            return False
+        with self.env.begin(db=self._shared_db) as txn:
+            return txn.get(b"segments") is not None
+
     def get_shared(self) -> list[dict[str, Any]]:
         if self._shared_db is None:
             return []

@@ -8,6 +8,7 @@ the shard, so identify can say *what* an ambiguous clip is instead of guessing a
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -65,6 +66,13 @@ def _clock(seconds: float) -> str:
 def find_shared(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, max_gap_seconds: float = 2.0
                 ) -> list[SharedSegment]:
     """Every segment of at least ``min_seconds`` that two or more episodes of the shard share."""
+    return _group(find_pairs(shard, min_hashes, min_seconds, max_gap_seconds))
+
+
+def find_pairs(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, max_gap_seconds: float = 2.0,
+               new_slots: Collection[int] | None = None) -> list[tuple[Occurrence, Occurrence]]:
+    """Every stretch of audio two episodes share, as a pair of occurrences; with ``new_slots``, only
+    pairs with at least one of those episodes (the others' pairs have not changed)."""
     p = shard.params
     h, slot, t = shard.all_postings()
     if h.size == 0:
@@ -76,6 +84,10 @@ def find_shared(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, ma
     starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
     counts = np.diff(np.r_[starts, h.size])
     ok = (counts >= 2) & (counts <= MAX_POSTINGS_PER_HASH)
+    is_new = None
+    if new_slots is not None:
+        is_new = np.isin(slot, np.fromiter(new_slots, np.int64))
+        ok &= np.add.reduceat(is_new.astype(np.int64), starts) > 0  # hashes a new episode holds
     # all pairs (i < j) inside each hash group, built one offset k at a time
     pairs_i, pairs_j = [], []
     for k in range(1, int(counts[ok].max(initial=1))):
@@ -87,6 +99,8 @@ def find_shared(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, ma
         return []
     i, j = np.concatenate(pairs_i), np.concatenate(pairs_j)
     keep = slot[i] != slot[j]
+    if is_new is not None:
+        keep &= is_new[i] | is_new[j]
     i, j = i[keep], j[keep]  # within a hash the postings are sorted by slot: slot[i] < slot[j]
     if i.size == 0:
         return []
@@ -114,7 +128,7 @@ def find_shared(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, ma
                 b0, b1 = a0 + d * p.frame_seconds, a1 + d * p.frame_seconds
                 pairs.append((Occurrence(episodes[sa], round(a0, 2), round(a1, 2)),
                               Occurrence(episodes[sb], round(b0, 2), round(b1, 2))))
-    return _group(pairs)
+    return pairs
 
 
 def _ranges(lengths: np.ndarray) -> np.ndarray:
@@ -152,9 +166,26 @@ def _group(pairs: list[tuple[Occurrence, Occurrence]]) -> list[SharedSegment]:
     return [SharedSegment(tuple(sorted(g, key=lambda o: (o.episode_id, o.start)))) for g in groups.values()]
 
 
-def update(shard: Shard) -> list[SharedSegment]:
-    """Recompute and store a season's shared segments (after ingest, or on demand)."""
-    segments = find_shared(shard)
+def update(shard: Shard, changed: Collection[str] | None = None) -> list[SharedSegment]:
+    """Recompute and store a season's shared segments (after ingest, or on demand).
+
+    ``changed``: the episodes added or replaced since the stored segments were found. When none of
+    them is in a stored segment and no stored episode was removed, only pairs with one of them are
+    looked for and joined to the stored segments: adding an episode to a long season then costs a
+    pass over what pairs with it, not over every pair of the season.
+    """
+    stored = [SharedSegment.from_json(d) for d in shard.get_shared()] if changed is not None else []
+    episodes = {e.id: e.slot for e in shard.episodes()}
+    in_segments = {o.episode_id for seg in stored for o in seg.occurrences}
+    touched = (in_segments & set(changed or ())) | (in_segments - set(episodes))  # changed, or gone
+    if changed is None or touched or not shard.shared_recorded():
+        # a stored occurrence spans every pair it was found in: when one of those episodes changed
+        # or went, only a pass over the whole season knows what is left of it
+        segments = find_shared(shard)
+    else:
+        kept = [(seg.occurrences[0], o) for seg in stored for o in seg.occurrences[1:]]
+        slots = {episodes[e] for e in changed if e in episodes}
+        segments = _group(kept + (find_pairs(shard, new_slots=slots) if slots else []))
     shard.put_shared([s.to_json() for s in segments])
     return segments
 

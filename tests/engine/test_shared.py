@@ -83,3 +83,35 @@ def test_clip_straddling_the_boundary_names_the_episode(series, eid, start):
     eps, lib = series
     r = identify_pcm(lib, cut(eps[eid], start, 6.0))
     assert r.match and not r.ambiguous and r.episode_id == eid and abs(r.offset_seconds - start) <= 0.1
+
+
+def _segments(segs):
+    return sorted(tuple(sorted((o.episode_id, round(o.start), round(o.end)) for o in s.occurrences)) for s in segs)
+
+
+def test_segments_updated_for_changed_episodes_match_a_full_pass(tmp_path, monkeypatch):
+    """Adding, replacing and removing episodes updates the stored segments from the pairs of the
+    changed episodes alone, and gives what a pass over the whole season gives."""
+    theme = synth.episode(5100, THEME, R)
+    eps = {f"S01E{k + 1:02d}": np.concatenate([theme, synth.episode(6100 + k, 60, R)]) for k in range(5)}
+    with Shard.create(tmp_path / "season_01.lmdb", DEFAULT_PARAMS, 1) as s:
+        for eid in ("S01E01", "S01E02", "S01E03"):
+            s.add_episode(eid, fingerprint_pcm(eps[eid]), eps[eid].size / R, "0" * 64)
+        assert not s.shared_recorded()
+        shared.update(s, ["S01E01", "S01E02", "S01E03"])  # nothing stored yet: the whole season
+        assert _segments(shared.load(s)) == _segments(shared.find_shared(s))
+        for eid in ("S01E04", "S01E05"):
+            s.add_episode(eid, fingerprint_pcm(eps[eid]), eps[eid].size / R, "0" * 64)
+        full_pass = shared.find_shared
+        with monkeypatch.context() as m:  # new episodes only: their pairs, not the season's
+            m.setattr(shared, "find_shared", lambda *a, **k: pytest.fail("a full pass for an addition"))
+            got = shared.update(s, ["S01E04", "S01E05"])
+        assert [len(seg.occurrences) for seg in got] == [5]
+        assert _segments(got) == _segments(full_pass(s))
+        # S01E02 replaced by audio without the theme, S01E05 removed
+        s.add_episode("S01E02", fingerprint_pcm(synth.episode(6200, 90, R)), 90, "1" * 64)
+        shared.update(s, ["S01E02"])
+        assert s.remove_episode("S01E05")
+        got = shared.update(s, [])
+        assert _segments(got) == _segments(shared.find_shared(s))
+        assert sorted(o.episode_id for o in got[0].occurrences) == ["S01E01", "S01E03", "S01E04"]
