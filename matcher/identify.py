@@ -100,7 +100,7 @@ def _stretch(pcm: np.ndarray, speed: float) -> np.ndarray:
     return np.interp(np.arange(n) / speed, np.arange(pcm.size), pcm).astype(np.float32)
 
 
-def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) -> Ranked:
+def _rank(library: Library, pcm: np.ndarray, speed: float) -> Ranked:
     return _rank_hashes(library, fingerprint_pcm(_stretch(pcm, speed) if speed != 1.0 else pcm, library.params))
 
 
@@ -195,7 +195,7 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
     speed = 1.0
     if not _decisive(cands, policy) and len(_contenders(cands, policy)) < 2:
         for s in policy.speeds:
-            r2 = _rank(library, pcm, s, policy)
+            r2 = _rank(library, pcm, s)
             result.hashes_looked_up += r2.looked_up
             if _decisive(r2.candidates, policy, policy.speed_min_score):
                 ranked, cands, speed = r2, r2.candidates, s

@@ -226,39 +226,41 @@ class PackedTable:
             count = np.diff(self.starts(np.arange(layout.buckets + 1)))
             if (count < 0).any():
                 raise ShardError("postings offsets go backwards")
-            buckets = np.arange(layout.buckets, dtype=np.uint32)
             v = _unpack_bits(self.data, self.total, layout.bits)
+            h = self._hashes(np.arange(layout.buckets, dtype=np.uint32), count, v)
         else:
-            start = self.starts(buckets)
-            count = self.starts(buckets + 1) - start
-            if max_count is not None:
-                small = count <= max_count
-                buckets, start, count = buckets[small], start[small], count[small]
-            index = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
-            v = _read_bits(self.data, index, layout.bits)
-        h = (np.repeat(buckets.astype(np.uint32), count) << np.uint32(layout.low_bits)) | (
-            v >> np.uint64(layout.slot_bits + layout.frame_bits)).astype(np.uint32)
-        slot = ((v >> np.uint64(layout.frame_bits)) & np.uint64((1 << layout.slot_bits) - 1)).astype(np.uint32)
-        return h, slot, (v & np.uint64((1 << layout.frame_bits) - 1)).astype(np.uint32)
-
+            h, v = self._read(buckets, max_count)
+        return h, *self._slot_frame(v)
 
     def find(self, buckets: np.ndarray, wanted: np.ndarray, max_count: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Like :meth:`decode` of ``buckets``, keeping only postings whose hash is flagged in ``wanted``
         (a bool per possible hash); the slot and frame of the others are never unpacked."""
-        layout = self.layout
+        h, v = self._read(buckets, max_count)
+        keep = wanted[h]
+        return h[keep], *self._slot_frame(v[keep])
+
+    def _read(self, buckets: np.ndarray, max_count: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The hashes and packed values stored in ``buckets``, skipping buckets of more than ``max_count``."""
         start = self.starts(buckets)
         count = self.starts(buckets + 1) - start
-        small = count <= max_count
-        buckets, start, count = buckets[small], start[small], count[small]
+        if max_count is not None:
+            small = count <= max_count
+            buckets, start, count = buckets[small], start[small], count[small]
         index = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
-        v = _read_bits(self.data, index, layout.bits)
-        h = (np.repeat(buckets.astype(np.uint32), count) << np.uint32(layout.low_bits)) | (
-            v >> np.uint64(layout.slot_bits + layout.frame_bits)).astype(np.uint32)
-        keep = wanted[h]
-        v = v[keep]
-        slot = ((v >> np.uint64(layout.frame_bits)) & np.uint64((1 << layout.slot_bits) - 1)).astype(np.uint32)
-        return h[keep], slot, (v & np.uint64((1 << layout.frame_bits) - 1)).astype(np.uint32)
+        v = _read_bits(self.data, index, self.layout.bits)
+        return self._hashes(buckets, count, v), v
+
+    def _hashes(self, buckets: np.ndarray, count: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Whole hashes of packed values: their bucket's bits, then the low bits each value carries."""
+        lay = self.layout
+        return (np.repeat(buckets.astype(np.uint32), count) << np.uint32(lay.low_bits)) | (
+            v >> np.uint64(lay.slot_bits + lay.frame_bits)).astype(np.uint32)
+
+    def _slot_frame(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lay = self.layout
+        slot = ((v >> np.uint64(lay.frame_bits)) & np.uint64((1 << lay.slot_bits) - 1)).astype(np.uint32)
+        return slot, (v & np.uint64((1 << lay.frame_bits) - 1)).astype(np.uint32)
 
 
 def decode_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | None = None,

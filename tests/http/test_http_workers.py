@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import signal
+import subprocess
 import time
 
 import psutil
@@ -19,7 +20,8 @@ def _workers(url: str) -> int:
     return requests.get(f"{url}/api/v1/test", timeout=10).json()["workers"]
 
 
-def test_serve_identifies_in_worker_processes_that_end_with_it(data_dir) -> None:
+def _serve_with_workers(data_dir) -> tuple[subprocess.Popen, str, list[psutil.Process]]:
+    """`citywok serve` with 2 workers, ready; its URL and child processes (workers and fork server)."""
     port = free_port()
     proc = _serve(data_dir, port, WORKERS="2")
     url = f"http://127.0.0.1:{port}"
@@ -27,7 +29,17 @@ def test_serve_identifies_in_worker_processes_that_end_with_it(data_dir) -> None
         _wait_ready(url, proc)
         assert _workers(url) == 2
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 2  # the workers, and the fork server they came from
+        assert len(children) >= 3  # two workers and the fork server they came from
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, url, children
+
+
+def test_serve_identifies_in_worker_processes_that_end_with_it(data_dir) -> None:
+    proc, url, children = _serve_with_workers(data_dir)
+    try:
         clip = clip_bytes(2, 20.0)
         with cf.ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda _: requests.post(f"{url}/api/v1/identify", files={"file": ("c.mp3", clip)},
@@ -75,15 +87,8 @@ def test_a_dead_worker_fails_only_the_requests_it_held(start_server, data_dir) -
 
 
 def test_workers_end_when_their_server_is_killed(data_dir) -> None:
-    port = free_port()
-    proc = _serve(data_dir, port, WORKERS="2")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert _workers(url) == 2 and len(children) >= 2
-    finally:
-        proc.kill()  # no drain, no pool shutdown: the workers notice on their own
-        proc.wait()
+    proc, _url, children = _serve_with_workers(data_dir)
+    proc.kill()  # no drain, no pool shutdown: the workers notice on their own
+    proc.wait()
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == [], f"worker processes outlived a killed server: {alive}"
