@@ -145,7 +145,7 @@ def iter_pcm(
                 if resampler is not None and resampler.key != key:
                     parts += resampler.push(None)
                     resampler = None
-                if key in ((f, "mono", sample_rate) for f in ("flt", "fltp")):
+                if key[0] in ("flt", "fltp") and key[1:] == ("mono", sample_rate):
                     parts.append(batch.to_ndarray().reshape(-1))  # already what fingerprints need
                 else:
                     resampler = resampler or _Downsampler(batch, sample_rate)

@@ -89,7 +89,6 @@ class Identification:
     shared_segment: str | None = None  # when ambiguous: what the shared audio is
     also_at: list[float] = field(default_factory=list)  # the clip's audio recurs at these offsets too
 
-
     def to_json(self) -> dict:
         return asdict(self)
 

@@ -169,7 +169,7 @@ async def identify(request: web.Request) -> web.Response:
             with svc.admission.slot():
                 m.queue.set(svc.admission.admitted)
                 with svc.holder.acquire() as lib:
-                    timed = await svc.identify_pool.identify(lib, lib.path, clip.data)
+                    timed = await svc.identify_pool.identify(lib, clip.data)
             svc.admission.record(timed.decode_s + timed.match_s)
         except Overloaded:
             m.rejected.inc()

@@ -187,7 +187,11 @@ class PackedTable:
     base: np.ndarray  # narrow offsets: a uint32 base per 2**BLOCK_BITS buckets; wide: empty
     step: np.ndarray  # narrow: a uint16 step from the base per bucket; wide: a uint32 offset per bucket
     data: Any
-    total: int
+
+    @functools.cached_property
+    def total(self) -> int:
+        """Postings in the table."""
+        return int(self.starts(np.array([self.layout.buckets]))[0])
 
     @classmethod
     def view(cls, layout: Layout, offsets: Any, data: Any) -> PackedTable:
@@ -204,11 +208,9 @@ class PackedTable:
                 raise ShardError(f"postings offsets hold {len(offsets)} bytes, the layout needs {4 * blocks + 2 * n}")
             base = np.frombuffer(offsets, "<u4", count=blocks)
             step = np.frombuffer(offsets, "<u2", offset=4 * blocks)
-        table = cls(layout, base, step, data, 0)
-        total = int(table.starts(np.array([layout.buckets]))[0])
-        if len(data) < ((total * layout.bits + 7) >> 3) + PAD:
-            raise ShardError(f"postings data holds {len(data)} bytes, short of {total} postings")
-        object.__setattr__(table, "total", total)
+        table = cls(layout, base, step, data)
+        if len(data) < ((table.total * layout.bits + 7) >> 3) + PAD:
+            raise ShardError(f"postings data holds {len(data)} bytes, short of {table.total} postings")
         return table
 
     def starts(self, index: np.ndarray) -> np.ndarray:
@@ -468,12 +470,17 @@ class Shard:
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`read_postings` with the query's buckets and hash flags worked out by the caller
         (once for every season of a library)."""
+        with self._snapshot() as table:
+            return _EMPTY if table is None else table.find(buckets, wanted, max_postings)
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[PackedTable | None]:
+        """The postings table to read: the pinned one, or one viewed in a read transaction for the block."""
         if self._pinned is not None:
-            table = self._pinned[1]
-            return _EMPTY if table is None else table.find(buckets, wanted, max_postings)
+            yield self._pinned[1]
+            return
         with self.env.begin(buffers=True) as txn:
-            table = self._packed(txn)
-            return _EMPTY if table is None else table.find(buckets, wanted, max_postings)
+            yield self._packed(txn)
 
     def _packed(self, txn: lmdb.Transaction) -> PackedTable | None:
         """This snapshot's postings table, viewed in place (valid while ``txn`` is); None when empty."""

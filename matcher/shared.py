@@ -174,20 +174,25 @@ def update(shard: Shard, changed: Collection[str] | None = None) -> list[SharedS
     looked for and joined to the stored segments: adding an episode to a long season then costs a
     pass over what pairs with it, not over every pair of the season.
     """
-    stored = [SharedSegment.from_json(d) for d in shard.get_shared()] if changed is not None else []
-    episodes = {e.id: e.slot for e in shard.episodes()}
-    in_segments = {o.episode_id for seg in stored for o in seg.occurrences}
-    touched = (in_segments & set(changed or ())) | (in_segments - set(episodes))  # changed, or gone
-    if changed is None or touched or not shard.shared_recorded():
-        # a stored occurrence spans every pair it was found in: when one of those episodes changed
-        # or went, only a pass over the whole season knows what is left of it
+    segments = None if changed is None or not shard.shared_recorded() else _updated(shard, changed)
+    if segments is None:
         segments = find_shared(shard)
-    else:
-        kept = [(seg.occurrences[0], o) for seg in stored for o in seg.occurrences[1:]]
-        slots = {episodes[e] for e in changed if e in episodes}
-        segments = _group(kept + (find_pairs(shard, new_slots=slots) if slots else []))
     shard.put_shared([s.to_json() for s in segments])
     return segments
+
+
+def _updated(shard: Shard, changed: Collection[str]) -> list[SharedSegment] | None:
+    """The stored segments joined with the pairs of the ``changed`` episodes; None when a stored
+    episode changed or went: an occurrence spans every pair it was found in, and only a pass over
+    the whole season knows what is left of it."""
+    stored = load(shard)
+    episodes = {e.id: e.slot for e in shard.episodes()}
+    in_segments = {o.episode_id for seg in stored for o in seg.occurrences}
+    if in_segments & set(changed) or in_segments - set(episodes):
+        return None
+    kept = [(seg.occurrences[0], o) for seg in stored for o in seg.occurrences[1:]]
+    slots = {episodes[e] for e in changed if e in episodes}
+    return _group(kept + (find_pairs(shard, new_slots=slots) if slots else []))
 
 
 def load(shard: Shard) -> list[SharedSegment]:

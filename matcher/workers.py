@@ -116,11 +116,10 @@ def identify_job(vdir: str, data: bytes) -> Timed:
     return identify_bytes(library(vdir), data)
 
 
-def warm_job(vdir: str, hold: float) -> int:
+def warm_job(vdir: str, hold: float) -> None:
     """Open a version ahead of its first clip; held a moment so that each worker takes one."""
     library(vdir)
     time.sleep(hold)
-    return os.getpid()
 
 
 # -- in the server process ------------------------------------------------------------------------------
@@ -133,15 +132,10 @@ class IdentifyPool:
     def __init__(self, workers: int, threads: int, settings: WorkerSettings) -> None:
         self.workers = workers
         self.settings = settings
+        self.slots = workers or threads  # jobs that can run at once
         self._lock = threading.Lock()
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="identify") if workers == 0 else None
         self._procs: ProcessPoolExecutor | None = self._new_pool() if workers else None
-        self.lost = 0  # pools replaced after a worker died
-
-    @property
-    def slots(self) -> int:
-        """Jobs that can run at once."""
-        return self.workers or self._threads._max_workers  # type: ignore[union-attr]
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # forkserver: workers are forked from a clean single-threaded process, never from this
@@ -150,22 +144,21 @@ class IdentifyPool:
         ctx.set_forkserver_preload([__name__])
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init, initargs=(self.settings,))
 
-    async def identify(self, library: Library, vdir: Path, data: bytes) -> Timed:
-        loop = asyncio.get_running_loop()
+    async def identify(self, library: Library, data: bytes) -> Timed:
+        """Identify a clip against ``library``: here, or in a worker by the library's version folder."""
         if self._threads is not None:
-            return await loop.run_in_executor(self._threads, identify_bytes, library, data)
-        return await self._run(identify_job, str(vdir), data)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, identify_bytes, library, data)
+        return await self._run(identify_job, str(library.path), data)
 
-    async def warm(self, vdir: Path, hold: float = 0.05) -> list[int]:
-        """Start every worker and open ``vdir`` in each (at startup and after a swap); returns the pids."""
+    async def warm(self, vdir: Path, hold: float = 0.05) -> None:
+        """Start every worker and open ``vdir`` in each (at startup and after a swap)."""
         if self._procs is None:
-            return []
+            return
         got = await asyncio.gather(*(self._run(warm_job, str(vdir), hold) for _ in range(self.workers)),
                                    return_exceptions=True)
         for e in got:
             if isinstance(e, BaseException):
                 log.warning("warming %s in a worker failed: %s", vdir.name, e)
-        return [g for g in got if isinstance(g, int)]
 
     async def _run(self, fn: object, *args: object) -> object:
         pool = self._procs
@@ -182,7 +175,6 @@ class IdentifyPool:
                 return
             log.error("an identify worker process died; starting a new pool of %d", self.workers)
             self._procs = self._new_pool()
-            self.lost += 1
         broken.shutdown(wait=False, cancel_futures=True)
 
     def pids(self) -> list[int]:
