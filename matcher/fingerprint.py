@@ -74,7 +74,7 @@ class Fingerprinter:
             anchors = int(np.searchsorted(self._peaks.t, self._peaks_done - p.target_dt_max, side="left"))
         if anchors:
             self._out.append(landmarks(self._peaks, p, anchors))
-            self._peaks = Peaks(self._peaks.t[anchors:], self._peaks.f[anchors:])
+            self._peaks = self._peaks[anchors:]
 
 
 def fingerprint_pcm(pcm: np.ndarray, params: FingerprintParams = DEFAULT_PARAMS) -> Hashes:

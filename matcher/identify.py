@@ -1,8 +1,11 @@
 """Clip -> answer: fingerprint the clip, look it up in every season, vote, decide.
 
-The decision is deliberately conservative: a clip is a match only when its best offset gathers at
-least ``min_score`` aligned hashes and clearly more than any other episode, which chance alignments
-on unindexed audio almost never do (on real music, 5 s of unindexed audio peaked at 10).
+The decision is deliberately conservative: a clip is a match only when its best offset gathers
+clearly more aligned hashes than any other episode, and at least ``min_score`` of them counting at
+most ``part_cap`` from each half second of the clip (its ``spread``), which chance alignments on
+unindexed audio almost never do: on real music, unindexed clips that reached a dozen or more aligned
+hashes had them from one or two moments (a chord two pieces share), while a true match, even at 0 dB
+SNR, has them spread over the clip.
 A clip that finds nothing is retried at small speed changes (sped-up or slowed broadcasts).
 Most clips are decided by a first vote of half their hashes (half the lookups); it must clear a
 higher bar (``half_min_score``; on 100 unindexed music clips it peaked at 7), and any doubt sends
@@ -24,7 +27,7 @@ import numpy as np
 from matcher.fingerprint import fingerprint_pcm
 from matcher.landmarks import Hashes
 from matcher.library import Library
-from matcher.match import repeats, vote
+from matcher.match import repeats, spread, vote
 from matcher.shard import SLOT_BITS, Postings, lookup_seasons
 from matcher.shared import SharedSegment
 
@@ -38,7 +41,9 @@ class ClipTooShort(ValueError):
 
 @dataclass(frozen=True)
 class MatchPolicy:
-    min_score: int = 14
+    min_score: int = 12  # the best offset's spread: aligned hashes, at most part_cap per half second
+    part_cap: int = 5
+    rescored: int = 8  # candidates (best first) whose spread is counted
     margin: float = 1.5  # the best must beat the best other episode by this factor
     speed_min_score: int = 20  # eight more tries at other speeds are eight more chances of a fluke
     speeds: tuple[float, ...] = (1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.04, 0.96)
@@ -55,8 +60,9 @@ class Candidate:
     episode_id: str
     season: int
     offset_seconds: float
-    score: int
+    score: int  # aligned hashes at the offset (+-1 frame)
     title: str | None = None
+    spread: int = 0  # the same, counting at most MatchPolicy.part_cap from each half second of the clip
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class Identification:
     offset_seconds: float | None = None
     confidence: float = 0.0
     score: int = 0
+    spread: int = 0
     speed: float = 1.0
     query_hashes: int = 0
     hashes_looked_up: int = 0
@@ -99,8 +106,9 @@ def _stretch(pcm: np.ndarray, speed: float) -> np.ndarray:
     return np.interp(np.arange(n) / speed, np.arange(pcm.size), pcm).astype(np.float32)
 
 
-def _rank(library: Library, pcm: np.ndarray, speed: float) -> Ranked:
-    return _rank_hashes(library, fingerprint_pcm(_stretch(pcm, speed) if speed != 1.0 else pcm, library.params))
+def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) -> Ranked:
+    stretched = _stretch(pcm, speed) if speed != 1.0 else pcm
+    return _rank_hashes(library, fingerprint_pcm(stretched, library.params), policy)
 
 
 def _halves(hashes: Hashes) -> tuple[Hashes, Hashes]:
@@ -114,12 +122,14 @@ def _lookup(library: Library, hashes: Hashes) -> Postings:
     return lookup_seasons(list(library.shards.values()), hashes)
 
 
-def _rank_hashes(library: Library, hashes: Hashes) -> Ranked:
-    return _ranked(library, _lookup(library, hashes), len(hashes))
+def _rank_hashes(library: Library, hashes: Hashes, policy: MatchPolicy) -> Ranked:
+    return _ranked(library, _lookup(library, hashes), len(hashes), policy)
 
 
-def _ranked(library: Library, postings: Postings, query_hashes: int) -> Ranked:
+def _ranked(library: Library, postings: Postings, query_hashes: int, policy: MatchPolicy) -> Ranked:
+    """The best candidates, with the spread of their evidence counted."""
     seasons = list(library.shards)
+    p = library.params
     v = vote(postings, top=64)
     found: list[Candidate] = []
     slots: dict[tuple[str, int], int] = {}
@@ -127,9 +137,11 @@ def _ranked(library: Library, postings: Postings, query_hashes: int) -> Ranked:
         season = seasons[gslot >> SLOT_BITS]
         ep = library.episode(season, gslot & ((1 << SLOT_BITS) - 1))
         if ep is not None:
-            found.append(Candidate(ep.id, season, round(off * library.params.frame_seconds, 3), int(score), ep.title))
+            found.append(Candidate(ep.id, season, round(off * p.frame_seconds, 3), score, ep.title,
+                                   spread(postings, gslot, off, p.bucket_frames, policy.part_cap)))
             slots[(ep.id, season)] = gslot
-    found.sort(key=lambda c: -c.score)
+            if len(found) == policy.rescored:
+                break
     return Ranked(found, query_hashes, postings.looked_up, postings, slots)
 
 
@@ -147,19 +159,19 @@ def _decisive(cands: list[Candidate], policy: MatchPolicy, min_score: int | None
     """One episode is ahead of every other by ``margin``: a clip straddling shared and unique audio
     is, once its unique part carries a third of the evidence."""
     floor = policy.min_score if min_score is None else min_score
-    return bool(cands) and cands[0].score >= max(floor, policy.margin * _runner_up(cands))
+    return bool(cands) and cands[0].spread >= floor and cands[0].score >= policy.margin * _runner_up(cands)
 
 
 def _contenders(cands: list[Candidate], policy: MatchPolicy) -> list[Candidate]:
     """Episodes that explain the clip about as well as the best one (best first); each needs more
     evidence than a lone match, so two chance alignments never make an ambiguous "match"."""
-    if not cands or cands[0].score < policy.min_score:
+    if not cands or cands[0].spread < policy.min_score:
         return []
-    floor = max(policy.margin * policy.min_score, cands[0].score / policy.margin)
+    floor = cands[0].score / policy.margin
     seen: set[tuple[str, int]] = set()
     out = []
     for c in cands:
-        if c.score >= floor and (c.episode_id, c.season) not in seen:
+        if c.score >= floor and c.spread >= policy.margin * policy.min_score and (c.episode_id, c.season) not in seen:
             seen.add((c.episode_id, c.season))
             out.append(c)
     return out
@@ -186,15 +198,15 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
     # most clips are decided by half of their hashes, at half the cost; any doubt and the other half
     # is looked up too, and all of them vote
     first, rest = _halves(hashes)
-    ranked = _rank_hashes(library, first)
+    ranked = _rank_hashes(library, first, policy)
     if not _decisive(ranked.candidates, policy, policy.half_min_score):
-        ranked = _ranked(library, _joined(ranked.postings, _lookup(library, rest)), len(hashes))
+        ranked = _ranked(library, _joined(ranked.postings, _lookup(library, rest)), len(hashes), policy)
     cands = ranked.candidates
     result.query_hashes, result.hashes_looked_up = ranked.query_hashes, ranked.looked_up
     speed = 1.0
     if not _decisive(cands, policy) and len(_contenders(cands, policy)) < 2:
         for s in policy.speeds:
-            r2 = _rank(library, pcm, s)
+            r2 = _rank(library, pcm, s, policy)
             result.hashes_looked_up += r2.looked_up
             if _decisive(r2.candidates, policy, policy.speed_min_score):
                 ranked, cands, speed = r2, r2.candidates, s
@@ -204,7 +216,7 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
     if not _decisive(cands, policy) and len(contenders) >= 2:
         result.match = result.ambiguous = True
         result.episodes = contenders
-        result.score, result.speed = contenders[0].score, speed
+        result.score, result.spread, result.speed = contenders[0].score, contenders[0].spread, speed
         result.season = contenders[0].season if len({c.season for c in contenders}) == 1 else None
         result.confidence = round(1.0 / len(contenders), 3)
         result.shared_segment = _segment_label(library, contenders, seconds)
@@ -214,11 +226,12 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
         result.match = True
         result.episode_id, result.season = best.episode_id, best.season
         result.offset_seconds, result.score, result.speed = best.offset_seconds, best.score, speed
+        result.spread = best.spread
         result.confidence = round(1.0 - runner / best.score, 3)
         fs = library.params.frame_seconds
         again = repeats(ranked.postings, ranked.slots[(best.episode_id, best.season)], round(best.offset_seconds / fs),
                         max(policy.min_score, policy.repeat_ratio * best.score))
         result.also_at = [round(off * fs, 3) for off, _ in again]
     elif cands:
-        result.score = cands[0].score
+        result.score, result.spread = cands[0].score, cands[0].spread
     return result

@@ -1,4 +1,4 @@
-"""Peaks -> landmark hashes: each anchor peak paired with its next peaks in a target zone.
+"""Peaks -> landmark hashes: each anchor peak paired with the strongest peaks of a target zone after it.
 
 A hash packs (anchor frequency, frequency delta, time delta) into 21 bits; it is stored with the
 anchor's time, and matching votes on the difference between stored and query times.
@@ -15,7 +15,6 @@ from matcher.params import FingerprintParams
 from matcher.peaks import Peaks
 
 HASH_BITS = 21
-LOOKAHEAD = 48  # peaks examined after each anchor; more than a target zone holds at our density
 
 
 @dataclass(frozen=True)
@@ -50,38 +49,37 @@ def pack_hash(f1: np.ndarray, df: np.ndarray, dt: np.ndarray) -> np.ndarray:
     return ((f1 << 13) | ((df + 64) << 6) | dt).astype(np.uint32)
 
 
+def zone_peaks(p: FingerprintParams) -> int:
+    """The most peaks a target zone can hold: it spans at most this many buckets of ``peaks_per_bucket``."""
+    return (p.target_dt_max // p.bucket_frames + 2) * p.peaks_per_bucket
+
+
 def landmarks(peaks: Peaks, p: FingerprintParams, anchors: int | None = None) -> Hashes:
-    """Hashes for the first ``anchors`` peaks (all by default), pairing each with up to ``fanout``
-    later peaks with ``target_dt_min <= dt <= target_dt_max`` and ``|df| <= target_df_max``."""
+    """Hashes for the first ``anchors`` peaks (all by default), pairing each with the ``fanout`` strongest
+    later peaks with ``target_dt_min <= dt <= target_dt_max`` and ``target_df_min <= |df| <= target_df_max``
+    (equal strength: the nearer one).
+
+    The strongest rather than the nearest: noise buries weak peaks and adds its own, so a pair of loud
+    peaks is the one a noisy clip still holds, and which peaks are loudest does not change when noise
+    peaks come between them.
+    """
     n = len(peaks)
     a = n if anchors is None else min(anchors, n)
-    if a == 0:
+    if a == 0 or n < 2:
         return Hashes.empty()
     t, f = peaks.t, peaks.f
-    idx = np.arange(a)
-    taken = np.zeros(a, dtype=np.int64)
-    out_i: list[np.ndarray] = []
-    out_j: list[np.ndarray] = []
-    for k in range(1, LOOKAHEAD + 1):
-        j = idx + k
-        inside = j < n
-        if not inside.any():
-            break
-        jj = np.where(inside, j, 0)
-        dt = t[jj] - t[idx]
-        df = f[jj] - f[idx]
-        ok = inside & (dt >= p.target_dt_min) & (dt <= p.target_dt_max) & (np.abs(df) <= p.target_df_max)
-        ok &= taken < p.fanout
-        if dt[inside].min(initial=p.target_dt_max + 1) > p.target_dt_max:
-            break
-        taken += ok
-        out_i.append(idx[ok])
-        out_j.append(jj[ok])
-    if not out_i:
-        return Hashes.empty()
-    i = np.concatenate(out_i)
-    j = np.concatenate(out_j)
-    order = np.argsort(i, kind="stable")
-    i, j = i[order], j[order]
-    h = pack_hash(f[i], f[j] - f[i], t[j] - t[i])
+    k = min(zone_peaks(p), n - 1)
+    j = np.arange(a)[:, None] + np.arange(1, k + 1)[None, :]  # the next k peaks of each anchor
+    inside = j < n
+    j = np.minimum(j, n - 1)
+    dt = t[j] - t[:a, None]
+    adf = np.abs(f[j] - f[:a, None])
+    ok = inside & (dt >= p.target_dt_min) & (dt <= p.target_dt_max)
+    ok &= (adf >= p.target_df_min) & (adf <= p.target_df_max)
+    strength = np.where(ok, peaks.m[j], -np.inf)
+    top = np.argsort(-strength, axis=1, kind="stable")[:, : p.fanout]
+    chosen = np.take_along_axis(ok, top, axis=1)
+    i = np.broadcast_to(np.arange(a)[:, None], top.shape)[chosen]
+    jj = np.take_along_axis(j, top, axis=1)[chosen]
+    h = pack_hash(f[i], f[jj] - f[i], t[jj] - t[i])
     return Hashes(h, t[i].astype(np.uint32))

@@ -57,6 +57,15 @@ def _pooled(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, pooled
 
 
+def spread(postings: Postings, slot: int, offset: int, part_frames: int, cap: int) -> int:
+    """Hashes of episode ``slot`` aligned at ``offset`` (+-1 frame), counting at most ``cap`` from each
+    ``part_frames`` of the clip. A true match is spread over the clip; a burst from one moment of it (a
+    chord or a sample two pieces share) is a coincidence, and counts for little."""
+    m = (postings.slot == slot) & (np.abs(postings.db_t - postings.query_t - offset) <= 1)
+    parts = np.bincount(postings.query_t[m] // part_frames)
+    return int(np.minimum(parts, cap).sum())
+
+
 def repeats(postings: Postings, slot: int, best: int, floor: float, limit: int = 5) -> list[tuple[int, int]]:
     """Other offsets (frames, with their scores) where episode ``slot`` gathers at least ``floor``
     aligned hashes, apart from ``best`` and from each other by more than two frames, strongest first:

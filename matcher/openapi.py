@@ -104,7 +104,7 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
                 "Candidate": {"type": "object", "properties": {
                     "episode_id": {"type": "string"}, "season": {"type": "integer"},
                     "offset_seconds": {"type": "number"}, "score": {"type": "integer"},
-                    "title": {"type": ["string", "null"]}}},
+                    "spread": {"type": "integer"}, "title": {"type": ["string", "null"]}}},
                 "Identification": {"type": "object", "required": ["match", "db_version", "elapsed_ms"], "properties": {
                     "match": {"type": "boolean"},
                     "episode_id": {"type": ["string", "null"]},
@@ -112,6 +112,8 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
                     "offset_seconds": {"type": ["number", "null"], "description": "where the clip starts"},
                     "confidence": {"type": "number", "description": "0-1: how far ahead of the runner-up"},
                     "score": {"type": "integer", "description": "aligned hashes at the best offset"},
+                    "spread": {"type": "integer", "description": "the same, counting at most 5 from each "
+                                                                "half second of the clip: a match needs 12"},
                     "speed": {"type": "number"},
                     "query_hashes": {"type": "integer"},
                     "hashes_looked_up": {"type": "integer"},

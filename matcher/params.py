@@ -23,9 +23,10 @@ class FingerprintParams:
     peak_freq_radius: int = 8  # ... and +-8 bins around it
     bucket_frames: int = 32  # peak density is controlled per 0.5 s bucket ...
     peaks_per_bucket: int = 14  # ... keeping the strongest N local maxima
-    fanout: int = 4  # each anchor pairs with its next N peaks in the target zone
+    fanout: int = 5  # each anchor pairs with the N strongest peaks in its target zone
     target_dt_min: int = 1
     target_dt_max: int = 63  # frames, fits 6 bits
+    target_df_min: int = 1  # a pair at one frequency (a held note) matches any held note in that key
     target_df_max: int = 63  # bins either side, fits 7 bits
 
     @property

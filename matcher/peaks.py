@@ -16,23 +16,28 @@ from matcher.spectrogram import SILENCE
 
 @dataclass(frozen=True)
 class Peaks:
-    """Peaks sorted by time then frequency. ``t`` in frames, ``f`` in bins (absolute)."""
+    """Peaks sorted by time then frequency. ``t`` in frames, ``f`` in bins (absolute), ``m`` their
+    log power (landmarks pair the strongest)."""
 
     t: np.ndarray  # int64
     f: np.ndarray  # int64
+    m: np.ndarray  # float32
 
     def __len__(self) -> int:
         return int(self.t.size)
 
+    def __getitem__(self, s: slice) -> Peaks:
+        return Peaks(self.t[s], self.f[s], self.m[s])
+
     @staticmethod
     def empty() -> Peaks:
-        return Peaks(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return Peaks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
 
     @staticmethod
     def concat(parts: list[Peaks]) -> Peaks:
         if not parts:
             return Peaks.empty()
-        return Peaks(np.concatenate([p.t for p in parts]), np.concatenate([p.f for p in parts]))
+        return Peaks(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("t", "f", "m")))
 
 
 def _running_max(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
@@ -79,6 +84,6 @@ def find_peaks(spec: np.ndarray, first_frame: int, lo: int, hi: int, p: Fingerpr
     starts = np.searchsorted(bucket_sorted, bucket_sorted, side="left")
     rank = np.arange(order.size) - starts
     keep = order[rank < p.peaks_per_bucket]
-    t, f = t[keep], cols[keep].astype(np.int64) + p.min_bin
+    t, f, m = t[keep], cols[keep].astype(np.int64) + p.min_bin, mags[keep]
     final = np.lexsort((f, t))
-    return Peaks(t[final], f[final])
+    return Peaks(t[final], f[final], m[final])

@@ -34,7 +34,7 @@ def test_silence_has_no_hashes():
 def test_params_digest_changes_with_any_parameter():
     from dataclasses import replace
 
-    assert replace(DEFAULT_PARAMS, fanout=5).digest() != DEFAULT_PARAMS.digest()
+    assert replace(DEFAULT_PARAMS, fanout=DEFAULT_PARAMS.fanout + 1).digest() != DEFAULT_PARAMS.digest()
     assert DEFAULT_PARAMS.from_dict(DEFAULT_PARAMS.to_dict()) == DEFAULT_PARAMS
 
 
@@ -90,3 +90,21 @@ def test_decoded_frames_are_read_as_to_ndarray_reads_them():
             frames = list(c.decode(c.streams.audio[0]))
         assert frames[0].format.name in {fmt, "fltp", "s16", "s16p", "flt"} and len(frames) > 1
         assert np.array_equal(_samples(frames), np.concatenate([f.to_ndarray() for f in frames], axis=1)), codec
+
+
+def test_anchors_pair_with_the_strongest_peaks_of_their_zone_and_never_at_their_own_frequency():
+    """Noise buries weak peaks: an anchor pairs with the loudest peaks of its target zone, whatever lies
+    between, and a peak at the anchor's own frequency (a held note) is never its partner."""
+    from dataclasses import replace
+
+    from matcher.landmarks import landmarks
+    from matcher.peaks import Peaks
+
+    p = replace(DEFAULT_PARAMS, fanout=2)
+    t = np.array([0, 2, 4, 6, 8, 10, 200])
+    f = np.array([50, 60, 70, 50, 80, 90, 60])
+    m = np.array([0, 1, 9, 20, 2, 8, 30], np.float32)  # t=6 is loudest but at the anchor's frequency
+    h = landmarks(Peaks(t, f, m), p, anchors=1)  # t=200 is outside the zone
+    partners = sorted(zip(((h.hash >> 6) & 127).astype(int) - 64, (h.hash & 63).astype(int), strict=True))
+    assert partners == [(20, 4), (40, 10)]  # the peaks of strength 9 and 8
+    assert np.all(h.t == 0)

@@ -3,7 +3,7 @@ import pytest
 
 from matcher import synth
 from matcher.decode import decode
-from matcher.identify import ClipTooShort, identify_pcm
+from matcher.identify import DEFAULT_POLICY, ClipTooShort, identify_pcm
 
 RATE = 8000
 
@@ -79,6 +79,22 @@ def test_clear_clips_are_decided_by_half_their_hashes_and_doubtful_ones_by_all(l
     distinct = len(np.unique(fingerprint_pcm(clear).hash))
     assert r.match and r.episode_id == "S01E03" and r.score >= 20
     assert r.hashes_looked_up < 0.65 * distinct  # one shard: the half pass alone
-    noisy = synth.add_noise(clip(episodes["S01E03"], 30, 5), -3, seed=4)
+    noisy = synth.add_noise(clip(episodes["S01E03"], 30, 5), -9, seed=4)
     r = identify_pcm(library, noisy)
     assert r.hashes_looked_up >= len(np.unique(fingerprint_pcm(noisy).hash))  # the full pass ran too
+
+
+def test_aligned_hashes_from_one_moment_of_the_clip_are_not_a_match():
+    """Unindexed music reached a dozen or more aligned hashes by sharing a chord with an indexed piece:
+    the threshold is on the evidence spread over the clip, not on the plain count."""
+    from matcher.identify import Candidate, _decisive
+
+    other = Candidate("S01E02", 1, 80.0, 5, spread=5)
+    assert not _decisive([Candidate("S01E01", 1, 10.0, 30, spread=8), other], DEFAULT_POLICY)
+    assert _decisive([Candidate("S01E01", 1, 10.0, 30, spread=DEFAULT_POLICY.min_score), other], DEFAULT_POLICY)
+
+
+def test_the_answer_reports_the_spread_its_threshold_was_applied_to(library, episodes):
+    r = identify_pcm(library, clip(episodes["S01E02"], 20, 5))
+    assert r.match and r.spread >= DEFAULT_POLICY.min_score and r.spread <= r.score
+    assert r.candidates[0].spread == r.spread

@@ -32,3 +32,20 @@ def test_vote_pools_neighbouring_offsets_per_episode():
         for s, off, score in zip(v.slot.tolist(), v.offset.tolist(), v.score.tolist(), strict=True):
             assert (score, off) == ref[s]
         assert list(v.score) == sorted(v.score, reverse=True)
+
+
+def test_spread_counts_at_most_cap_aligned_hashes_from_each_part_of_the_clip():
+    """A burst of aligned hashes from one moment of the clip counts for the cap; the same number spread
+    over the clip counts in full. Hashes at other offsets or of other episodes do not count at all."""
+    from matcher.match import spread
+
+    burst_t = np.array([3, 4, 5, 6, 7, 8, 9, 10, 11, 12])  # ten aligned hashes in the first part
+    spread_t = np.arange(10) * 32 + 3  # ten aligned hashes, one in each part
+    for query_t, expected in ((burst_t, 4), (spread_t, 10)):
+        offset = 500
+        db_t = query_t + offset + np.tile([-1, 0, 1, 0, 0], 2)  # +-1 frame still counts
+        noise_q = np.array([5, 40, 70])
+        p = Postings(np.concatenate([query_t, noise_q, query_t[:3]]),
+                     np.concatenate([np.full(10, 2), np.full(3, 2), np.full(3, 7)]),
+                     np.concatenate([db_t, noise_q + offset + 9, query_t[:3] + offset]), 16)
+        assert spread(p, 2, offset, part_frames=32, cap=4) == expected

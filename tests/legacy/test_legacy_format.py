@@ -144,8 +144,8 @@ def test_trailing_garbage_is_refused(tmp_path: Path) -> None:
 
 def test_other_fingerprint_parameters_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "season_01.pkl"
-    legacy.write_season(path, legacy.new_season(1, FingerprintParams(fanout=5)))
-    with pytest.raises(legacy.LegacyError, match="fanout=5/4"):
+    legacy.write_season(path, legacy.new_season(1, FingerprintParams(fanout=6)))
+    with pytest.raises(legacy.LegacyError, match="fanout=6/5"):
         legacy.load_season(path)
 
 
