@@ -204,11 +204,14 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
     cands = ranked.candidates
     result.query_hashes, result.hashes_looked_up = ranked.query_hashes, ranked.looked_up
     speed = 1.0
-    if not _decisive(cands, policy) and len(_contenders(cands, policy)) < 2:
+    # a sped-up clip aligns in part at its own speed (the offsets drift along the clip): an answer
+    # weaker than a speed change could give is checked against the other speeds too
+    weakest = cands[0].spread if _decisive(cands, policy) else 0
+    if weakest < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
         for s in policy.speeds:
             r2 = _rank(library, pcm, s, policy)
             result.hashes_looked_up += r2.looked_up
-            if _decisive(r2.candidates, policy, policy.speed_min_score):
+            if _decisive(r2.candidates, policy, policy.speed_min_score) and r2.candidates[0].spread > weakest:
                 ranked, cands, speed = r2, r2.candidates, s
                 break
     result.candidates = cands[: policy.candidates]
