@@ -77,43 +77,95 @@ def _samples(frames: list[av.AudioFrame]) -> np.ndarray:
     return packed.reshape(1, -1)
 
 
-def _batch(frames: list[av.AudioFrame]) -> av.AudioFrame:
-    """Join decoded frames of one format into one frame: resampling a few large frames is much
-    cheaper than resampling hundreds of small ones."""
-    if len(frames) == 1:
-        return frames[0]
-    first = frames[0]
-    out = av.AudioFrame.from_ndarray(_samples(frames), format=first.format.name, layout=first.layout.name)
-    out.sample_rate = first.sample_rate
-    return out
-
-
 class _Downsampler:
     """Mono float32 at ``rate`` through an FFmpeg filter graph: downmix first, then a short
-    resampling filter. About twice as fast as a default resampler, and fingerprints need no more."""
+    resampling filter. About twice as fast as a default resampler, and fingerprints need no more.
 
-    def __init__(self, frame: av.AudioFrame, rate: int) -> None:
-        self.key = (frame.format.name, frame.layout.name, frame.sample_rate)
+    Decoded frames go in one at a time (a C call each) and come out joined into frames of ``piece``
+    samples: joining the small frames in Python, or reading as many small frames out, cost more than
+    the resampling does."""
+
+    def __init__(self, frame: av.AudioFrame, rate: int, piece: int) -> None:
         g = av.filter.Graph()
-        src = g.add_abuffer(format=frame.format.name, sample_rate=frame.sample_rate, layout=frame.layout.name,
-                            time_base=Fraction(1, frame.sample_rate))
+        self.src = g.add_abuffer(format=frame.format.name, sample_rate=frame.sample_rate,
+                                 layout=frame.layout.name, time_base=Fraction(1, frame.sample_rate))
         mono = g.add("aformat", "sample_fmts=flt:channel_layouts=mono")
         resample = g.add("aresample", f"{rate}:filter_size=16:phase_shift=8:linear_interp=1")
         out = g.add("aformat", f"sample_fmts=flt:channel_layouts=mono:sample_rates={rate}")
-        sink = g.add("abuffersink")
-        g.link_nodes(src, mono, resample, out, sink).configure()
+        self.sink = g.add("abuffersink")
+        g.link_nodes(self.src, mono, resample, out, self.sink).configure()
+        g.set_audio_frame_size(piece)
         self.graph = g
 
-    def push(self, frame: av.AudioFrame | None) -> list[np.ndarray]:
+    def push(self, frame: av.AudioFrame | None) -> None:
+        """One decoded frame in; None ends the stream."""
         if frame is not None:
             frame.pts = None
-        self.graph.push(frame)
+        self.src.push(frame)
+
+    def pull(self) -> list[np.ndarray]:
+        """The whole pieces ready (and, once the stream ended, the last part piece)."""
         out = []
         while True:
             try:
-                out.append(self.graph.pull().to_ndarray().reshape(-1))
+                out.append(self.sink.pull().to_ndarray().reshape(-1))
             except (av.BlockingIOError, av.EOFError):
                 return out
+
+
+def _native(key: tuple[str, str, int], rate: int) -> bool:
+    """Frames of this (format, layout, rate) are already what fingerprints need."""
+    return key[0] in ("flt", "fltp") and key[1:] == ("mono", rate)
+
+
+def _until_damaged(frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame]:
+    """Decoded frames up to the first decoding error: a damaged tail is dropped, as players do; a
+    file that fails before its first frame is not audio."""
+    decoded = False
+    try:
+        for frame in frames:
+            decoded = True
+            yield frame
+    except av.FFmpegError as e:
+        if not decoded:
+            raise DecodeError(f"not decodable as audio ({_reason(e)})") from None
+
+
+def _pieces(frames: Iterator[av.AudioFrame], rate: int, piece: int) -> Iterator[np.ndarray]:
+    """Mono float32 samples at ``rate`` of decoded frames, in arrays of about ``piece`` samples."""
+    key: tuple[str, str, int] | None = None  # the format of the frames coming in
+    resampler: _Downsampler | None = None
+    native: list[av.AudioFrame] = []  # frames taken as they are, not yet handed out
+    pending = 0  # samples in since the last pieces went out
+
+    def flush() -> Iterator[np.ndarray]:
+        if native:
+            yield _samples(native).reshape(-1)
+        if resampler is not None:
+            resampler.push(None)
+            yield from resampler.pull()
+
+    for frame in frames:
+        k = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if k != key:  # a new format: what the old one holds goes out first
+            yield from flush()
+            key, native, pending = k, [], 0
+            resampler = None if _native(k, rate) else _Downsampler(frame, rate, piece)
+        pending += frame.samples
+        if resampler is None:
+            native.append(frame)
+            if pending >= piece:
+                yield _samples(native).reshape(-1)
+                native, pending = [], 0
+        else:
+            resampler.push(frame)
+            if pending * rate >= piece * k[2]:
+                yield from resampler.pull()
+                pending = 0
+    yield from flush()
+
+
+PIECES_PER_CHUNK = 8  # a max_seconds cut decodes at most about a piece past the cut
 
 
 def iter_pcm(
@@ -129,62 +181,31 @@ def iter_pcm(
             raise DecodeError("the file has no audio track")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
-        resampler: _Downsampler | None = None
+        chunk = max(1, int(chunk_seconds * sample_rate))
         limit = None if max_seconds is None else int(max_seconds * sample_rate)
-        total = 0
-        pending: list[av.AudioFrame] = []
-        pending_key: tuple[str, str, int] | None = None  # the format of the frames pending
-        pending_samples = 0
-
-        def flush(final: bool) -> np.ndarray | None:
-            nonlocal pending, pending_samples, resampler
-            parts: list[np.ndarray] = []
-            if pending:
-                batch = _batch(pending)
-                key = (batch.format.name, batch.layout.name, batch.sample_rate)
-                if resampler is not None and resampler.key != key:
-                    parts += resampler.push(None)
-                    resampler = None
-                if key[0] in ("flt", "fltp") and key[1:] == ("mono", sample_rate):
-                    parts.append(batch.to_ndarray().reshape(-1))  # already what fingerprints need
-                else:
-                    resampler = resampler or _Downsampler(batch, sample_rate)
-                    parts += resampler.push(batch)
-            if final and resampler is not None:
-                parts += resampler.push(None)
-            pending, pending_samples = [], 0
-            return np.concatenate(parts) if parts else None
-
-        def emit(chunk: np.ndarray | None) -> Iterator[np.ndarray]:
-            nonlocal total
-            if chunk is None or chunk.size == 0:
-                return
+        parts: list[np.ndarray] = []
+        held = total = 0
+        for piece in _pieces(_until_damaged(container.decode(stream)), sample_rate,
+                             max(1, chunk // PIECES_PER_CHUNK)):
             if limit is not None:
-                chunk = chunk[: max(0, limit - total)]
-            total += chunk.size
-            if chunk.size:
-                yield chunk
-
-        try:
-            for frame in container.decode(stream):
-                key = (frame.format.name, frame.layout.name, frame.sample_rate)
-                if key != pending_key:
-                    if pending:
-                        yield from emit(flush(False))
-                    pending_key = key
-                pending.append(frame)
-                pending_samples += frame.samples
-                if pending_samples >= chunk_seconds * key[2]:
-                    yield from emit(flush(False))
-                    if limit is not None and total >= limit:
-                        return
-        except av.FFmpegError as e:
-            if total == 0 and not pending:
-                raise DecodeError(f"not decodable as audio ({_reason(e)})") from None
-            # A damaged tail: keep what decoded cleanly, as players do.
-        yield from emit(flush(True))
+                piece = piece[: limit - total - held]
+            parts.append(piece)
+            held += piece.size
+            cut = limit is not None and total + held >= limit
+            if held >= chunk or cut:
+                if held:
+                    yield _join(parts)
+                total, parts, held = total + held, [], 0
+                if cut:
+                    return
+        if held:
+            yield _join(parts)
     finally:
         container.close()
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def decode(source: Source, sample_rate: int = 8000, max_seconds: float | None = None) -> np.ndarray:
