@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from matcher.shard import Shard, table_keys
+from matcher.shard import SLOT_BITS, Shard, table_keys
 
 MAX_POSTINGS_PER_HASH = 64  # hashes shared by more places than this are too common to pair
 
@@ -89,46 +89,68 @@ def find_pairs(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, max
         is_new = np.isin(slot, np.fromiter(new_slots, np.int64))
         ok &= np.add.reduceat(is_new.astype(np.int64), starts) > 0  # hashes a new episode holds
     # all pairs (i < j) inside each hash group, built one offset k at a time
-    pairs_i, pairs_j = [], []
+    time_bits = max(1, int(t.max()).bit_length())
+    keys, times = [], []
     for k in range(1, int(counts[ok].max(initial=1))):
         g = ok & (counts > k)
-        first = np.repeat(starts[g], counts[g] - k) + _ranges(counts[g] - k)
-        pairs_i.append(first)
-        pairs_j.append(first + k)
-    if not pairs_i:
+        i = np.repeat(starts[g], counts[g] - k) + _ranges(counts[g] - k)
+        j = i + k
+        keep = slot[i] != slot[j]
+        if is_new is not None:
+            keep &= is_new[i] | is_new[j]
+        i, j = i[keep], j[keep]  # within a hash the postings are sorted by slot: slot[i] < slot[j]
+        keys.append(_pair_keys(slot[i], slot[j], t[j].astype(np.int64) - t[i].astype(np.int64), time_bits))
+        times.append(t[i])
+    key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    if key.size == 0:
         return []
-    i, j = np.concatenate(pairs_i), np.concatenate(pairs_j)
-    keep = slot[i] != slot[j]
-    if is_new is not None:
-        keep &= is_new[i] | is_new[j]
-    i, j = i[keep], j[keep]  # within a hash the postings are sorted by slot: slot[i] < slot[j]
-    if i.size == 0:
-        return []
-    shift = t[j].astype(np.int64) - t[i].astype(np.int64)
-    key = (slot[i].astype(np.int64) << 42) | (slot[j].astype(np.int64) << 32) | (shift + (1 << 31))
-    # one sort groups the pairs by (episode pair, shift); the order inside a group does not matter
-    by_key = np.argsort(key)
-    sorted_key = key[by_key]
-    key_start = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1], True])
-    uniq, votes = sorted_key[key_start[:-1]], np.diff(key_start)
+    # one sort groups the pairs by (episode pair, shift), each group's times in order
+    key, ta = _sort_pairs(key, np.concatenate(times), time_bits)
+    key_start = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
+    uniq, votes = key[key_start[:-1]], np.diff(key_start)
+    same_pair = uniq >> np.uint64(time_bits + 1)  # the episode pair of each (pair, shift)
     gap = int(max_gap_seconds / p.frame_seconds)
     episodes = {e.slot: e.id for e in shard.episodes()}
     pairs: list[tuple[Occurrence, Occurrence]] = []
     for u in np.flatnonzero(votes >= min_hashes // 2):
         # pool the neighbouring shifts (+-1 frame) of the same two episodes: peaks jitter
-        lo = u - 1 if u > 0 and uniq[u - 1] >> 32 == uniq[u] >> 32 else u
-        hi = u + 1 if u + 1 < uniq.size and uniq[u + 1] >> 32 == uniq[u] >> 32 else u
-        members = by_key[key_start[lo] : key_start[hi + 1]]
-        ta = np.sort(t[i[members]].astype(np.int64))
-        sa, sb = int(uniq[u] >> 42), int((uniq[u] >> 32) & 0x3FF)
-        d = int((uniq[u] & 0xFFFFFFFF) - (1 << 31))
-        for run in np.split(ta, np.flatnonzero(np.diff(ta) > gap) + 1):
+        lo = u - 1 if u > 0 and same_pair[u - 1] == same_pair[u] else u
+        hi = u + 1 if u + 1 < uniq.size and same_pair[u + 1] == same_pair[u] else u
+        run_times = ta[key_start[lo] : key_start[hi + 1]].astype(np.int64)
+        if hi > lo:
+            run_times = np.sort(run_times)
+        sa, sb, d = _unpack_pair_key(int(uniq[u]), time_bits)
+        for run in np.split(run_times, np.flatnonzero(np.diff(run_times) > gap) + 1):
             if run.size >= min_hashes and (run[-1] - run[0]) * p.frame_seconds >= min_seconds:
                 a0, a1 = run[0] * p.frame_seconds, (run[-1] + p.target_dt_max) * p.frame_seconds
                 b0, b1 = a0 + d * p.frame_seconds, a1 + d * p.frame_seconds
                 pairs.append((Occurrence(episodes[sa], round(a0, 2), round(a1, 2)),
                               Occurrence(episodes[sb], round(b0, 2), round(b1, 2))))
     return pairs
+
+
+def _pair_keys(slot_a: np.ndarray, slot_b: np.ndarray, shift: np.ndarray, time_bits: int) -> np.ndarray:
+    """(slot a, slot b, shift) as sortable uint64 keys: slots of SLOT_BITS, the shift (``|shift| <
+    2**time_bits``) offset to be positive in ``time_bits + 1`` bits."""
+    return ((slot_a.astype(np.uint64) << np.uint64(SLOT_BITS + time_bits + 1))
+            | (slot_b.astype(np.uint64) << np.uint64(time_bits + 1))
+            | (shift + (1 << time_bits)).astype(np.uint64))
+
+
+def _unpack_pair_key(key: int, time_bits: int) -> tuple[int, int, int]:
+    """(slot a, slot b, shift) of a :func:`_pair_keys` key."""
+    return (key >> (SLOT_BITS + time_bits + 1), (key >> (time_bits + 1)) & ((1 << SLOT_BITS) - 1),
+            (key & ((1 << (time_bits + 1)) - 1)) - (1 << time_bits))
+
+
+def _sort_pairs(key: np.ndarray, t: np.ndarray, time_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs sorted by key, then time (``t < 2**time_bits``). A season's keys and times fit one
+    uint64 together, and sorting those is several times cheaper than an argsort of the keys."""
+    if int(key.max(initial=0)).bit_length() + time_bits <= 64:
+        word = np.sort((key << np.uint64(time_bits)) | t.astype(np.uint64))
+        return word >> np.uint64(time_bits), (word & np.uint64((1 << time_bits) - 1)).astype(t.dtype)
+    order = np.lexsort((t, key))  # a legacy season's times may need more bits
+    return key[order], t[order]
 
 
 def _ranges(lengths: np.ndarray) -> np.ndarray:

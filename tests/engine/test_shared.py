@@ -115,3 +115,39 @@ def test_segments_updated_for_changed_episodes_match_a_full_pass(tmp_path, monke
         got = shared.update(s, [])
         assert _segments(got) == _segments(shared.find_shared(s))
         assert sorted(o.episode_id for o in got[0].occurrences) == ["S01E01", "S01E03", "S01E04"]
+
+
+# a shard's frames stop at 2**19 (2.3 h); a legacy season's go on: 3e6 frames is 13 h, 1e8 frames do not
+# fit in a uint64 beside their pair key
+@pytest.mark.parametrize("start", [0, 50_000, 3_000_000, 100_000_000])
+def test_a_shared_run_is_placed_alike_at_any_time(tmp_path, start):
+    """The pair sort packs times beside the keys when they fit in 64 bits and sorts them apart when
+    they do not (a legacy season's times are unbounded): both place the run where it is."""
+    from matcher.landmarks import Hashes
+    from matcher.legacy import PickleSeasonWriter
+
+    rng = np.random.default_rng(3)
+    common = rng.choice(1 << 20, 300, replace=False).astype(np.uint32)
+    own = rng.choice(1 << 20, 600, replace=False).astype(np.uint32) | np.uint32(1 << 20)
+    run_t = np.arange(300, dtype=np.uint32) * 3  # 300 hashes over 14 s
+    season = PickleSeasonWriter(tmp_path / "season_01.pkl", DEFAULT_PARAMS, 1)
+    for eid, at, rest in (("a", start, own[:300]), ("b", 700, own[300:])):
+        t = np.concatenate([run_t + np.uint32(at), np.arange(300, dtype=np.uint32) * 3 + np.uint32(at + 2000)])
+        season.add_episode(eid, Hashes(np.concatenate([common, rest]), t), 100.0, "0" * 64)
+    frame = DEFAULT_PARAMS.frame_seconds
+    (pair,) = shared.find_pairs(season)
+    a, b = sorted(pair, key=lambda o: o.episode_id)
+    assert (a.episode_id, b.episode_id) == ("a", "b")
+    assert a.start == round(start * frame, 2) and b.start == round(700 * frame, 2)
+    assert b.end - b.start == pytest.approx((897 + DEFAULT_PARAMS.target_dt_max) * frame, abs=0.02)
+
+
+def test_pairs_sort_by_key_then_time_packed_or_not():
+    rng = np.random.default_rng(4)
+    key = rng.integers(0, 40, 5000).astype(np.uint64)
+    t = rng.integers(0, 1 << 19, 5000).astype(np.uint32)
+    for k in (key, key | np.uint64(1 << 50)):  # the second too wide to share a uint64 with 19-bit times
+        order = np.lexsort((t, k))
+        got_key, got_t = shared._sort_pairs(k, t, 19)
+        assert np.array_equal(got_key, k[order]) and np.array_equal(got_t, t[order])
+        assert got_t.dtype == t.dtype
