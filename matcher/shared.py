@@ -91,8 +91,9 @@ def find_pairs(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, max
     # all pairs (i < j) inside each hash group, built one offset k at a time
     time_bits = max(1, int(t.max()).bit_length())
     keys, times = [], []
-    for k in range(1, int(counts[ok].max(initial=1))):
-        g = ok & (counts > k)
+    starts, counts = starts[ok], counts[ok]
+    for k in range(1, int(counts.max(initial=1))):
+        g = counts > k
         i = np.repeat(starts[g], counts[g] - k) + _ranges(counts[g] - k)
         j = i + k
         keep = slot[i] != slot[j]
@@ -144,11 +145,16 @@ def _unpack_pair_key(key: int, time_bits: int) -> tuple[int, int, int]:
 
 
 def _sort_pairs(key: np.ndarray, t: np.ndarray, time_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs sorted by key, then time (``t < 2**time_bits``). A season's keys and times fit one
-    uint64 together, and sorting those is several times cheaper than an argsort of the keys."""
+    """Pairs sorted by key, then time (``t < 2**time_bits``; times come back as uint64 or as they
+    were). A season's keys and times fit one uint64 together, and sorting those is several times
+    cheaper than an argsort of the keys."""
     if int(key.max(initial=0)).bit_length() + time_bits <= 64:
-        word = np.sort((key << np.uint64(time_bits)) | t.astype(np.uint64))
-        return word >> np.uint64(time_bits), (word & np.uint64((1 << time_bits) - 1)).astype(t.dtype)
+        word = key << np.uint64(time_bits)
+        word |= t
+        word.sort()
+        key = word >> np.uint64(time_bits)
+        word &= np.uint64((1 << time_bits) - 1)
+        return key, word
     order = np.lexsort((t, key))  # a legacy season's times may need more bits
     return key[order], t[order]
 

@@ -150,4 +150,3 @@ def test_pairs_sort_by_key_then_time_packed_or_not():
         order = np.lexsort((t, k))
         got_key, got_t = shared._sort_pairs(k, t, 19)
         assert np.array_equal(got_key, k[order]) and np.array_equal(got_t, t[order])
-        assert got_t.dtype == t.dtype
