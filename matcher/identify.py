@@ -8,7 +8,7 @@ hashes had them from one or two moments (a chord two pieces share), while a true
 SNR, has them spread over the clip.
 A clip that finds nothing is retried at small speed changes (sped-up or slowed broadcasts).
 Most clips are decided by a first vote of half their hashes (half the lookups); it must clear a
-higher bar (``half_min_score``; on 100 unindexed music clips it peaked at 7), and any doubt sends
+higher bar (``half_min_score``; on 1,100 unindexed music clips its spread peaked at 9), and any doubt sends
 every hash to a second vote.
 
 When several episodes explain the clip equally well (an opening theme, credits, a reused cue), the
@@ -43,7 +43,7 @@ class ClipTooShort(ValueError):
 class MatchPolicy:
     min_score: int = 12  # the best offset's spread: aligned hashes, at most part_cap per half second
     part_cap: int = 5
-    rescored: int = 8  # candidates (best first) whose spread is counted
+    kept: int = 8  # candidates kept (best first), each with its spread counted
     margin: float = 1.5  # the best must beat the best other episode by this factor
     speed_min_score: int = 20  # eight more tries at other speeds are eight more chances of a fluke
     speeds: tuple[float, ...] = (1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.04, 0.96)
@@ -140,7 +140,7 @@ def _ranked(library: Library, postings: Postings, query_hashes: int, policy: Mat
             found.append(Candidate(ep.id, season, round(off * p.frame_seconds, 3), score, ep.title,
                                    spread(postings, gslot, off, p.bucket_frames, policy.part_cap)))
             slots[(ep.id, season)] = gslot
-            if len(found) == policy.rescored:
+            if len(found) == policy.kept:
                 break
     return Ranked(found, query_hashes, postings.looked_up, postings, slots)
 
@@ -206,12 +206,12 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
     speed = 1.0
     # a sped-up clip aligns in part at its own speed (the offsets drift along the clip): an answer
     # weaker than a speed change could give is checked against the other speeds too
-    weakest = cands[0].spread if _decisive(cands, policy) else 0
-    if weakest < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
+    answered = cands[0].spread if _decisive(cands, policy) else 0
+    if answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
         for s in policy.speeds:
             r2 = _rank(library, pcm, s, policy)
             result.hashes_looked_up += r2.looked_up
-            if _decisive(r2.candidates, policy, policy.speed_min_score) and r2.candidates[0].spread > weakest:
+            if _decisive(r2.candidates, policy, policy.speed_min_score) and r2.candidates[0].spread > answered:
                 ranked, cands, speed = r2, r2.candidates, s
                 break
     result.candidates = cands[: policy.candidates]
