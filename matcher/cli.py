@@ -110,7 +110,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_identify(args: argparse.Namespace) -> int:
     from matcher.decode import DecodeError, decode
-    from matcher.identify import ClipTooShort, identify_pcm
+    from matcher.identify import DEFAULT_POLICY, ClipTooShort, identify_pcm
     from matcher.legacy import LegacyError, open_library
     from matcher.library import Library
     from matcher.shard import ShardError
@@ -141,13 +141,14 @@ def cmd_identify(args: argparse.Namespace) -> int:
     elif result.match:
         print(f"{result.episode_id} (season {result.season}) at {_clock(result.offset_seconds)} "
               f"[offset {result.offset_seconds:.2f} s, confidence {result.confidence:.2f}, "
-              f"{result.score} aligned hashes]")
+              f"{result.score} aligned hashes, spread {result.spread}]")
         if result.also_at:
             print(f"  the same audio is also at {', '.join(_clock(t) for t in result.also_at)} in this episode")
         for c in result.candidates[1:]:
             print(f"  runner-up: {c.episode_id} (season {c.season}) at {_clock(c.offset_seconds)}, {c.score} hashes")
     else:
-        print(f"no match ({result.score} aligned hashes at best; a match needs more)")
+        print(f"no match (at best {result.score} aligned hashes, spread {result.spread}; a match needs a spread of"
+              f" {DEFAULT_POLICY.min_score} and a clear lead over every other episode)")
     return 0 if result.match else 3
 
 

@@ -41,6 +41,7 @@ def test_ingest_identify_skip_replace_remove(tmp_path):
     assert r.returncode == 0, r.stderr
     ans = json.loads(r.stdout)
     assert ans["match"] and ans["episode_id"] == "S02E02" and ans["season"] == 2
+    assert 12 <= ans["spread"] <= ans["score"]  # the threshold's measure, reported
     assert abs(ans["offset_seconds"] - 11.5) <= 0.1
 
     r = citywok("ingest", str(tmp_path / "eps"), "--season", "2", "--no-progress", env_data=data)
@@ -52,7 +53,7 @@ def test_ingest_identify_skip_replace_remove(tmp_path):
     r = citywok("ingest", "--season", "2", "--remove", "S02E02", env_data=data)
     assert "S02E02: removed" in r.stdout
     r = citywok("identify", str(clip), env_data=data)
-    assert r.returncode == 3 and "no match" in r.stdout
+    assert r.returncode == 3 and "no match" in r.stdout and "a match needs a spread of 12" in r.stdout
 
 
 def test_bad_input_is_a_clear_error(tmp_path):
