@@ -13,6 +13,7 @@ music alone.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import shutil
@@ -77,7 +78,7 @@ def corpus_tracks(corpus: Path) -> list[tuple[Path, float]]:
 
 def make_clips(tracks: list[Path], held_out: list[Path], n: int, unindexed: int, workdir: Path, seed: int
                ) -> list[Clip]:
-    """Cut the clips once per (corpus split, n, seed) and keep them in the cache: cutting is slow."""
+    """Cut the clips once per (corpus split, n, unindexed, seed) and keep them in the cache: cutting is slow."""
     import json
 
     index = workdir / "clips.json"
@@ -138,12 +139,18 @@ def _ncc(x: np.ndarray, y: np.ndarray) -> float:
     return float((c / np.maximum(energy, 1e-12)).max())
 
 
+@functools.lru_cache(maxsize=4)
+def _track_pcm(track: Path) -> np.ndarray:
+    """A track at 8 kHz, decoded once for all the misses judged on it."""
+    return decode(track, 8000).astype(np.float64)
+
+
 def same_audio(track: Path, clip: Clip, offset: float, seconds: float) -> bool:
     """True when the track holds the clip's audio at ``offset`` too (a loop, a repeated section), so
     that the cut point is one of several right answers: the original waveform at the cut point and
     the one at ``offset`` (within 0.1 s, the accuracy rows' tolerance) correlate at ``SAME_AUDIO`` or
     more. Judged on the original audio, by a measure that owes nothing to either system's fingerprints."""
-    x = decode(track, 8000).astype(np.float64)
+    x = _track_pcm(track)
     cut = x[int(clip.start * 8000) : int((clip.start + seconds) * 8000)]
     lo = max(0, int((offset - 0.1) * 8000))
     there = x[lo : lo + cut.size + 1600]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from citywok import __version__
+from matcher.identify import DEFAULT_POLICY
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -112,8 +113,9 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
                     "offset_seconds": {"type": ["number", "null"], "description": "where the clip starts"},
                     "confidence": {"type": "number", "description": "0-1: how far ahead of the runner-up"},
                     "score": {"type": "integer", "description": "aligned hashes at the best offset"},
-                    "spread": {"type": "integer", "description": "the same, counting at most 5 from each "
-                                                                "half second of the clip: a match needs 12"},
+                    "spread": {"type": "integer", "description": (
+                        f"the same, counting at most {DEFAULT_POLICY.part_cap} from each half second of the clip:"
+                        f" a match needs {DEFAULT_POLICY.min_score}")},
                     "speed": {"type": "number"},
                     "query_hashes": {"type": "integer"},
                     "hashes_looked_up": {"type": "integer"},
