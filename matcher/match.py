@@ -28,8 +28,7 @@ def vote(postings: Postings, top: int = 10) -> Votes:
     if postings.slot.size == 0:
         z = np.zeros(0, np.int64)
         return Votes(z, z, z)
-    offset = postings.db_t - postings.query_t
-    key = (postings.slot << 24) | (offset + _OFFSET_BIAS)
+    key = (postings.slot << 24) | (postings.offset + _OFFSET_BIAS)
     # pool each key with its neighbours one frame either side (same slot, since the bias keeps them apart)
     uniq, pooled = _pooled(key)
     slot = uniq >> 24
@@ -61,7 +60,7 @@ def spread(postings: Postings, slot: int, offset: int, part_frames: int, cap: in
     """Hashes of episode ``slot`` aligned at ``offset`` (+-1 frame), counting at most ``cap`` from each
     ``part_frames`` of the clip. A true match is spread over the clip; a burst from one moment of it (a
     chord or a sample two pieces share) is a coincidence, and counts for little."""
-    m = (postings.slot == slot) & (np.abs(postings.db_t - postings.query_t - offset) <= 1)
+    m = (postings.slot == slot) & (np.abs(postings.offset - offset) <= 1)
     parts = np.bincount(postings.query_t[m] // part_frames)
     return int(np.minimum(parts, cap).sum())
 
@@ -71,7 +70,7 @@ def repeats(postings: Postings, slot: int, best: int, floor: float, limit: int =
     aligned hashes, apart from ``best`` and from each other by more than two frames, strongest first:
     the clip's audio occurs there too (a loop, a reprised cue), so the offset is one of several."""
     m = postings.slot == slot
-    uniq, pooled = _pooled(postings.db_t[m] - postings.query_t[m])
+    uniq, pooled = _pooled(postings.offset[m])
     strong = np.flatnonzero(pooled >= floor)
     out: list[tuple[int, int]] = []
     taken = [best]

@@ -93,6 +93,11 @@ class Postings:
     db_t: np.ndarray  # int64 frames
     looked_up: int  # distinct hashes looked up
 
+    @functools.cached_property
+    def offset(self) -> np.ndarray:
+        """Where each hit puts the clip's start in its episode (frames): what voting counts."""
+        return self.db_t - self.query_t
+
 
 def _slot_key(slot: int) -> bytes:
     return slot.to_bytes(2, "big")
