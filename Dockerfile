@@ -17,8 +17,7 @@
 ARG PYTHON_IMAGE=python:3.11-slim-trixie
 
 FROM ${PYTHON_IMAGE} AS build
-# PYTHONSAFEPATH: the source tree has a folder named operator/ that must never shadow the stdlib module.
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONSAFEPATH=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 # Optional extras from pyproject.toml, e.g. --build-arg EXTRAS=sentry
 ARG EXTRAS=""
 RUN python -m venv /opt/citywok
@@ -33,7 +32,6 @@ COPY citywok ./citywok
 COPY matcher ./matcher
 COPY fetcher ./fetcher
 COPY operator ./operator
-COPY bench ./bench
 RUN /opt/citywok/bin/pip install --no-deps . \
     && /opt/citywok/bin/python -m compileall -q /opt/citywok/lib \
     && /opt/citywok/bin/citywok --version
@@ -52,7 +50,6 @@ COPY --from=build /opt/citywok /opt/citywok
 ENV PATH=/opt/citywok/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONSAFEPATH=1 \
     DATA_DIR=/data \
     TMPDIR=/tmp \
     HOME=/tmp \

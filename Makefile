@@ -5,9 +5,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CITYWOK := $(VENV)/bin/citywok
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# The operator lives in a folder named `operator/` (DESIGN.md), which would shadow the standard
-# library's `operator` for any `python -m`/`-c` started in this folder: never put the cwd on sys.path.
-export PYTHONSAFEPATH := 1
 
 .PHONY: help setup demo test test-fast lint bench clean
 

@@ -4,7 +4,7 @@
 
 Builds the corpus with ../shared/corpus/build_corpus.sh (cached), treats each track as an episode,
 holds some tracks out of the index, cuts random clips under each condition, and prints one table.
-``--pad-hours`` adds H hours of synthetic 22-minute episodes (matcher.synth, 8 kHz WAV, cached) to
+``--pad-hours`` adds H hours of synthetic 22-minute episodes (citywok.matcher.synth, 8 kHz WAV, cached) to
 both systems' index before the music, so that latency and accuracy are measured against a larger
 index (the corpus has 4.8 h); clips still come from the music only, and the ingest row times the
 music alone.
@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from citywok.matcher import synth
+from citywok.matcher.engine.decode import decode
+from citywok.matcher.engine.identify import identify_pcm
+from citywok.matcher.store.ingest import ingest_paths
+from citywok.matcher.store.library import Library
 
 from citywok import layout
-from matcher import synth
-from matcher.decode import decode
-from matcher.identify import identify_pcm
-from matcher.ingest import ingest_paths
-from matcher.library import Library
 
 RATE = 22050  # clips are cut from the originals at this rate, then written as files both systems read
 CACHE = Path(os.environ.get("CITYWOK_CACHE", Path.home() / ".cache" / "citywok"))

@@ -31,26 +31,26 @@ from pathlib import Path
 
 import boto3
 import numpy as np
+from citywok.fetcher.archive import unpack_archive
+from citywok.fetcher.manifest import parse
+from citywok.fetcher.pack import archives_dir, pack_version
+from citywok.fetcher.push import push_version
+from citywok.fetcher.store import RetryPolicy, Store
+from citywok.fetcher.sync import Fetcher, verify_season
+from citywok.matcher.store.shard import FORMAT_VERSION as SHARD_FORMAT
 
 from citywok import layout
 from citywok.settings import Settings
-from fetcher.archive import unpack_archive
-from fetcher.manifest import parse
-from fetcher.pack import archives_dir, pack_version
-from fetcher.push import push_version
-from fetcher.store import RetryPolicy, Store
-from fetcher.sync import Fetcher, verify_season
-from matcher.shard import FORMAT_VERSION as SHARD_FORMAT
 
 MB = 1e6
 
 
 def build_version(data_dir: Path, version: str, seasons: int, episodes: int, seconds: float) -> None:
-    from matcher import synth
-    from matcher.fingerprint import fingerprint_pcm
-    from matcher.landmarks import Hashes
-    from matcher.params import DEFAULT_PARAMS
-    from matcher.shard import Shard, compact
+    from citywok.matcher import synth
+    from citywok.matcher.engine.fingerprint import fingerprint_pcm
+    from citywok.matcher.engine.landmarks import Hashes
+    from citywok.matcher.engine.params import DEFAULT_PARAMS
+    from citywok.matcher.store.shard import Shard, compact
 
     vdir = layout.version_dir(data_dir, version)
     if layout.is_complete(vdir):
@@ -77,10 +77,10 @@ def build_version(data_dir: Path, version: str, seasons: int, episodes: int, sec
 
 def change_one_season(data_dir: Path, src: str, dst: str) -> None:
     """``dst`` = ``src`` with one more episode in season 1 (every other season unchanged)."""
-    from matcher import synth
-    from matcher.fingerprint import fingerprint_pcm
-    from matcher.params import DEFAULT_PARAMS
-    from matcher.shard import Shard
+    from citywok.matcher import synth
+    from citywok.matcher.engine.fingerprint import fingerprint_pcm
+    from citywok.matcher.engine.params import DEFAULT_PARAMS
+    from citywok.matcher.store.shard import Shard
 
     a, b = layout.version_dir(data_dir, src), layout.version_dir(data_dir, dst)
     if b.exists():

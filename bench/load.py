@@ -29,14 +29,14 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import psutil
+from citywok.matcher import synth
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.store.ingest import write_manifest
+from citywok.matcher.store.shard import FORMAT_VERSION as SHARD_FORMAT
+from citywok.matcher.store.shard import Shard, compact
 
 from citywok import layout
-from matcher import synth
-from matcher.fingerprint import fingerprint_pcm
-from matcher.ingest import write_manifest
-from matcher.params import DEFAULT_PARAMS
-from matcher.shard import FORMAT_VERSION as SHARD_FORMAT
-from matcher.shard import Shard, compact
 
 RATE = DEFAULT_PARAMS.sample_rate
 SEASONS = 20

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from citywok.matcher import synth
 
 from bench.engine import Audfprint, CityWok
-from matcher import synth
 
 RATE = 22050
 THEME, BODY, CREDITS, CUE = 30, 120, 20, 15
@@ -93,8 +93,8 @@ def main() -> None:
 
 
 def _ours(cw: CityWok, clip: tuple[Path, str, set[str]]) -> str:
-    from matcher.decode import decode
-    from matcher.identify import identify_pcm
+    from citywok.matcher.engine.decode import decode
+    from citywok.matcher.engine.identify import identify_pcm
 
     path, kind, truth = clip
     r = identify_pcm(cw.lib, decode(path, 8000))

@@ -48,9 +48,9 @@ def _status_kb(field: str) -> int:
 
 def child(mode: str, data: Path, clip: Path) -> None:
     """Runs in a fresh interpreter: imports, then open -> ready -> first answer; prints one JSON line."""
-    from matcher import legacy
-    from matcher.identify import identify_pcm
-    from matcher.library import Library
+    from citywok.matcher.engine.identify import identify_pcm
+    from citywok.matcher.legacy import pickles as legacy
+    from citywok.matcher.store.library import Library
 
     pcm = np.load(clip)
     rss_imported = _status_kb("VmRSS")
@@ -75,12 +75,14 @@ def child(mode: str, data: Path, clip: Path) -> None:
 
 def build(seasons: int, episodes: int, seconds: float) -> Path:
     """Fingerprint once, write both formats; cached by the corpus shape and the fingerprint parameters."""
-    from matcher import legacy, shared, synth
-    from matcher.fingerprint import fingerprint_pcm
-    from matcher.landmarks import Hashes
-    from matcher.migrate import format_migrate, migrate, validate
-    from matcher.params import DEFAULT_PARAMS
-    from matcher.shard import FORMAT_VERSION, Shard, compact
+    from citywok.matcher import synth
+    from citywok.matcher.engine.fingerprint import fingerprint_pcm
+    from citywok.matcher.engine.landmarks import Hashes
+    from citywok.matcher.engine.params import DEFAULT_PARAMS
+    from citywok.matcher.legacy import pickles as legacy
+    from citywok.matcher.legacy.migrate import format_migrate, migrate, validate
+    from citywok.matcher.store import shared
+    from citywok.matcher.store.shard import FORMAT_VERSION, Shard, compact
 
     # fingerprints depend on the audio and the parameters; the databases also on both formats
     fps = CACHE / f"fingerprints-t{seconds:g}-{DEFAULT_PARAMS.digest()}"
@@ -150,8 +152,8 @@ def _du(path: Path) -> int:
 
 
 def report(root: Path, seasons: int, runs: int) -> None:
-    from matcher import legacy
-    from matcher.shard import Shard
+    from citywok.matcher.legacy import pickles as legacy
+    from citywok.matcher.store.shard import Shard
 
     expected = json.loads((root / "expected.json").read_text())
     results: dict[str, list[dict]] = {"pickle": [], "lmdb": []}

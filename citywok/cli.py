@@ -18,10 +18,9 @@ class CommandError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from citywok_operator import cli as operator_cli
-
-    from fetcher import cli as fetcher_cli
-    from matcher import cli as matcher_cli
+    from citywok.fetcher import cli as fetcher_cli
+    from citywok.matcher import cli as matcher_cli
+    from citywok.operator import cli as operator_cli
 
     parser = argparse.ArgumentParser(prog="citywok", description="Identify which episode a clip is from.")
     parser.add_argument("--version", action="version", version=f"citywok {__version__}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from citywok import settings
 from citywok.cli import main as citywok
-from matcher import synth
+from citywok.matcher import synth
 
 RATE = 22050
 

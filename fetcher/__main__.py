@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from citywok.fetcher import cli
+
 from citywok.cli import run
-from fetcher import cli
 
 
 def main(argv: list[str] | None = None) -> int:

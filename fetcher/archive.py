@@ -60,7 +60,7 @@ def season_dir_of(archive: str) -> str:
 def shard_meta(path: Path) -> dict[str, Any]:
     """The shard's meta record plus its episode ids and the key count of its postings B-tree.
 
-    Reads the documented LMDB format directly (see matcher/shard.py) so the fetcher needs no matcher code.
+    Reads the documented LMDB format directly (see matcher/store/shard.py) so the fetcher needs no matcher code.
     """
     if not (Path(path) / DATA_FILE).is_file():
         raise ArchiveError(f"{path}: not a season shard (no {DATA_FILE})")

@@ -9,11 +9,12 @@ import signal
 import threading
 from pathlib import Path
 
+from citywok.fetcher.archive import DEFAULT_ZSTD_LEVEL, FORMATS
+
 from citywok import layout
 from citywok import settings as settings_mod
 from citywok.cli import CommandError
 from citywok.layout import LayoutError
-from fetcher.archive import DEFAULT_ZSTD_LEVEL, FORMATS
 
 log = logging.getLogger("fetcher")
 
@@ -82,7 +83,7 @@ def _settings(args: argparse.Namespace) -> settings_mod.Settings:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from fetcher.pack import PackError, pack_version
+    from citywok.fetcher.pack import PackError, pack_version
 
     s = _settings(args)
     try:
@@ -106,11 +107,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from fetcher.manifest import ManifestError
-    from fetcher.pack import archives_dir
-    from fetcher.push import push_version
-    from fetcher.store import Store, StoreError, short_error
+    from citywok.fetcher.manifest import ManifestError
+    from citywok.fetcher.pack import archives_dir
+    from citywok.fetcher.push import push_version
+    from citywok.fetcher.store import Store, StoreError, short_error
 
     s = _settings(args)
     try:
@@ -130,10 +130,10 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from fetcher.report import PodAnnotations, Reporters, StatusFile
-    from fetcher.store import RetryPolicy, Store, StoreError
-    from fetcher.sync import Fetcher
-    from fetcher.watch import DesiredVersion, Follower
+    from citywok.fetcher.report import PodAnnotations, Reporters, StatusFile
+    from citywok.fetcher.store import RetryPolicy, Store, StoreError
+    from citywok.fetcher.sync import Fetcher
+    from citywok.fetcher.watch import DesiredVersion, Follower
 
     s = _settings(args)
     try:

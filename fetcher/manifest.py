@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from citywok.fetcher.archive import ArchiveError, PackedSeason, season_dir_of
+
 from citywok import layout
-from fetcher.archive import ArchiveError, PackedSeason, season_dir_of
 
 FORMAT = "citywok-fingerprints"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")

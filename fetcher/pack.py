@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from citywok.fetcher import manifest
+from citywok.fetcher.archive import DEFAULT_ZSTD_LEVEL, ArchiveError, pack_season, shard_meta
 from tqdm import tqdm
 
 from citywok import layout
-from fetcher import manifest
-from fetcher.archive import DEFAULT_ZSTD_LEVEL, ArchiveError, pack_season, shard_meta
 
 log = logging.getLogger(__name__)
 

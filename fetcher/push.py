@@ -11,13 +11,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from citywok.fetcher import manifest
+from citywok.fetcher.archive import sha256_file
+from citywok.fetcher.pack import sha256_line
+from citywok.fetcher.store import Store, StoreError
 from tqdm import tqdm
 
 from citywok import layout
-from fetcher import manifest
-from fetcher.archive import sha256_file
-from fetcher.pack import sha256_line
-from fetcher.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from citywok.fetcher import metrics
 
 from citywok.settings import Settings
-from fetcher import metrics
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from citywok.fetcher import manifest, metrics
+from citywok.fetcher.archive import DATA_FILE, ArchiveError, sha256_file, shard_meta, unpack_archive
+from citywok.fetcher.manifest import SeasonEntry
+from citywok.fetcher.store import Store
 from tqdm import tqdm
 
 from citywok import layout
-from fetcher import manifest, metrics
-from fetcher.archive import DATA_FILE, ArchiveError, sha256_file, shard_meta, unpack_archive
-from fetcher.manifest import SeasonEntry
-from fetcher.store import Store
 
 log = logging.getLogger(__name__)
 LOCK = ".fetch.lock"

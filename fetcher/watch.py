@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from citywok.fetcher import metrics
+from citywok.fetcher.report import Reporter, Status
+
 from citywok import layout
-from fetcher import metrics
-from fetcher.report import Reporter, Status
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 600.0

@@ -8,5 +8,4 @@ testbed: ## build (or find cached) the Kubernetes test-bed binaries: hack/k8s-te
 	bash hack/k8s-testenv.sh
 
 testbed-smoke: testbed setup ## start the test-bed control plane RUNS times (1), print its start-up seconds, stop it
-	@# the repository root goes last on sys.path: its operator/ folder must not shadow the standard library
-	$(PY) -c 'import sys; sys.path.append("."); from tests.k8s.testbed import main; main(sys.argv[1:])' --runs $(or $(RUNS),1)
+	$(PY) -c 'import sys; from tests.k8s.testbed import main; main(sys.argv[1:])' --runs $(or $(RUNS),1)

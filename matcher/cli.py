@@ -60,10 +60,9 @@ def _settings(args: argparse.Namespace) -> settings.Settings:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from citywok.matcher.legacy.pickles import LegacyError
+    from citywok.matcher.store.ingest import ingest_paths, media_files, remove_episodes
     from tqdm import tqdm
-
-    from matcher.ingest import ingest_paths, media_files, remove_episodes
-    from matcher.legacy import LegacyError
 
     s = _settings(args)
     if not args.paths and not args.remove:
@@ -109,11 +108,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from matcher.decode import DecodeError, decode
-    from matcher.identify import DEFAULT_POLICY, ClipTooShort, identify_pcm
-    from matcher.legacy import LegacyError, open_library
-    from matcher.library import Library
-    from matcher.shard import ShardError
+    from citywok.matcher.engine.decode import DecodeError, decode
+    from citywok.matcher.engine.identify import DEFAULT_POLICY, ClipTooShort, identify_pcm
+    from citywok.matcher.legacy.pickles import LegacyError, open_library
+    from citywok.matcher.store.library import Library
+    from citywok.matcher.store.shard import ShardError
 
     s = _settings(args)
     vdir = layout.current_dir(s.data_dir) if s.use_lmdb else None  # USE_LMDB=false: legacy pickles
@@ -153,8 +152,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from matcher.legacy import LegacyError
-    from matcher.migrate import format_migrate, migrate
+    from citywok.matcher.legacy.migrate import format_migrate, migrate
+    from citywok.matcher.legacy.pickles import LegacyError
 
     try:
         reports = migrate(args.src, args.dst, on_season=lambda r: print(f"season {r.season:02d}: {r.status}",
@@ -166,8 +165,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from matcher.legacy import LegacyError
-    from matcher.migrate import format_validate, validate
+    from citywok.matcher.legacy.migrate import format_validate, validate
+    from citywok.matcher.legacy.pickles import LegacyError
 
     try:
         reports = validate(args.src, args.dst, samples=args.samples, seed=args.seed)
@@ -187,8 +186,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # The identify workers are forked from a fork server that preloads the engine: start it first, so
     # that it imports while this process does the same and opens the shards (startup to ready halves).
-    multiprocessing.set_forkserver_preload(["matcher.workers"])
+    multiprocessing.set_forkserver_preload(["citywok.matcher.service.workers"])
     multiprocessing.forkserver.ensure_running()
-    from matcher import server
+    from citywok.matcher.service import server
 
     return server.main(args)

@@ -1,4 +1,4 @@
-"""`python -m citywok_operator ARGS`: the same as `citywok operator ARGS`."""
+"""`python -m citywok.operator ARGS`: the same as `citywok operator ARGS`."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from citywok_operator.spec import DEFAULT_IMAGE
+from citywok.operator.spec import DEFAULT_IMAGE
 
 LOG_FORMATS = ("json", "plain", "full")
 
@@ -37,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import kopf
-    from citywok_operator import handlers  # noqa: F401  (registers the handlers)
-    from citywok_operator.kube import Kube, api_client
-    from citywok_operator.reconcile import Options
+    from citywok.operator import handlers  # noqa: F401  (registers the handlers)
+    from citywok.operator.kube import Kube, api_client
+    from citywok.operator.reconcile import Options
 
     from citywok.cli import CommandError
 

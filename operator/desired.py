@@ -14,7 +14,7 @@ The pod contract (shared with the fetcher):
 
 Autoscaling: when ``spec.autoscaling`` is set an HPA owns the replica count, so ``replicas`` is left out
 of the Deployment (server-side apply then stops claiming the field) except as the first count of a
-Deployment that does not exist yet -- see :func:`deployment` and :mod:`citywok_operator.autoscaling`.
+Deployment that does not exist yet -- see :func:`deployment` and :mod:`citywok.operator.autoscaling`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from citywok_operator import autoscaling
-from citywok_operator.spec import Container, Spec
+from citywok.operator import autoscaling
+from citywok.operator.spec import Container, Spec
 
 GROUP = "citywok.io"
 API_VERSION = f"{GROUP}/v1alpha1"

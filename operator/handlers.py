@@ -1,4 +1,4 @@
-"""kopf handlers. Each stays small: the work is in :mod:`citywok_operator.reconcile`.
+"""kopf handlers. Each stays small: the work is in :mod:`citywok.operator.reconcile`.
 
 One daemon per FingerprintDB is the only writer for that resource, so reconciles never race. Watch
 events on the resource and on anything it owns only wake that daemon; a periodic resync catches what a
@@ -13,9 +13,9 @@ import logging
 from typing import Any
 
 import kopf
-from citywok_operator import metrics
-from citywok_operator.desired import GROUP, INSTANCE_LABEL, MANAGED_BY, PLURAL
-from citywok_operator.reconcile import reconcile
+from citywok.operator import metrics
+from citywok.operator.desired import GROUP, INSTANCE_LABEL, MANAGED_BY, PLURAL
+from citywok.operator.reconcile import reconcile
 
 VERSION = "v1alpha1"
 FINALIZER = f"{GROUP}/operator"

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import kubernetes
-from citywok_operator.desired import API_VERSION, PLURAL
+from citywok.operator.desired import API_VERSION, PLURAL
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 

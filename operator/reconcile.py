@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from citywok_operator import autoscaling, desired, metrics, status
-from citywok_operator.kube import Kube
-from citywok_operator.rollout import Decision, Event, Intent, Record, decide
-from citywok_operator.spec import DEFAULT_IMAGE, Spec, SpecError, parse
+from citywok.operator import autoscaling, desired, metrics, status
+from citywok.operator.kube import Kube
+from citywok.operator.rollout import Decision, Event, Intent, Record, decide
+from citywok.operator.spec import DEFAULT_IMAGE, Spec, SpecError, parse
 
 log = logging.getLogger("citywok.operator")
 

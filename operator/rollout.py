@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from citywok_operator.status import Observation, condition, format_time, parse_time
+from citywok.operator.status import Observation, condition, format_time, parse_time
 
 MAX_MESSAGE = 600
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from citywok_operator.autoscaling import Autoscaling
+from citywok.operator.autoscaling import Autoscaling
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 STRATEGIES = ("InPlace", "Restart")

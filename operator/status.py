@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from citywok_operator.desired import ERROR_ANNOTATION, SERVED_ANNOTATION, VERSION_ANNOTATION
+from citywok.operator.desired import ERROR_ANNOTATION, SERVED_ANNOTATION, VERSION_ANNOTATION
 
 CONDITION_TYPES = ("Available", "Progressing", "Degraded")
 

@@ -36,10 +36,9 @@ def _registry_series(registry: CollectorRegistry) -> dict[str, set[str]]:
 
 def exported_series() -> dict[str, dict[str, set[str]]]:
     """part -> series name -> label names, for every citywok_* series the three parts export."""
-    import citywok_operator.metrics  # noqa: F401  (registers into the default registry)
-
-    import fetcher.metrics  # noqa: F401  (registers into the default registry)
-    from matcher.metrics import Metrics
+    import citywok.fetcher.metrics  # noqa: F401  (registers into the default registry)
+    import citywok.operator.metrics  # noqa: F401  (registers into the default registry)
+    from citywok.matcher.service.metrics import Metrics
 
     matcher = Metrics()
     matcher.served("v1", [1, 2], 0, 0)  # what the service records once a version is loaded

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
-from citywok_operator import autoscaling, desired
-from citywok_operator.spec import parse
+from citywok.matcher.service.server import ServerConfig, create_app
+from citywok.operator import autoscaling, desired
+from citywok.operator.spec import parse
 
-from matcher.server import ServerConfig, create_app
 from tests.chart.chartkit import render, render_error
 
 FDB = {"fingerprintDB.enabled": True, "fingerprintDB.source.bucket": "citywok-fingerprints",

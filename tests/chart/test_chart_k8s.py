@@ -127,8 +127,8 @@ def test_namespaced_operator_reaches_only_the_watched_namespaces(bed: TestBed, f
 
 
 def children_manifest(bed: TestBed, namespace: str) -> str:
-    from citywok_operator import desired
-    from citywok_operator.spec import parse
+    from citywok.operator import desired
+    from citywok.operator.spec import parse
 
     owner = json.loads(bed.kubectl("-n", "citywok-staging", "get", "fingerprintdb", "episodes", "-o", "json").stdout)
     spec = parse("episodes", namespace, owner["spec"])

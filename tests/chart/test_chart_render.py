@@ -140,7 +140,7 @@ def test_monitoring_objects_follow_the_prometheus_operator_api(setting, api, exp
 
 
 def test_service_monitors_select_what_the_operator_creates() -> None:
-    from citywok_operator import desired
+    from citywok.operator import desired
 
     objs = render(values=[FULL_VALUES])
     matcher_labels = desired.labels("episodes")
@@ -207,7 +207,7 @@ def test_values_schema_rejects_bad_values(key, value, field) -> None:
 
 
 def _spec(name: str):
-    from citywok_operator.spec import parse
+    from citywok.operator.spec import parse
 
     return parse(name, NAMESPACE, {"version": "v1", "source": {"bucket": "abc"}})
 

@@ -3,12 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from matcher import synth
-from matcher.fingerprint import fingerprint_pcm
-from matcher.library import Library
-from matcher.params import DEFAULT_PARAMS
-from matcher.shard import Shard
+from citywok.matcher import synth
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.store.library import Library
+from citywok.matcher.store.shard import Shard
 
 RATE = 8000
 SECONDS = 60.0

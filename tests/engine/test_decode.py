@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from matcher import synth
-from matcher.decode import DecodeError, decode, iter_pcm
+from citywok.matcher import synth
+from citywok.matcher.engine.decode import DecodeError, decode, iter_pcm
 
 
 @pytest.fixture(scope="module")

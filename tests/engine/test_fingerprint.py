@@ -1,10 +1,9 @@
 import numpy as np
-
-from matcher import synth
-from matcher.decode import decode, iter_pcm
-from matcher.fingerprint import fingerprint_chunks, fingerprint_pcm
-from matcher.landmarks import HASH_BITS
-from matcher.params import DEFAULT_PARAMS
+from citywok.matcher import synth
+from citywok.matcher.engine.decode import decode, iter_pcm
+from citywok.matcher.engine.fingerprint import fingerprint_chunks, fingerprint_pcm
+from citywok.matcher.engine.landmarks import HASH_BITS
+from citywok.matcher.engine.params import DEFAULT_PARAMS
 
 
 def test_deterministic_and_bounded():
@@ -70,8 +69,7 @@ def test_decoded_frames_are_read_as_to_ndarray_reads_them():
     import io
 
     import av
-
-    from matcher.decode import _samples
+    from citywok.matcher.engine.decode import _samples
 
     x = synth.episode(9, 3, 8000)
     stereo = np.stack([x, x[::-1].copy()]).astype(np.float32)
@@ -97,8 +95,8 @@ def test_anchors_pair_with_the_strongest_peaks_of_their_zone_and_never_at_their_
     between, and a peak at the anchor's own frequency (a held note) is never its partner."""
     from dataclasses import replace
 
-    from matcher.landmarks import landmarks
-    from matcher.peaks import Peaks
+    from citywok.matcher.engine.landmarks import landmarks
+    from citywok.matcher.engine.peaks import Peaks
 
     p = replace(DEFAULT_PARAMS, fanout=2)
     t = np.array([0, 2, 4, 6, 8, 10, 200])

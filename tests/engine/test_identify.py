@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-
-from matcher import synth
-from matcher.decode import decode
-from matcher.identify import DEFAULT_POLICY, ClipTooShort, identify_pcm
+from citywok.matcher import synth
+from citywok.matcher.engine.decode import decode
+from citywok.matcher.engine.identify import DEFAULT_POLICY, ClipTooShort, identify_pcm
 
 RATE = 8000
 
@@ -52,10 +51,10 @@ def test_too_short(library, episodes):
 
 
 def test_a_passage_heard_twice_in_an_episode_names_both_places(tmp_path):
-    from matcher.fingerprint import fingerprint_pcm
-    from matcher.library import Library
-    from matcher.params import DEFAULT_PARAMS
-    from matcher.shard import Shard
+    from citywok.matcher.engine.fingerprint import fingerprint_pcm
+    from citywok.matcher.engine.params import DEFAULT_PARAMS
+    from citywok.matcher.store.library import Library
+    from citywok.matcher.store.shard import Shard
 
     x = synth.episode(77, 60, RATE)
     x[40 * RATE: 50 * RATE] = x[10 * RATE: 20 * RATE]  # a reprised cue
@@ -72,7 +71,7 @@ def test_a_passage_heard_twice_in_an_episode_names_both_places(tmp_path):
 
 
 def test_clear_clips_are_decided_by_half_their_hashes_and_doubtful_ones_by_all(library, episodes):
-    from matcher.fingerprint import fingerprint_pcm
+    from citywok.matcher.engine.fingerprint import fingerprint_pcm
 
     clear = clip(episodes["S01E03"], 30, 5)
     r = identify_pcm(library, clear)
@@ -87,7 +86,7 @@ def test_clear_clips_are_decided_by_half_their_hashes_and_doubtful_ones_by_all(l
 def test_aligned_hashes_from_one_moment_of_the_clip_are_not_a_match():
     """Unindexed music reached a dozen or more aligned hashes by sharing a chord with an indexed piece:
     the threshold is on the evidence spread over the clip, not on the plain count."""
-    from matcher.identify import Candidate, _decisive
+    from citywok.matcher.engine.identify import Candidate, _decisive
 
     other = Candidate("S01E02", 1, 80.0, 5, spread=5)
     assert not _decisive([Candidate("S01E01", 1, 10.0, 30, spread=8), other], DEFAULT_POLICY)

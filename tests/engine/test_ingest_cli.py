@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from citywok.matcher import synth
+from citywok.matcher.store.ingest import episode_id_for
 
 from citywok import layout
-from matcher import synth
-from matcher.ingest import episode_id_for
 
 from .conftest import write_episode_files
 

@@ -3,9 +3,8 @@
 from collections import Counter
 
 import numpy as np
-
-from matcher.match import vote
-from matcher.shard import Postings
+from citywok.matcher.engine.match import vote
+from citywok.matcher.store.shard import Postings
 
 
 def _reference(query_t, slot, db_t):
@@ -37,7 +36,7 @@ def test_vote_pools_neighbouring_offsets_per_episode():
 def test_spread_counts_at_most_cap_aligned_hashes_from_each_part_of_the_clip():
     """A burst of aligned hashes from one moment of the clip counts for the cap; the same number spread
     over the clip counts in full. Hashes at other offsets or of other episodes do not count at all."""
-    from matcher.match import spread
+    from citywok.matcher.engine.match import spread
 
     burst_t = np.array([3, 4, 5, 6, 7, 8, 9, 10, 11, 12])  # ten aligned hashes in the first part
     spread_t = np.arange(10) * 32 + 3  # ten aligned hashes, one in each part

@@ -7,11 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
-from matcher import synth
-from matcher.fingerprint import fingerprint_pcm
-from matcher.params import DEFAULT_PARAMS
-from matcher.shard import Shard, ShardError
+from citywok.matcher import synth
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.store.shard import Shard, ShardError
 
 
 def test_add_lookup_remove(tmp_path):
@@ -80,10 +79,10 @@ def test_read_only_folder(tmp_path):
 
 WRITER = """
 import sys
-from matcher import synth
-from matcher.fingerprint import fingerprint_pcm
-from matcher.params import DEFAULT_PARAMS
-from matcher.shard import Shard
+from citywok.matcher import synth
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.store.shard import Shard
 s = Shard.create(sys.argv[1], DEFAULT_PARAMS, 1)
 h = fingerprint_pcm(synth.episode(7, 600, 8000))
 i = 0
@@ -114,7 +113,7 @@ def test_killed_writer_leaves_shard_consistent(tmp_path):
 
 
 def test_compact_shrinks_and_keeps_everything(tmp_path):
-    from matcher.shard import compact
+    from citywok.matcher.store.shard import compact
 
     path = tmp_path / "season_01.lmdb"
     hashes = {f"e{i}": fingerprint_pcm(synth.episode(i, 30, 8000)) for i in range(4)}
@@ -133,8 +132,8 @@ def test_compact_shrinks_and_keeps_everything(tmp_path):
 
 
 def test_a_batch_writes_what_single_adds_write(tmp_path):
-    from matcher.landmarks import Hashes
-    from matcher.shard import MAX_FRAME, NewEpisode
+    from citywok.matcher.engine.landmarks import Hashes
+    from citywok.matcher.store.shard import MAX_FRAME, NewEpisode
 
     hashes = [fingerprint_pcm(synth.episode(20 + i, 15, 8000)) for i in range(3)]
     with Shard.create(tmp_path / "one", DEFAULT_PARAMS, 1) as a, \

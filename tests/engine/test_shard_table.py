@@ -3,12 +3,11 @@
 import lmdb
 import numpy as np
 import pytest
-
-from matcher import synth
-from matcher.fingerprint import fingerprint_pcm
-from matcher.landmarks import HASH_BITS
-from matcher.params import DEFAULT_PARAMS
-from matcher.shard import (
+from citywok.matcher import synth
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.landmarks import HASH_BITS
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.store.shard import (
     GROUP_BITS,
     PAD,
     Layout,

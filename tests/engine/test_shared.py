@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-
-from matcher import shared, synth
-from matcher.fingerprint import fingerprint_pcm
-from matcher.identify import identify_pcm
-from matcher.library import Library
-from matcher.params import DEFAULT_PARAMS
-from matcher.shard import Shard
+from citywok.matcher import synth
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.identify import identify_pcm
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.store import shared
+from citywok.matcher.store.library import Library
+from citywok.matcher.store.shard import Shard
 
 R = 8000
 THEME, BODY, CREDITS = 30, 120, 20
@@ -123,8 +123,8 @@ def test_segments_updated_for_changed_episodes_match_a_full_pass(tmp_path, monke
 def test_a_shared_run_is_placed_alike_at_any_time(tmp_path, start):
     """The pair sort packs times beside the keys when they fit in 64 bits and sorts them apart when
     they do not (a legacy season's times are unbounded): both place the run where it is."""
-    from matcher.landmarks import Hashes
-    from matcher.legacy import PickleSeasonWriter
+    from citywok.matcher.engine.landmarks import Hashes
+    from citywok.matcher.legacy.pickles import PickleSeasonWriter
 
     rng = np.random.default_rng(3)
     common = rng.choice(1 << 20, 300, replace=False).astype(np.uint32)

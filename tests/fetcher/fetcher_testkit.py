@@ -6,13 +6,13 @@ import socket
 from pathlib import Path
 
 import numpy as np
+from citywok.matcher import synth
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.landmarks import Hashes
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.store.shard import Shard
 
 from citywok import layout
-from matcher import synth
-from matcher.fingerprint import fingerprint_pcm
-from matcher.landmarks import Hashes
-from matcher.params import DEFAULT_PARAMS
-from matcher.shard import Shard
 
 
 def make_season(vdir: Path, season: int, seeds: list[int], seconds: float = 30.0) -> Path:

@@ -76,7 +76,7 @@ def test_subcommand_version_flag_lives_beside_the_program_version() -> None:
     """`citywok fetch --version V` is a fingerprint version; `citywok --version` stays the program's."""
     import argparse
 
-    from fetcher import cli
+    from citywok.fetcher import cli
 
     parser = argparse.ArgumentParser(prog="citywok")
     parser.add_argument("--version", action="version", version="citywok 0")

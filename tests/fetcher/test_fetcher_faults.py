@@ -16,16 +16,16 @@ from pathlib import Path
 
 import boto3
 import pytest
+from citywok.fetcher import metrics
+from citywok.fetcher.pack import archives_dir, pack_version
+from citywok.fetcher.push import push_version
+from citywok.fetcher.store import ChecksumError, RetryPolicy, Store
+from citywok.fetcher.sync import Fetcher
 from conftest import ACCESS_KEY, SECRET_KEY
 from faultproxy import Fault, FaultProxy
 from fetcher_testkit import make_big_season, make_season
 
 from citywok import layout
-from fetcher import metrics
-from fetcher.pack import archives_dir, pack_version
-from fetcher.push import push_version
-from fetcher.store import ChecksumError, RetryPolicy, Store
-from fetcher.sync import Fetcher
 
 FAST = RetryPolicy(sdk_attempts=2, attempts=10, base=0.01, cap=0.05)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import lmdb
 import pytest
 import zstandard
+from citywok.fetcher import archive, manifest
+from citywok.fetcher.pack import PackError, pack_version
 from fetcher_testkit import make_season
 
 from citywok import layout
-from fetcher import archive, manifest
-from fetcher.pack import PackError, pack_version
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,15 @@ import json
 import os
 
 import pytest
+from citywok.fetcher.archive import shard_meta
+from citywok.fetcher.pack import archives_dir, pack_version
+from citywok.fetcher.push import push_version
+from citywok.fetcher.store import RetryPolicy, Store, StoreError
+from citywok.fetcher.sync import Fetcher, FetchError
 from faultproxy import FaultProxy
 from fetcher_testkit import make_season
 
 from citywok import layout
-from fetcher.archive import shard_meta
-from fetcher.pack import archives_dir, pack_version
-from fetcher.push import push_version
-from fetcher.store import RetryPolicy, Store, StoreError
-from fetcher.sync import Fetcher, FetchError
 
 FAST = RetryPolicy(sdk_attempts=2, attempts=6, base=0.01, cap=0.05)
 

@@ -12,15 +12,15 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+from citywok.fetcher.pack import archives_dir, pack_version
+from citywok.fetcher.push import push_version
+from citywok.fetcher.report import ERROR_ANNOTATION, SERVED_ANNOTATION, Status, StatusFile, annotation_patch
+from citywok.fetcher.store import RetryPolicy, Store
+from citywok.fetcher.watch import DesiredVersion, Follower
 from conftest import ACCESS_KEY, SECRET_KEY
 from fetcher_testkit import free_port, make_season
 
 from citywok import layout
-from fetcher.pack import archives_dir, pack_version
-from fetcher.push import push_version
-from fetcher.report import ERROR_ANNOTATION, SERVED_ANNOTATION, Status, StatusFile, annotation_patch
-from fetcher.store import RetryPolicy, Store
-from fetcher.watch import DesiredVersion, Follower
 
 FAST = RetryPolicy(sdk_attempts=1, attempts=3, base=0.01, cap=0.05)
 
@@ -62,7 +62,7 @@ def test_follower_keeps_serving_the_old_version_while_a_new_one_fails(settings_f
     publish(build, "v1", [1])
     publish(build, "v2", [2])
     corrupt(bucket, moto_endpoint, "v2")
-    from fetcher.sync import Fetcher
+    from citywok.fetcher.sync import Fetcher
 
     want = node.data_dir / "desired"
     node.data_dir.mkdir(parents=True)

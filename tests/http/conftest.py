@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from citywok.matcher.service.server import ServerConfig
 
 from citywok import layout
-from matcher.server import ServerConfig
 from tests.http.support import SEASON1, ServerThread, build_version
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 from aiohttp import web
+from citywok.matcher import synth
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.service.server import ServerConfig, create_app
+from citywok.matcher.store.ingest import write_manifest
 
 from citywok import layout
-from matcher import synth
-from matcher.fingerprint import fingerprint_pcm
-from matcher.ingest import write_manifest
-from matcher.params import DEFAULT_PARAMS
-from matcher.server import ServerConfig, create_app
 
 RATE = DEFAULT_PARAMS.sample_rate
 EPISODE_SECONDS = 40.0
@@ -35,7 +35,7 @@ def clip_bytes(seed: int, start: float, seconds: float = 5.0, fmt: str = "mp3") 
 def build_version(data_dir: Path, version: str, episodes: dict[int, str], season: int = 1,
                   flip: bool = True) -> Path:
     """A complete version folder holding the given generated episodes, optionally made `current`."""
-    from matcher.shard import Shard
+    from citywok.matcher.store.shard import Shard
 
     vdir = layout.version_dir(data_dir, version)
     with Shard.create(vdir / layout.season_name(season), DEFAULT_PARAMS, season) as shard:
@@ -93,8 +93,8 @@ class ServerThread(LoopbackServer):
         super().__init__(create_app(config))
 
     @property
-    def service(self):  # noqa: ANN201 - matcher.server.Service
-        from matcher.routes import SERVICE
+    def service(self):  # noqa: ANN201 - citywok.matcher.service.server.Service
+        from citywok.matcher.service.routes import SERVICE
 
         return self.app[SERVICE]
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from matcher.admission import Admission, Overloaded
+from citywok.matcher.service.admission import Admission, Overloaded
 
 
 def test_count_bound_and_slots_are_given_back() -> None:

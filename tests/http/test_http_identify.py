@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 import requests
+from citywok.matcher import synth
 
-from matcher import synth
 from tests.http.support import RATE, build_version, clip_bytes
 
 

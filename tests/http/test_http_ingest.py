@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import requests
+from citywok.matcher import synth
 
 from citywok import layout
-from matcher import synth
 from tests.http.support import RATE, episode_pcm
 
 TOKEN = "s3cret-token"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import requests
+from citywok.matcher import synth
+from citywok.matcher.store.ingest import ingest_paths
 
-from matcher import synth
-from matcher.ingest import ingest_paths
 from tests.http.support import RATE, SEASON1, clip_bytes, episode_pcm
 
 

@@ -100,7 +100,7 @@ def test_one_json_log_line_per_request_with_request_id(server, caplog) -> None:
 
 
 def test_unexpected_error_is_json_500_reported_with_request_id(data_dir) -> None:
-    from matcher.server import ServerConfig
+    from citywok.matcher.service.server import ServerConfig
 
     s = ServerThread(ServerConfig(data_dir=data_dir))
 
@@ -124,7 +124,7 @@ def test_unexpected_error_is_json_500_reported_with_request_id(data_dir) -> None
 def test_sentry_is_optional(caplog) -> None:
     import importlib.util
 
-    from matcher.server import ServerConfig, Service, _setup_sentry
+    from citywok.matcher.service.server import ServerConfig, Service, _setup_sentry
 
     svc = Service(ServerConfig())
     try:

@@ -82,7 +82,7 @@ def test_a_version_that_cannot_open_leaves_the_old_one_serving(server, data_dir)
 
 
 def test_served_version_closes_old_library_only_after_last_holder(data_dir) -> None:
-    from matcher.swap import NotReady, ServedVersion
+    from citywok.matcher.service.swap import NotReady, ServedVersion
 
     holder = ServedVersion(data_dir)
     with pytest.raises(NotReady):

@@ -7,8 +7,8 @@ import ipaddress
 
 import pytest
 import requests
+from citywok.matcher.service import urlfetch
 
-from matcher import urlfetch
 from tests.http.support import Origin
 
 

@@ -41,11 +41,11 @@ def free_port() -> int:
 def citywok_operator_command() -> list[str]:
     """`citywok operator` from this interpreter's environment (its module form where none is installed)."""
     script = shutil.which("citywok", path=str(Path(sys.executable).parent))
-    return [script, "operator"] if script else [sys.executable, "-m", "citywok_operator"]
+    return [script, "operator"] if script else [sys.executable, "-m", "citywok.operator"]
 
 
 class Operator:
-    """`python -m citywok_operator` as a subprocess, restartable, with its log kept for failures."""
+    """`python -m citywok.operator` as a subprocess, restartable, with its log kept for failures."""
 
     def __init__(self, k8s: Any, log: Path, args: tuple[str, ...] = ("--standalone",)) -> None:
         self.k8s = k8s
@@ -485,7 +485,7 @@ def test_restart_strategy_bad_version_rolls_the_template_back(cluster: Cluster) 
 
 def test_the_fetchers_own_reporter_drives_rollout_and_rollback(cluster: Cluster) -> None:
     """The fetcher's PodAnnotations reporter, bound to each pod's identity, is what the operator reads."""
-    from fetcher.report import PodAnnotations, Status
+    from citywok.fetcher.report import PodAnnotations, Status
 
     def reporter(pod: str) -> PodAnnotations:
         r = PodAnnotations.from_env({"POD_NAME": pod, "POD_NAMESPACE": cluster.ns,

@@ -24,13 +24,13 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from citywok.fetcher.pack import archives_dir, pack_version
+from citywok.fetcher.push import push_version
+from citywok.fetcher.store import RetryPolicy, Store
 from moto.server import ThreadedMotoServer
 
 from citywok import layout
 from citywok.settings import Settings
-from fetcher.pack import archives_dir, pack_version
-from fetcher.push import push_version
-from fetcher.store import RetryPolicy, Store
 from tests.fetcher.fetcher_testkit import make_season
 from tests.k8s.test_operator import CRD, Cluster, Operator, available, condition, fdb, free_port, wait_for
 
@@ -94,7 +94,7 @@ def container_process(container: dict[str, Any], pod: dict[str, Any], secret: di
                 return str(local) + value[len(mount):]
         return value
 
-    env = {"PATH": os.environ["PATH"], "PYTHONSAFEPATH": "1", "KUBECONFIG": str(kubeconfig)}
+    env = {"PATH": os.environ["PATH"], "KUBECONFIG": str(kubeconfig)}
     field = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"]}
     for e in container["env"]:
         src = e.get("valueFrom", {})

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from citywok.matcher import synth
+from citywok.matcher.legacy.migrate import migrate
+from citywok.matcher.store.ingest import ingest_paths
 
 from citywok import layout
-from matcher import synth
-from matcher.ingest import ingest_paths
-from matcher.migrate import migrate
 
 RATE = 22050
 SECONDS = 40.0
@@ -71,7 +71,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 
 def serve_migrated(corpus: Corpus, data_dir: Path) -> Path:
     """A DATA_DIR whose `current` version holds the migrated shards (what an operator would deploy)."""
-    from matcher.ingest import write_manifest
+    from citywok.matcher.store.ingest import write_manifest
 
     vdir = layout.version_dir(data_dir, "migrated")
     vdir.parent.mkdir(parents=True, exist_ok=True)

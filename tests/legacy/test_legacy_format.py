@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from matcher import legacy
-from matcher.landmarks import Hashes
-from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import Postings, Shard
+from citywok.matcher.engine.landmarks import Hashes
+from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
+from citywok.matcher.legacy import pickles as legacy
+from citywok.matcher.store.shard import Postings, Shard
 
 from .conftest import Corpus
 
@@ -198,7 +197,7 @@ def test_pickle_lookup_equals_shard_lookup(corpus: Corpus) -> None:
 
 
 def test_pickle_library_has_the_library_interface(corpus: Corpus) -> None:
-    from matcher.library import Library
+    from citywok.matcher.store.library import Library
 
     with legacy.open_library(corpus.pickles) as lib, Library.open(corpus.migrated) as ref:
         assert lib.version == "legacy-pickle" and lib.params == ref.params

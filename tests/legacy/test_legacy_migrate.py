@@ -9,14 +9,14 @@ from pathlib import Path
 import lmdb
 import numpy as np
 import pytest
+from citywok.matcher.engine.decode import decode
+from citywok.matcher.engine.identify import identify_pcm
+from citywok.matcher.legacy import pickles as legacy
+from citywok.matcher.legacy.migrate import format_migrate, format_validate, migrate, sample_hashes, validate
+from citywok.matcher.store.library import Library
+from citywok.matcher.store.shard import Layout, Shard, pack_table, split_keys, unpack_table
 
 from citywok import layout
-from matcher import legacy
-from matcher.decode import decode
-from matcher.identify import identify_pcm
-from matcher.library import Library
-from matcher.migrate import format_migrate, format_validate, migrate, sample_hashes, validate
-from matcher.shard import Layout, Shard, pack_table, split_keys, unpack_table
 
 from .conftest import SEASONS, Corpus, serve_migrated
 

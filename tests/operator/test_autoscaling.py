@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from citywok_operator import autoscaling, desired
-from citywok_operator.autoscaling import HANDOVER_MANAGER, RPS_METRIC, Autoscaling
-from citywok_operator.kube import FIELD_MANAGER
-from citywok_operator.spec import SpecError, parse
+from citywok.operator import autoscaling, desired
+from citywok.operator.autoscaling import HANDOVER_MANAGER, RPS_METRIC, Autoscaling
+from citywok.operator.kube import FIELD_MANAGER
+from citywok.operator.spec import SpecError, parse
 
 OWNER = {"apiVersion": "citywok.io/v1alpha1", "kind": "FingerprintDB",
          "metadata": {"name": "sp", "namespace": "tv", "uid": "1234-uid"}}

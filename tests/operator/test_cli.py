@@ -14,11 +14,11 @@ import yaml
 def citywok() -> list[str]:
     """The installed `citywok` command of this interpreter (its module form where none is installed)."""
     script = shutil.which("citywok", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "citywok_operator"]
+    return [script] if script else [sys.executable, "-m", "citywok.operator"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    env = dict(os.environ)
     argv = [*citywok(), "operator", "--standalone", "--metrics-port", "0", "--liveness", "", *args]
     if argv[1] == "-m":
         argv.remove("operator")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from citywok_operator import desired
-from citywok_operator.spec import SpecError, parse
+from citywok.operator import desired
+from citywok.operator.spec import SpecError, parse
 
 OWNER = {"apiVersion": "citywok.io/v1alpha1", "kind": "FingerprintDB",
          "metadata": {"name": "sp", "namespace": "tv", "uid": "1234-uid"}}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from citywok_operator import desired, kube
-from citywok_operator.handlers import CHILD_RESOURCES
+from citywok.operator import desired, kube
+from citywok.operator.handlers import CHILD_RESOURCES
 
 from tests.operator.test_desired import OWNER, spec
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from citywok_operator.rollout import Intent, Record, decide
-from citywok_operator.status import Observation, PodView
+from citywok.operator.rollout import Intent, Record, decide
+from citywok.operator.status import Observation, PodView
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

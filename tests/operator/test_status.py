@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from citywok_operator.status import merge_condition, observe, status_changed
+from citywok.operator.status import merge_condition, observe, status_changed
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -51,7 +51,7 @@ def test_status_changed() -> None:
 
 
 def test_build_status_counts_and_removes_vanished_versions() -> None:
-    from citywok_operator.status import build
+    from citywok.operator.status import build
 
     old = {"servedVersions": {"v1": 2, "v0": 1}, "conditions": []}
     obs = observe([pod("a", True, "v1"), pod("b", True, "v2"), pod("c", False)])

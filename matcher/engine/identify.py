@@ -23,13 +23,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-
-from matcher.fingerprint import fingerprint_pcm
-from matcher.landmarks import Hashes
-from matcher.library import Library
-from matcher.match import repeats, spread, vote
-from matcher.shard import SLOT_BITS, Postings, lookup_seasons
-from matcher.shared import SharedSegment
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.landmarks import Hashes
+from citywok.matcher.engine.match import repeats, spread, vote
+from citywok.matcher.store.library import Library
+from citywok.matcher.store.shard import SLOT_BITS, Postings, lookup_seasons
+from citywok.matcher.store.shared import SharedSegment
 
 MIN_CLIP_SECONDS = 1.0
 MAX_CLIP_SECONDS = 30.0

@@ -12,8 +12,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from matcher.shard import SLOT_BITS, Shard, table_keys
+from citywok.matcher.store.shard import SLOT_BITS, Shard, table_keys
 
 MAX_POSTINGS_PER_HASH = 64  # hashes shared by more places than this are too common to pair
 

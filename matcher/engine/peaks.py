@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from matcher.params import FingerprintParams
-from matcher.spectrogram import SILENCE
+from citywok.matcher.engine.params import FingerprintParams
+from citywok.matcher.engine.spectrogram import SILENCE
 
 
 @dataclass(frozen=True)

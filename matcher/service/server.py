@@ -43,14 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from citywok.matcher.service import routes, urlfetch
+from citywok.matcher.service.admission import Admission
+from citywok.matcher.service.metrics import Metrics
+from citywok.matcher.service.swap import Handle, ServedVersion
+from citywok.matcher.service.workers import IdentifyPool, settings_for
 
 from citywok import settings as settings_mod
 from citywok.cli import CommandError
-from matcher import routes, urlfetch
-from matcher.admission import Admission
-from matcher.metrics import Metrics
-from matcher.swap import Handle, ServedVersion
-from matcher.workers import IdentifyPool, settings_for
 
 log = logging.getLogger("citywok.server")
 access_log = logging.getLogger("citywok.access")

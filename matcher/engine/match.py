@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from matcher.shard import Postings
+from citywok.matcher.store.shard import Postings
 
 _OFFSET_BIAS = 1 << 23
 

@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from citywok.matcher.store.library import Library
+from citywok.matcher.store.shard import ShardError
+
 from citywok import layout
-from matcher.library import Library
-from matcher.shard import ShardError
 
 log = logging.getLogger("citywok.swap")
 
@@ -121,7 +122,7 @@ class ServedVersion:
                 return False
 
     def _load_legacy(self) -> bool:
-        from matcher.legacy import LegacyError, open_library
+        from citywok.matcher.legacy.pickles import LegacyError, open_library
 
         if self._current is not None:
             return False

@@ -27,10 +27,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from citywok.matcher.engine.decode import decode
+from citywok.matcher.engine.identify import MAX_CLIP_SECONDS, Identification, identify_pcm
+from citywok.matcher.store.library import Library
+
 from citywok import layout
-from matcher.decode import decode
-from matcher.identify import MAX_CLIP_SECONDS, Identification, identify_pcm
-from matcher.library import Library
 
 log = logging.getLogger("citywok.workers")
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from citywok.matcher.engine.landmarks import Hashes
+from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
+from citywok.matcher.store.library import Library
+from citywok.matcher.store.shard import GROUP_BITS, MAX_SLOTS, Episode, NewEpisode, Postings
+from citywok.matcher.store.shared import SharedSegment
 
 from citywok import layout
-from matcher.landmarks import Hashes
-from matcher.library import Library
-from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import GROUP_BITS, MAX_SLOTS, Episode, NewEpisode, Postings
-from matcher.shared import SharedSegment
 
 LEGACY_VERSION = 1
 PROTOCOL = 4
@@ -268,7 +268,7 @@ class PickleSeasonWriter:
         return list(self.db.get("shared", []))
 
     def put_shared(self, segments: list[dict[str, Any]]) -> None:
-        """Record the season's shared segments (``matcher.shared.update``), in the optional "shared" key."""
+        """Record the season's shared segments (``store.shared.update``), in the optional "shared" key."""
         self.db["shared"] = json.loads(json.dumps(segments))  # plain floats: numpy scalars would need globals
         self._dirty = True
 
@@ -378,7 +378,7 @@ class PickleSeason:
 
 
 class PickleLibrary(Library):
-    """Every season pickle of a ``DATA_DIR``, with ``matcher.library.Library``'s interface (USE_LMDB=false).
+    """Every season pickle of a ``DATA_DIR``, with the store's ``Library`` interface (USE_LMDB=false).
 
     ``writable`` is False: the server should refuse uploads in this mode rather than create shards.
     """

@@ -5,8 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-
-from matcher.params import FingerprintParams
+from citywok.matcher.engine.params import FingerprintParams
 
 SILENCE = np.float32(np.log(1e-6))  # power floor, about -100 dBFS: digital silence and dither stay below it
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from citywok.matcher.engine.identify import DEFAULT_POLICY
+
 from citywok import __version__
-from matcher.identify import DEFAULT_POLICY
 
 
 def _error(description: str) -> dict[str, Any]:

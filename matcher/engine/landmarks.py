@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-
-from matcher.params import FingerprintParams
-from matcher.peaks import Peaks
+from citywok.matcher.engine.params import FingerprintParams
+from citywok.matcher.engine.peaks import Peaks
 
 HASH_BITS = 21
 

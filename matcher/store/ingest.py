@@ -17,13 +17,15 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from dataclasses import dataclass
 from pathlib import Path
 
+from citywok.matcher.engine.decode import DecodeError, iter_pcm
+from citywok.matcher.engine.fingerprint import fingerprint_chunks
+from citywok.matcher.engine.landmarks import Hashes
+from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
+from citywok.matcher.legacy import pickles as legacy
+from citywok.matcher.store import shared
+from citywok.matcher.store.shard import NewEpisode, Shard, ShardError, compact
+
 from citywok import layout
-from matcher import legacy, shared
-from matcher.decode import DecodeError, iter_pcm
-from matcher.fingerprint import fingerprint_chunks
-from matcher.landmarks import Hashes
-from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import NewEpisode, Shard, ShardError, compact
 
 MEDIA_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".m4a", ".aac", ".wma", ".mka",
                   ".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".m4v", ".mpg", ".mpeg"}

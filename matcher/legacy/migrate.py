@@ -17,12 +17,13 @@ from pathlib import Path
 
 import lmdb
 import numpy as np
+from citywok.matcher.engine.landmarks import Hashes
+from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
+from citywok.matcher.legacy import pickles as legacy
+from citywok.matcher.store import shared
+from citywok.matcher.store.shard import Shard, ShardError, repack
 
 from citywok import layout
-from matcher import legacy, shared
-from matcher.landmarks import Hashes
-from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import Shard, ShardError, repack
 
 PARTIAL = ".partial"
 BUILD = ".build"

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from citywok.matcher.engine.decode import DecodeError
+from citywok.matcher.engine.identify import ClipTooShort
+from citywok.matcher.service import openapi, urlfetch
+from citywok.matcher.service.admission import Admission, Overloaded
+from citywok.matcher.service.swap import NotReady
+from citywok.matcher.service.workers import WorkerLost
+from citywok.matcher.store.ingest import IngestResult, ingest_bytes, publish
+from citywok.matcher.store.library import Library
+from citywok.matcher.store.shard import Shard, ShardError
 
 from citywok import layout
-from matcher import openapi, urlfetch
-from matcher.admission import Admission, Overloaded
-from matcher.decode import DecodeError
-from matcher.identify import ClipTooShort
-from matcher.ingest import IngestResult, ingest_bytes, publish
-from matcher.library import Library
-from matcher.shard import Shard, ShardError
-from matcher.swap import NotReady
-from matcher.workers import WorkerLost
 
 STATIC = Path(__file__).parent / "static"
 EPISODE_ID_RE = re.compile(r"^[\w][\w .:+()\[\]-]{0,127}$")

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-
-from matcher.landmarks import Hashes, landmarks
-from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.peaks import Peaks, find_peaks
-from matcher.spectrogram import log_spectrogram, n_frames
+from citywok.matcher.engine.landmarks import Hashes, landmarks
+from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
+from citywok.matcher.engine.peaks import Peaks, find_peaks
+from citywok.matcher.engine.spectrogram import log_spectrogram, n_frames
 
 
 class Fingerprinter:

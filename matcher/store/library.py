@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
+from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
+from citywok.matcher.store.shard import Episode, Shard, ShardError
+from citywok.matcher.store.shared import SharedSegment
+from citywok.matcher.store.shared import load as load_shared
+
 from citywok import layout
-from matcher.params import DEFAULT_PARAMS, FingerprintParams
-from matcher.shard import Episode, Shard, ShardError
-from matcher.shared import SharedSegment
-from matcher.shared import load as load_shared
 
 
 class Library:

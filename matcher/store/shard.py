@@ -5,7 +5,7 @@ Named databases:
                                posting_count, episode_count, total_seconds, layout}
     episodes  uint16 BE episode slot -> JSON {id, title, duration, sha256, hashes}
     ids       episode id (utf-8) -> uint16 BE slot
-    shared    b"segments" -> JSON list of shared segments (matcher/shared.py)
+    shared    b"segments" -> JSON list of shared segments (matcher/store/shared.py)
     postings  b"layout"  -> 4 bytes: L, S, F, wide (see Layout)
               b"offsets" -> where each bucket (``hash >> L``) starts among the postings: a little-endian
                             uint32 base per 64 buckets, then a uint16 step from it per bucket (or, when a
@@ -38,9 +38,8 @@ from typing import Any
 
 import lmdb
 import numpy as np
-
-from matcher.landmarks import HASH_BITS, Hashes
-from matcher.params import FingerprintParams
+from citywok.matcher.engine.landmarks import HASH_BITS, Hashes
+from citywok.matcher.engine.params import FingerprintParams
 
 FORMAT = "citywok-season-shard"
 FORMAT_VERSION = 3
