@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from citywok.operator import autoscaling
+from citywok.operator import autoscaling, podtemplate
 from citywok.operator.spec import Container, Spec
 
 GROUP = "citywok.io"
@@ -176,8 +176,13 @@ def _security_context() -> Obj:
 
 
 def _container(c: Container, name: str, args: list[str], env: list[Obj], mounts: list[Obj]) -> Obj:
-    out: Obj = {"name": name, "image": c.image, "command": ["citywok"], "args": args, "env": env,
-                "volumeMounts": mounts, "securityContext": _security_context()}
+    """One container; the spec's own env entries follow the operator's, its envFrom sources come first
+    in Kubernetes' order (an ``env`` entry wins over an ``envFrom`` key of the same name)."""
+    out: Obj = {"name": name, "image": c.image, "command": ["citywok"], "args": args,
+                "env": podtemplate.merge_env(env, c.extra), "volumeMounts": mounts,
+                "securityContext": _security_context()}
+    if c.extra.env_from:
+        out["envFrom"] = [dict(s) for s in c.extra.env_from]
     if c.pull_policy:
         out["imagePullPolicy"] = c.pull_policy
     if c.resources:
@@ -227,7 +232,7 @@ def pod_template(spec: Spec, version: str) -> Obj:
                          ["fetch", "--watch", "--metrics-port", str(FETCHER_METRICS_PORT), *source_args],
                          fenv, fetch_mounts)
     sidecar["ports"] = [{"name": "fetcher-metrics", "containerPort": FETCHER_METRICS_PORT, "protocol": "TCP"}]
-    return {
+    return podtemplate.apply({
         "metadata": {"labels": labels(spec.name), "annotations": annotations},
         "spec": {
             "serviceAccountName": names(spec.name)["ServiceAccount"],
@@ -239,7 +244,7 @@ def pod_template(spec: Spec, version: str) -> Obj:
             "containers": [matcher, sidecar],
             "volumes": volumes,
         },
-    }
+    }, spec.pod, selector_labels(spec.name))
 
 
 def deployment(spec: Spec, version: str, owner: Obj, seed_replicas: int | None = None) -> Obj:

@@ -40,16 +40,22 @@ def intent(spec: Spec, replicas: int | None = None) -> Intent:
                   auto_rollback=spec.rollout.auto_rollback)
 
 
+def selector(name: str) -> str:
+    """``status.selector``: the matcher pods of ``name`` (the scale subresource's labelSelectorPath)."""
+    return status.label_selector(desired.selector_labels(name))
+
+
 def status_for(old: dict[str, Any], d: Decision, obs: status.Observation, generation: int | None,
-               now: datetime) -> dict[str, Any]:
+               now: datetime, name: str | None = None) -> dict[str, Any]:
     conds = {"Available": d.available, "Progressing": d.progressing, "Degraded": d.degraded}
     return status.build(old, record=d.record.to_status(), phase=d.phase,
                         conditions={k: (c.status, c.reason, c.message) for k, c in conds.items()},
-                        obs=obs, target=d.record.target, generation=generation, now=now)
+                        obs=obs, target=d.record.target, generation=generation, now=now,
+                        selector=selector(name) if name else None)
 
 
 def invalid_status(old: dict[str, Any], error: SpecError, obs: status.Observation, generation: int | None,
-                   now: datetime) -> dict[str, Any]:
+                   now: datetime, name: str | None = None) -> dict[str, Any]:
     serving = sum(obs.served_versions().values())
     conds = {"Available": ("True", "PodsServing", "pods keep serving") if serving
              else ("False", "NoPodServing", "no pod serves a version"),
@@ -57,7 +63,8 @@ def invalid_status(old: dict[str, Any], error: SpecError, obs: status.Observatio
              "Degraded": ("True", "InvalidSpec", str(error))}
     rec = Record.from_status(old)
     return status.build(old, record=rec.to_status(), phase="Degraded", conditions=conds, obs=obs,
-                        target=rec.target, generation=generation, now=now)
+                        target=rec.target, generation=generation, now=now,
+                        selector=selector(name) if name else None)
 
 
 def reconcile(kube: Kube, namespace: str, name: str, options: Options,
@@ -75,7 +82,7 @@ def reconcile(kube: Kube, namespace: str, name: str, options: Options,
     try:
         spec = parse(name, namespace, body.get("spec") or {}, options.default_image)
     except SpecError as e:
-        new = invalid_status(old, e, obs, generation, now)
+        new = invalid_status(old, e, obs, generation, now, name)
         events = [Event("Warning", "InvalidSpec", str(e))] if status.status_changed(old, new) else []
         _write(kube, namespace, name, old, new)
         metrics.RECONCILES.labels("invalid").inc()
@@ -88,7 +95,7 @@ def reconcile(kube: Kube, namespace: str, name: str, options: Options,
         replicas = autoscaling.current_replicas(live, spec.autoscaling)
     d = decide(intent(spec, replicas), Record.from_status(old), obs, now)
     apply_children(kube, spec, d.version, body, live)
-    new = status_for(old, d, obs, generation, now)
+    new = status_for(old, d, obs, generation, now, name)
     _write(kube, namespace, name, old, new)
     events = list(d.events) + _availability_events(old, new)
     for e in events:

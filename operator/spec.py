@@ -12,6 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from citywok.operator.autoscaling import Autoscaling
+from citywok.operator.podtemplate import (
+    FETCHER_RESERVED,
+    MATCHER_RESERVED,
+    ExtraEnv,
+    PodTemplate,
+    PodTemplateError,
+    parse_env,
+    parse_pod_template,
+)
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 STRATEGIES = ("InPlace", "Restart")
@@ -41,6 +50,7 @@ class Container:
     image: str
     pull_policy: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)
+    extra: ExtraEnv = field(default_factory=ExtraEnv)  # env / envFrom from the spec
 
 
 @dataclass(frozen=True)
@@ -72,14 +82,21 @@ class Spec:
     storage: Storage = field(default_factory=Storage)
     rollout: Rollout = field(default_factory=Rollout)
     autoscaling: Autoscaling | None = None  # set: an HPA owns the replica count, spec.replicas waits
+    pod: PodTemplate = field(default_factory=PodTemplate)
 
 
-def _container(raw: dict[str, Any] | None, default_image: str) -> Container:
+def _container(raw: dict[str, Any] | None, default_image: str, where: str,
+               reserved: frozenset[str]) -> Container:
     raw = raw or {}
+    try:
+        extra = parse_env(raw, where, reserved)
+    except PodTemplateError as e:
+        raise SpecError(str(e)) from None
     return Container(
         image=raw.get("image") or default_image,
         pull_policy=raw.get("imagePullPolicy"),
         resources=dict(raw.get("resources") or {}),
+        extra=extra,
     )
 
 
@@ -159,8 +176,12 @@ def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = 
     )
     if rollout.strategy not in STRATEGIES:
         raise SpecError(f"spec.rollout.strategy must be one of {', '.join(STRATEGIES)}")
-    matcher = _container(spec.get("matcher"), default_image)
+    matcher = _container(spec.get("matcher"), default_image, "spec.matcher", MATCHER_RESERVED)
     autoscaling = parse_autoscaling(spec.get("autoscaling"), matcher)
+    try:
+        pod = parse_pod_template(spec.get("podTemplate"))
+    except PodTemplateError as e:
+        raise SpecError(str(e)) from None
     return Spec(
         name=name,
         namespace=namespace,
@@ -170,8 +191,9 @@ def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = 
         seasons=seasons,
         max_seasons=max_seasons,
         matcher=matcher,
-        fetcher=_container(spec.get("fetcher"), matcher.image),
+        fetcher=_container(spec.get("fetcher"), matcher.image, "spec.fetcher", FETCHER_RESERVED),
         storage=storage,
         rollout=rollout,
         autoscaling=autoscaling,
+        pod=pod,
     )

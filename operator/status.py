@@ -103,10 +103,19 @@ def status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return any(old.get(k) != v for k, v in new.items())
 
 
+def label_selector(labels: dict[str, str]) -> str:
+    """A label selector in the string form the scale subresource's ``labelSelectorPath`` wants."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def build(old: dict[str, Any], *, record: dict[str, Any], phase: str,
           conditions: dict[str, tuple[str, str, str]], obs: Observation, target: str | None,
-          generation: int | None, now: datetime) -> dict[str, Any]:
-    """The new ``status`` as a merge patch over ``old`` (vanished versions are set to None)."""
+          generation: int | None, now: datetime, selector: str | None = None) -> dict[str, Any]:
+    """The new ``status`` as a merge patch over ``old`` (vanished versions are set to None).
+
+    ``selector``: the matcher pods' label selector, for the scale subresource (an HPA that targets the
+    FingerprintDB counts these pods).
+    """
     served = obs.served_versions()
     old_served = old.get("servedVersions") or {}
     old_conditions = old.get("conditions") or []
@@ -115,6 +124,7 @@ def build(old: dict[str, Any], *, record: dict[str, Any], phase: str,
         "phase": phase,
         **record,
         "replicas": len(obs.live),
+        **({"selector": selector} if selector else {}),
         "readyReplicas": len(obs.ready),
         "updatedReplicas": served.get(target, 0) if target else 0,
         "servedVersions": {**{v: None for v in old_served if v not in served}, **served},

@@ -162,14 +162,16 @@ def test_crd_schema_matches_what_the_operator_reads() -> None:
                                "fetcher", "storage", "rollout"}
     assert spec_props["rollout"]["properties"]["strategy"]["enum"] == ["InPlace", "Restart"]
     assert spec_props["replicas"]["minimum"] == 0
-    assert ver["subresources"] == {"status": {}}
+    assert ver["subresources"] == {"status": {}, "scale": {
+        "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector"}}
     assert crd["spec"]["names"]["shortNames"] == ["fpdb"]
     cols = {c["name"]: c["jsonPath"] for c in ver["additionalPrinterColumns"]}
     assert cols["Version"] == ".spec.version" and cols["Serving"] == ".status.currentVersion"
     status_props = props["status"]["properties"]
     assert set(status_props) >= {"observedGeneration", "phase", "conditions", "servedVersions",
                                  "targetVersion", "currentVersion", "lastGoodVersion", "readyReplicas",
-                                 "updatedReplicas"}
+                                 "updatedReplicas", "replicas", "selector"}
 
 
 @pytest.mark.parametrize(("resources", "workers"), [
