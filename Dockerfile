@@ -38,7 +38,11 @@ RUN /opt/citywok/bin/pip install --no-deps . \
 
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0
-LABEL org.opencontainers.image.title="citywok" \
+# The source commit, e.g. --build-arg REVISION=$(git rev-parse HEAD): citywok_build_info{revision} on
+# every component's /metrics.
+ARG REVISION=unknown
+LABEL org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.title="citywok" \
       org.opencontainers.image.description="Which episode, and where in it, is this clip from: matcher, fetcher and operator" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="https://github.com/citywok/citywok"
@@ -47,7 +51,8 @@ RUN groupadd --system --gid 10001 citywok \
     && mkdir -p /data \
     && chown 10001:10001 /data
 COPY --from=build /opt/citywok /opt/citywok
-ENV PATH=/opt/citywok/bin:$PATH \
+ENV CITYWOK_REVISION=${REVISION} \
+    PATH=/opt/citywok/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DATA_DIR=/data \

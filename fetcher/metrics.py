@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from citywok import buildinfo
+
 BYTES_DOWNLOADED = Counter("citywok_fetcher_downloaded_bytes", "Archive bytes downloaded from the bucket")
 BYTES_REUSED = Counter("citywok_fetcher_reused_bytes", "Season bytes reused from a version already on the volume")
 FETCH_SECONDS = Histogram(
@@ -17,6 +19,7 @@ RETRIES = Counter("citywok_fetcher_retries", "Retried object-store requests and 
 SERVED = Gauge("citywok_fetcher_served_version_info", "The version `current` points to (value 1)", ["version"])
 DESIRED = Gauge("citywok_fetcher_desired_version_info", "The version the fetcher was asked for (value 1)", ["version"])
 FETCH_ERROR = Gauge("citywok_fetcher_fetch_error", "1 while the desired version fails to fetch")
+buildinfo.register()  # citywok_build_info beside the process_* series of the default registry
 
 
 def set_info(gauge: Gauge, version: str | None) -> None:

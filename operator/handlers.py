@@ -77,8 +77,8 @@ async def reconciler(namespace: str, name: str, memo: kopf.Memo, logger: logging
                 outcome = await asyncio.to_thread(reconcile, memo.kube, namespace, name, memo.options)
             except Exception as e:
                 failures += 1
-                metrics.RECONCILES.labels("error").inc()
-                metrics.ERRORS.labels(type(e).__name__).inc()
+                metrics.RECONCILES.labels(namespace, name, "error").inc()
+                metrics.ERRORS.labels(namespace, name, type(e).__name__).inc()
                 delay = min(2.0 ** failures, 60.0)
                 logger.warning("reconcile failed (retry in %.0fs): %s", delay, e)
                 await asyncio.sleep(delay)
@@ -91,5 +91,6 @@ async def reconciler(namespace: str, name: str, memo: kopf.Memo, logger: logging
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waker.wait(), timeout=delay)
             await asyncio.sleep(memo.debounce)  # fold a burst of watch events into one reconcile
-    finally:
+    finally:  # the resource is gone (or no longer ours to reconcile): so are its series
         memo.wakers.pop(key, None)
+        metrics.forget(namespace, name)

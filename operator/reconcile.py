@@ -85,7 +85,7 @@ def reconcile(kube: Kube, namespace: str, name: str, options: Options,
         new = invalid_status(old, e, obs, generation, now, name)
         events = [Event("Warning", "InvalidSpec", str(e))] if status.status_changed(old, new) else []
         _write(kube, namespace, name, old, new)
-        metrics.RECONCILES.labels("invalid").inc()
+        metrics.RECONCILES.labels(namespace, name, "invalid").inc()
         return Outcome(body, events)
 
     live = None
@@ -102,15 +102,21 @@ def reconcile(kube: Kube, namespace: str, name: str, options: Options,
         log.info("%s/%s %s: %s", namespace, name, e.reason, e.message,
                  extra={"k8s": {"kind": desired.KIND, "namespace": namespace, "name": name},
                         "reason": e.reason, "event_type": e.type})
-    if d.outcome and d.rollout_seconds is not None:
-        metrics.ROLLOUT_SECONDS.labels(d.outcome).observe(d.rollout_seconds)
-    if d.outcome == "rolled_back" and d.rollout_seconds is not None:
-        metrics.ROLLBACKS.inc()
-    metrics.READY.labels(namespace, name).set(new["readyReplicas"])
-    metrics.DEGRADED.labels(namespace, name).set(1 if d.degraded.status == "True" else 0)
-    metrics.RECONCILES.labels("ok").inc()
-    metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    record_metrics(namespace, name, d, new["readyReplicas"], time.monotonic() - started)
     return Outcome(body, events, d.requeue_after)
+
+
+def record_metrics(namespace: str, name: str, d: Decision, ready: int, seconds: float) -> None:
+    """The per-resource series of one successful reconcile."""
+    if d.outcome and d.rollout_seconds is not None:
+        metrics.ROLLOUT_SECONDS.labels(namespace, name, d.outcome).observe(d.rollout_seconds)
+    if d.outcome == "rolled_back" and d.rollout_seconds is not None:
+        metrics.ROLLBACKS.labels(namespace, name).inc()
+    metrics.READY.labels(namespace, name).set(ready)
+    metrics.DEGRADED.labels(namespace, name).set(1 if d.degraded.status == "True" else 0)
+    metrics.PROGRESSING.labels(namespace, name).set(1 if d.progressing.status == "True" else 0)
+    metrics.RECONCILES.labels(namespace, name, "ok").inc()
+    metrics.RECONCILE_SECONDS.labels(namespace, name).observe(seconds)
 
 
 def apply_children(kube: Kube, spec: Spec, version: str, owner: dict[str, Any],

@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from citywok import buildinfo
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 HASH_BUCKETS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# citywok_identify_total{outcome}: every identify request lands in exactly one.
+OUTCOMES = ("match", "no_match", "client_error", "server_error", "refused")
+
+
+def identify_outcome(status: int, code: str = "") -> str:
+    """The outcome of an identify request that ended in an HTTP error.
+
+    refused: the server declined to try (429 overloaded, 503 not ready); client_error: the request was
+    at fault (4xx: malformed, too large, not audio, too short); server_error: everything else (5xx,
+    including a worker process that died mid-request).
+    """
+    if status == 429 or (status == 503 and code == "not_ready"):
+        return "refused"
+    if 400 <= status < 500:
+        return "client_error"
+    return "server_error"
 
 
 class Metrics:
@@ -17,13 +45,16 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):  # process_*, python_*
+            r.register(collector)
+        buildinfo.register(r)
         self.requests = Counter("citywok_http_requests_total", "HTTP requests answered, by route and status",
                                 ["route", "method", "status"], registry=r)
         self.latency = Histogram("citywok_http_request_duration_seconds", "HTTP request latency by route",
                                  ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
         self.in_flight = Gauge("citywok_http_requests_in_flight", "HTTP requests being handled", registry=r)
-        self.identify = Counter("citywok_identify_total", "identify outcomes (match, no_match, error)",
-                                ["outcome"], registry=r)
+        self.identify = Counter("citywok_identify_total",
+                                "identify outcomes (" + ", ".join(OUTCOMES) + ")", ["outcome"], registry=r)
         self.rejected = Counter("citywok_identify_rejected_total", "identify requests refused with 429",
                                 registry=r)
         self.queue = Gauge("citywok_identify_queue_depth", "identify jobs admitted (running or waiting)",

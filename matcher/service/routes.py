@@ -20,6 +20,7 @@ from citywok.matcher.engine.decode import DecodeError
 from citywok.matcher.engine.identify import ClipTooShort
 from citywok.matcher.service import openapi, urlfetch
 from citywok.matcher.service.admission import Admission, Overloaded
+from citywok.matcher.service.metrics import identify_outcome
 from citywok.matcher.service.swap import NotReady
 from citywok.matcher.service.workers import WorkerLost
 from citywok.matcher.store.ingest import IngestResult, ingest_bytes, publish
@@ -157,7 +158,7 @@ def overloaded() -> ApiError:
 async def identify(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     m = svc.metrics
-    outcome = "error"
+    outcome = "server_error"  # an exception that is not an ApiError
     try:
         if not svc.holder.ready:
             raise not_ready()
@@ -198,12 +199,10 @@ async def identify(request: web.Request) -> web.Response:
         body["source"] = clip.source
         return web.json_response(body)
     except ApiError as e:
-        if e.status in {429, 503}:
-            outcome = ""
+        outcome = identify_outcome(e.status, e.code)
         raise
     finally:
-        if outcome:
-            m.identify.labels(outcome).inc()
+        m.identify.labels(outcome).inc()
 
 
 # -- ingest --------------------------------------------------------------------------------------

@@ -17,8 +17,13 @@ TARGET_LABELS = frozenset({"namespace", "pod", "service", "container", "endpoint
                            "fingerprintdb"})
 # Grafana's variables, replaced by something PromQL accepts before parsing.
 GRAFANA_VARS = {"$__rate_interval": "5m", "$__range": "1h", "$__interval": "1m"}
-SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "info": ("_info",),
-            "histogram": ("_bucket", "_sum", "_count", "_created"), "summary": ("", "_sum", "_count", "_created")}
+# No *_created series: citywok.buildinfo turns them off in every process that exports metrics.
+SUFFIXES = {"counter": ("_total",), "gauge": ("",), "info": ("_info",),
+            "histogram": ("_bucket", "_sum", "_count"), "summary": ("", "_sum", "_count")}
+# Series Prometheus itself writes for every scrape target (labels: the target labels).
+SCRAPE_SERIES = ("up", "scrape_duration_seconds", "scrape_samples_scraped")
+# What every component exports besides its own citywok_* series.
+COMMON_PREFIXES = ("citywok_build_info", "process_", "python_")
 
 
 def _registry_series(registry: CollectorRegistry) -> dict[str, set[str]]:
@@ -44,10 +49,12 @@ def exported_series() -> dict[str, dict[str, set[str]]]:
     matcher.served("v1", [1, 2], 0, 0)  # what the service records once a version is loaded
     default = _registry_series(REGISTRY)
     return {
-        "matcher": {k: v for k, v in _registry_series(matcher.registry).items() if k.startswith("citywok_")},
-        "fetcher": {k: v for k, v in default.items() if k.startswith("citywok_fetcher_")},
+        "matcher": {k: v for k, v in _registry_series(matcher.registry).items()
+                    if k.startswith(("citywok_", *COMMON_PREFIXES))},
+        "fetcher": {k: v for k, v in default.items() if k.startswith(("citywok_fetcher_", *COMMON_PREFIXES))},
         "operator": {k: v for k, v in default.items()
-                     if k.startswith(("citywok_operator_", "citywok_fingerprintdb_"))},
+                     if k.startswith(("citywok_operator_", "citywok_fingerprintdb_", *COMMON_PREFIXES))},
+        "prometheus": {name: set() for name in SCRAPE_SERIES},
     }
 
 

@@ -12,9 +12,11 @@ import re
 import promql_parser
 import pytest
 
-from tests.chart.chartkit import FULL_VALUES, one, render
+from tests.chart.chartkit import FULL_VALUES, ROOT, one, render
 from tests.chart.promkit import TARGET_LABELS, exported_series, parse
 
+RUNBOOKS_URL = "https://github.com/citywok/citywok/blob/main/docs/runbooks.md"
+RUNBOOK_SECTIONS = ("What it means", "What to check", "What to do")
 LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 ALERT_LABEL = re.compile(r"\$labels\.(\w+)")
 
@@ -103,16 +105,32 @@ def dashboard_template_vars() -> list[dict]:
 def test_dashboard_covers_what_operators_look_at() -> None:
     exprs = " ".join(t["expr"] for _, t in dashboard_targets())
     for needle in ("citywok_identify_total", "histogram_quantile(0.99", 'outcome="match"', "status=~\"4..|5..\"",
-                   "citywok_db_info", "citywok_fingerprintdb_ready_replicas", "citywok_fetcher_downloaded_bytes_total",
-                   "citywok_fetcher_verify_failures_total", "citywok_operator_reconciles_total"):
+                   'outcome=~"client_error|server_error|refused"', "citywok_db_info",
+                   "citywok_fingerprintdb_ready_replicas", "citywok_fingerprintdb_progressing",
+                   "citywok_fetcher_downloaded_bytes_total", "citywok_fetcher_verify_failures_total",
+                   "citywok_operator_reconciles_total", "citywok_identify_workers_lost_total", "citywok_build_info",
+                   "process_resident_memory_bytes", "process_cpu_seconds_total", "up{"):
         assert needle in exprs, needle
+    # 429s once: as the identify outcome "refused", not also as an HTTP status or the rejected counter.
+    assert "citywok_identify_rejected_total" not in exprs
+    assert 'route="/api/v1/identify"' not in next(t["expr"] for title, t in dashboard_targets()
+                                                  if title == "Errors and refusals" and "http_requests" in t["expr"])
+
+
+def test_operator_panels_follow_the_namespace_and_fingerprintdb_filters(series) -> None:
+    for title, target in dashboard_targets():
+        for name, labels in parse(target["expr"]).selectors:
+            if name.startswith(("citywok_operator_", "citywok_fingerprintdb_")):
+                assert {"namespace", "name"} <= labels, f"{title}: {name} ignores the filters"
+                assert {"namespace", "name"} <= series[name], name
 
 
 def test_every_alert_parses_uses_exported_series_and_names_kept_labels(series) -> None:
     rules = alert_rules()
     names = {r["alert"] for r in rules}
     assert {"CityWokHighErrorRate", "CityWokIdentifyLatencyHigh", "CityWokFingerprintDBDegraded",
-            "CityWokVerifyFailures", "CityWokMixedVersions"} <= names
+            "CityWokVerifyFailures", "CityWokMixedVersions", "CityWokTargetDown", "CityWokOperatorDown",
+            "CityWokMatchRateDrop", "CityWokWorkersLost", "CityWokFingerprintDBStuckProgressing"} <= names
     for r in rules:
         check_query(r["expr"], series)
         q = parse(r["expr"])
@@ -121,6 +139,7 @@ def test_every_alert_parses_uses_exported_series_and_names_kept_labels(series) -
         assert r["labels"]["severity"] in {"warning", "critical"}
         assert r["labels"]["team"] == "audio", "extraLabels reach every alert"
         assert r["annotations"]["summary"] and r["annotations"]["description"]
+        assert r["annotations"]["runbook_url"] == f"{RUNBOOKS_URL}#{r['alert'].lower()}", r["alert"]
         for label in ALERT_LABEL.findall(r["annotations"]["description"]):
             assert label in q.grouping, f"{r['alert']}: $labels.{label} is dropped by the expression"
 
@@ -135,3 +154,44 @@ def test_alert_thresholds_come_from_values() -> None:
     tuned_rules = {r["alert"]: r for g in tuned["spec"]["groups"] for r in g["rules"]}
     assert tuned_rules["CityWokIdentifyLatencyHigh"]["expr"].rstrip().endswith("> 0.5")
     assert tuned_rules["CityWokMixedVersions"]["for"] == "1h"
+
+
+def runbook_sections() -> dict[str, str]:
+    """docs/runbooks.md: `## AlertName` heading -> the text of its section."""
+    text = (ROOT / "docs" / "runbooks.md").read_text()
+    parts = re.split(r"^## (\w+)\s*$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_every_alert_has_a_runbook_section_that_says_what_to_check_and_do() -> None:
+    sections = runbook_sections()
+    alerts = {r["alert"] for r in alert_rules()}
+    assert alerts == set(sections), f"no runbook: {alerts - set(sections)}; no alert: {set(sections) - alerts}"
+    for alert, body in sections.items():
+        for heading in RUNBOOK_SECTIONS:
+            part = re.search(rf"^\*\*{heading}:?\*\*(.*?)(?=^\*\*|\Z)", body, flags=re.M | re.S)
+            assert part and len(part.group(1).split()) >= 8, f"{alert}: '{heading}' missing or empty"
+
+
+def test_match_rate_alert_compares_against_its_own_earlier_rate() -> None:
+    rule = next(r for r in alert_rules() if r["alert"] == "CityWokMatchRateDrop")
+    q = parse(rule["expr"])
+    assert [n for n, _ in q.selectors].count("citywok_identify_total") >= 4
+    assert "offset 30m" in rule["expr"] and "[1d]" in rule["expr"] and "< 0.7 *" in rule["expr"]
+
+
+def test_real_exposition_has_build_info_process_series_and_no_created() -> None:
+    """The text each part serves on /metrics (the matcher's registry, the fetcher's and operator's default)."""
+    import citywok.fetcher.metrics  # noqa: F401
+    import citywok.operator.metrics  # noqa: F401
+    from citywok.matcher.service.metrics import Metrics
+    from prometheus_client import REGISTRY, generate_latest
+
+    from citywok.buildinfo import labels
+
+    build = labels()
+    for text in (Metrics().render().decode(), generate_latest(REGISTRY).decode()):
+        samples = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+        assert not [ln for ln in samples if "_created" in ln.split("{")[0]]
+        assert f'citywok_build_info{{revision="{build["revision"]}",version="{build["version"]}"}} 1.0' in samples
+        assert any(ln.startswith("process_resident_memory_bytes ") for ln in samples)

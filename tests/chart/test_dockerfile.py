@@ -145,3 +145,12 @@ def test_healthcheck_command_passes_on_a_live_matcher_and_fails_without_one(pars
         server.wait(timeout=20)
     down = {**os.environ, "CITYWOK_HEALTH_URL": f"http://127.0.0.1:{_free_port()}/healthz"}
     assert subprocess.run(check, env=down, capture_output=True).returncode != 0
+
+
+def test_image_records_its_revision_for_build_info(parsed) -> None:
+    """citywok_build_info{revision} reads CITYWOK_REVISION, which the image sets from its REVISION build arg."""
+    from citywok.buildinfo import REVISION_ENV
+
+    runtime = stages(parsed)[-1]
+    assert "REVISION=unknown" in instructions(runtime, "ARG")
+    assert parsed.envs[REVISION_ENV] == "unknown", "the ENV takes the build arg (its default here)"

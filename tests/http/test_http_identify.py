@@ -108,6 +108,9 @@ def test_overload_is_429_with_retry_after_at_once(start_server, data_dir) -> Non
     rejected = [(t, ra) for st, t, ra in results if st == 429]
     assert all(ra == "1" for _, ra in rejected)
     assert np.median([t for t, _ in rejected]) < 1.0  # refused immediately, not after a timeout
+    metrics = requests.get(f"{s.url}/metrics", timeout=5).text
+    assert f'citywok_identify_total{{outcome="refused"}} {len(rejected)}.0' in metrics
+    assert f'citywok_identify_total{{outcome="match"}} {statuses.count(200)}.0' in metrics
 
 
 def test_not_ready_is_503_until_a_version_appears(start_server, tmp_path) -> None:
@@ -117,6 +120,7 @@ def test_not_ready_is_503_until_a_version_appears(start_server, tmp_path) -> Non
     _error(requests.get(f"{s.url}/readyz", timeout=5), 503, "not_ready")
     _error(requests.post(f"{s.url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(1, 1.0))}, timeout=10),
            503, "not_ready")
+    assert 'citywok_identify_total{outcome="refused"} 1.0' in requests.get(f"{s.url}/metrics", timeout=5).text
     assert requests.get(f"{s.url}/healthz", timeout=5).json() == {"status": "ok"}
     t = requests.get(f"{s.url}/api/v1/test", timeout=5).json()
     assert t["status"] == "ok" and t["db_version"] is None

@@ -7,6 +7,7 @@ import logging
 
 import requests
 
+import citywok
 from tests.http.support import ServerThread, clip_bytes
 
 
@@ -76,7 +77,10 @@ def test_metrics_appear_after_traffic(server) -> None:
     assert _metric(text, "citywok_http_requests_total", route="/api/v1/identify", status="400") == 1
     assert _metric(text, "citywok_http_request_duration_seconds_count", route="/api/v1/identify") == 3
     assert _metric(text, "citywok_identify_total", outcome="match") == 1
-    assert _metric(text, "citywok_identify_total", outcome="error") == 2
+    assert _metric(text, "citywok_identify_total", outcome="client_error") == 2  # 415 not audio, 400 no file
+    assert "_created" not in text, "no *_created series"
+    assert _metric(text, "citywok_build_info", version=citywok.__version__) == 1
+    assert _metric(text, "process_resident_memory_bytes") > 0
     assert _metric(text, "citywok_decode_seconds_count") == 1
     assert _metric(text, "citywok_match_seconds_count") == 1
     assert _metric(text, "citywok_identify_hashes_looked_up_sum") > 50
@@ -154,3 +158,13 @@ def test_seasons_setting_serves_only_those(start_server, data_dir) -> None:
     r = requests.post(f"{only_2.url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(2, 10.0))},
                       timeout=30)
     assert r.status_code == 200 and r.json()["match"] is False
+
+
+def test_identify_outcome_names_whose_fault_an_error_is() -> None:
+    from citywok.matcher.service.metrics import OUTCOMES, identify_outcome
+
+    assert [identify_outcome(s, c) for s, c in [(400, "bad_request"), (413, "too_large"), (415, "unsupported_media"),
+                                                 (422, "too_short")]] == ["client_error"] * 4
+    assert identify_outcome(429, "overloaded") == identify_outcome(503, "not_ready") == "refused"
+    assert identify_outcome(503, "worker_lost") == identify_outcome(500, "internal") == "server_error"
+    assert set(OUTCOMES) == {"match", "no_match", "client_error", "server_error", "refused"}

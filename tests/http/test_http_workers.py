@@ -84,6 +84,7 @@ def test_a_dead_worker_fails_only_the_requests_it_held(start_server, data_dir) -
     assert set(server.service.identify_pool.pids()).isdisjoint(pids)
     metrics = requests.get(f"{url}/metrics", timeout=10).text
     assert "citywok_identify_workers_lost_total 3.0" in metrics
+    assert 'citywok_identify_total{outcome="server_error"} 3.0' in metrics, "a lost worker is the server's fault"
 
 
 def test_workers_end_when_their_server_is_killed(data_dir) -> None:

@@ -454,21 +454,34 @@ def test_metrics_and_liveness(operator: Operator, cluster: Cluster) -> None:
     assert http_ok(f"http://127.0.0.1:{operator.liveness}/healthz")
     with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics}/metrics", timeout=5) as r:
         text = r.read().decode()
-    assert 'citywok_operator_reconciles_total{result="ok"}' in text
-    assert "citywok_operator_rollout_duration_seconds_bucket" in text
-    assert f'citywok_fingerprintdb_ready_replicas{{name="db",namespace="{cluster.ns}"}} 2.0' in text
+    me = f'name="db",namespace="{cluster.ns}"'  # prometheus_client sorts label names
+    assert f'citywok_operator_reconciles_total{{{me},result="ok"}}' in text, "per-resource labels"
+    assert f'citywok_operator_rollout_duration_seconds_count{{{me},outcome="complete"}} 1.0' in text
+    assert f"citywok_fingerprintdb_ready_replicas{{{me}}} 2.0" in text
+    assert f"citywok_fingerprintdb_progressing{{{me}}} 0.0" in text
+    assert "citywok_build_info{" in text and "process_resident_memory_bytes " in text
+    assert "_created" not in text
 
     # Level-based but quiet: writing the status wakes the daemon once and then nothing changes, so in
     # a steady state reconciles come from the resync timer (3 s here), not from a feedback loop.
-    first = reconciles(operator)
+    first = reconciles(operator, cluster.ns)
     time.sleep(6)
-    assert reconciles(operator) - first < 30
+    assert reconciles(operator, cluster.ns) - first < 30
+
+    # A deleted FingerprintDB takes its series with it.
+    cluster.kubectl("delete", "fingerprintdb", "db", "--wait=true", "--timeout=60s")
+
+    def forgotten() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics}/metrics", timeout=5) as r:
+            return me not in r.read().decode()
+    wait_for(forgotten, 30, "the deleted resource's series dropped", operator)
 
 
-def reconciles(op: Operator) -> float:
+def reconciles(op: Operator, namespace: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics}/metrics", timeout=5) as r:
         line = next(ln for ln in r.read().decode().splitlines()
-                    if ln.startswith('citywok_operator_reconciles_total{result="ok"}'))
+                    if ln.startswith(f'citywok_operator_reconciles_total{{name="db",namespace="{namespace}",'
+                                     'result="ok"}'))
     return float(line.split()[-1])
 
 

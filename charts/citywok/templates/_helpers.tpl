@@ -100,3 +100,18 @@ matchNames:
 any: true
 {{- end }}
 {{- end -}}
+
+{{/* An alert's labels block: severity and metrics.prometheusRule.extraLabels. (list root severity) */}}
+{{- define "citywok.alertLabels" -}}
+{{- $root := index . 0 }}
+labels:
+  severity: {{ index . 1 }}
+  {{- with $root.Values.metrics.prometheusRule.extraLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{/* An alert's runbook: its section of docs/runbooks.md (GitHub's heading anchor). (list root alert) */}}
+{{- define "citywok.runbook" -}}
+{{- printf "%s#%s" ((index . 0).Values.metrics.prometheusRule.runbookBaseUrl | trimSuffix "/") (index . 1 | lower) -}}
+{{- end -}}
