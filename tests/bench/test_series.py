@@ -1,0 +1,112 @@
+"""The series benchmark's generator and clip cutter make what they claim (real espeak-ng, real PyAV)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from citywok.matcher import synth
+from citywok.matcher.engine.decode import decode
+
+from bench import series_clips, series_gen
+from bench.series_cut import cut_clips
+
+RATE = series_gen.RATE
+MINUTES = (0.5, 0.6)
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory: pytest.TempPathFactory) -> tuple[list, series_gen.Split, Path]:
+    """Two indexed and one unseen short episode over generated music tracks."""
+    root = tmp_path_factory.mktemp("series")
+    tracks = []
+    for k in range(12):
+        path = root / f"track{k:02d}.flac"
+        path.write_bytes(synth.encode(synth.episode(900 + k, 40, RATE), RATE, "flac"))
+        tracks.append(path)
+    episodes, split = series_gen.build_series(tracks, 2, 1, seed=3, cache=root / "cache", minutes=MINUTES)
+    return episodes, split, root
+
+
+def _tone(freq: float, seconds: float) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * freq * np.arange(int(seconds * RATE)) / RATE)).astype(np.float32)
+
+
+def _peak_hz(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.fft.rfftfreq(x.size, 1 / RATE)[int(spec.argmax())])
+
+
+def test_episodes_share_the_theme_and_last_their_length(series: tuple) -> None:
+    episodes, split, _root = series
+    assert [e.id for e in episodes] == ["S01E01", "S01E02", "unseen01"]
+    assert [e.indexed for e in episodes] == [True, True, False]
+    pcms = [decode(e.path, RATE) for e in episodes]
+    for e, x in zip(episodes, pcms, strict=True):
+        assert MINUTES[0] * 60 <= e.seconds <= MINUTES[1] * 60 + 0.01
+        assert abs(x.size / RATE - e.seconds) < 0.01
+    theme = int(series_gen.THEME_SECONDS * RATE)
+    np.testing.assert_allclose(pcms[0][:theme] / np.abs(pcms[0][:theme]).max(),
+                               pcms[2][:theme] / np.abs(pcms[2][:theme]).max(), atol=2e-3)
+    assert not np.allclose(pcms[0][theme:theme + RATE * 5], pcms[1][theme:theme + RATE * 5], atol=0.05)
+    assert not set(split.beds) & set(split.unseen_beds)
+    assert not set(split.uploader) & (set(split.beds) | set(split.unseen_beds) | {split.theme})
+
+
+def test_series_is_deterministic_and_cached(series: tuple) -> None:
+    episodes, split, root = series
+    again = series_gen.episode_pcm(3, 1, True, split, MINUTES)
+    np.testing.assert_allclose(again, decode(episodes[0].path, RATE), atol=1e-3)
+    stamp = Path(episodes[0].path).stat().st_mtime_ns
+    tracks = sorted(root.glob("track*.flac"))
+    cached, _ = series_gen.build_series(tracks, 2, 1, seed=3, cache=root / "cache", minutes=MINUTES)
+    assert cached == episodes and Path(episodes[0].path).stat().st_mtime_ns == stamp
+
+
+def test_speech_is_speech() -> None:
+    line = series_gen.speak("In the beginning God created the heaven and the earth.", series_gen.CAST[0])
+    assert 1.5 < line.size / RATE < 6
+    assert abs(float(np.sqrt(np.mean(line ** 2))) - series_gen.SPEECH_RMS) < 1e-3
+
+
+@pytest.mark.parametrize(("kind", "factor", "freq", "length"), [
+    ("speed", 1.25, 550.0, 4.0), ("speed", 0.8, 352.0, 6.25), ("tempo", 1.25, 440.0, 4.0),
+    ("tempo", 0.8, 440.0, 6.25), ("pitch", 3, 440 * 2 ** 0.25, 5.0), ("pitch", -2, 440 * 2 ** (-1 / 6), 5.0)])
+def test_edits_scale_time_and_frequency(kind: str, factor: float, freq: float, length: float) -> None:
+    y = series_clips.scaled(_tone(440, 5), RATE, kind, factor)
+    assert abs(y.size / RATE - length) < 0.06
+    assert abs(_peak_hz(y) - freq) < 4
+
+
+def test_overlay_is_at_the_asked_level() -> None:
+    x, other = _tone(440, 3), _tone(1000, 2) * 0.1
+    y = series_clips.overlay(x, other, RATE, 0.0)
+    mixed = y - x
+    assert y.size == x.size
+    assert abs(np.sqrt(np.mean(mixed ** 2)) / np.sqrt(np.mean(x ** 2)) - 1) < 0.02
+
+
+def test_clips_are_what_uploads_look_like(series: tuple, tmp_path: Path) -> None:
+    episodes, split, _root = series
+    clips = cut_clips(episodes, split, [3.0], 1, 2, seed=5, folder=tmp_path / "clips", workers=1)
+    assert len(clips) == len(series_clips.EDITS) + 2
+    assert sum(c.episode is None for c in clips) == 2
+    by_row = {c.row: c for c in clips if c.episode}
+    for c in clips:
+        with av.open(c.path) as f:
+            kinds = sorted(s.type for s in f.streams)
+        assert kinds == (["audio", "video"] if c.container == "mp4" else ["audio"])
+    for row, seconds in [("clean 3 s", 3.0), ("speed 1.25 3 s", 2.4), ("tempo 0.8 3 s", 3.75),
+                         ("pitch +3 st 3 s", 3.0), ("clean mp3 3 s", 3.0)]:
+        assert abs(decode(by_row[row].path, RATE).size / RATE - seconds) < 0.08, row
+    clean = by_row["clean 3 s"]
+    source = decode(next(e.path for e in episodes if e.id == clean.episode), RATE)
+    at = int(clean.start * RATE)
+    got = decode(Path(clean.path).read_bytes(), RATE)[: 2 * RATE]
+    want = source[at:at + 2 * RATE]
+    assert np.corrcoef(got, want)[0, 1] > 0.9  # the clip starts where its truth says
+    with av.open(io.BytesIO(Path(clean.path).read_bytes())) as f:
+        assert f.streams.audio[0].codec_context.name == "aac" and f.streams.video[0].codec_context.name == "h264"
