@@ -7,9 +7,10 @@ the King James Version, a public-domain text the characters read), and the music
 Every episode opens with the same theme (a fixed stretch of one corpus track), then plays scenes: two
 or three of a cast of six characters (each an espeak-ng voice with its own speed and pitch) read
 consecutive verses in turn over a music bed, with door knocks, slams, whooshes, beeps and footsteps.
-Unseen episodes are made the same way from beds the indexed episodes never use, so that their clips
-are unindexed audio in the series' style. The corpus is split once (from the seed) into the theme,
-the indexed episodes' beds, the unseen episodes' beds and uploader music that no episode contains.
+Unseen episodes are made the same way from beds the indexed episodes never use, and read another part
+of the text, so that their clips are unindexed audio in the series' style. The corpus is split once
+(from the seed) into the theme, the indexed episodes' beds, the unseen episodes' beds and uploader music
+that no episode contains.
 
 An episode depends only on (seed, its number, indexed or unseen), so files are cached one by one
 under ~/.cache/citywok/series/seed<seed>-g<GENERATOR>/ and a larger series reuses a smaller one's.
@@ -30,10 +31,11 @@ from citywok.matcher import synth
 from citywok.matcher.engine.decode import decode
 
 RATE = 22050  # espeak-ng's own rate; episodes are stored at it as FLAC
-GENERATOR = 1  # bump when the episodes' content changes, so old caches are not reused
+GENERATOR = 2  # bump when the episodes' content changes, so old caches are not reused
 CACHE = Path(os.environ.get("CITYWOK_CACHE", Path.home() / ".cache" / "citywok")) / "series"
 THEME_SECONDS = 20.0
 MIN_MINUTES, MAX_MINUTES = 4.0, 6.0
+MAX_VERSES = 400  # more than an episode reads
 SPEECH_RMS = 0.1  # each spoken line is brought to this level; beds and effects sit relative to it
 
 
@@ -202,13 +204,20 @@ def episode_pcm(seed: int, number: int, indexed: bool, split: Split,
     seconds = float(rng.uniform(*minutes) * 60)
     beds = split.beds if indexed else split.unseen_beds
     parts, total = [theme(split)], THEME_SECONDS
-    verse = int(rng.integers(0, len(scripture())))
+    verse = int(rng.integers(*verse_range(indexed)))
     while total < seconds:
         x, verse = scene(rng, beds, verse)
         parts.append(x)
         total += x.size / RATE
     pcm = np.concatenate(parts)[:int(seconds * RATE)]
     return (pcm * (0.9 / max(1e-6, float(np.abs(pcm).max())))).astype(np.float32)
+
+
+def verse_range(indexed: bool) -> tuple[int, int]:
+    """Where an episode's first verse may be: indexed episodes read the first three quarters of the
+    text and unseen ones the rest, so that no unseen line is an indexed line in the same voice."""
+    split_at = len(scripture()) * 3 // 4
+    return (0, split_at - MAX_VERSES) if indexed else (split_at, len(scripture()) - MAX_VERSES)
 
 
 def episode_id(number: int, indexed: bool) -> str:

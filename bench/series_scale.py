@@ -1,0 +1,160 @@
+"""How identify's cost grows with the catalogue: the series' season plus padding seasons up to H hours.
+
+Padding is made from the series' own postings, so that it has their statistics (how often each hash
+occurs, how densely in time) without fingerprinting hundreds of hours: the postings of the indexed
+episodes are read back from their shard, and each copy of the whole set gets its own bijection of the
+hash space (h -> h * a + c modulo 2**bits, ``a`` odd), which keeps the popularity of hashes within the copy
+and makes copies as unrelated to each other, and to the clips, as other audio would be. Copies are laid
+end to end into 22-minute episodes, 20 to a season, written through the real shard writer (and compacted
+as `citywok ingest` leaves a season). The seasons are built once into a pool (cached) and each hour count
+gets a DATA_DIR whose seasons are hard links into it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from citywok.matcher.engine.landmarks import Hashes
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.store.ingest import write_manifest
+from citywok.matcher.store.shard import FORMAT_VERSION, NewEpisode, Shard, compact
+
+from bench.series_http import pct, serve_clips
+from citywok import layout
+
+PAD_EPISODE_SECONDS = 1320.0
+EPISODES_PER_SEASON = 20
+SERIES_SEASON = 1
+
+
+def source_episodes(series_dir: Path) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(hashes, frames, seconds) of each episode of the series' season, read back from its shard."""
+    vdir = layout.version_dir(series_dir, "v1")
+    with Shard.open(vdir / layout.season_name(SERIES_SEASON)) as shard:
+        h, slot, t = shard.all_postings()
+        eps = shard.episodes()
+    out = []
+    for ep in eps:
+        mine = slot == ep.slot
+        order = np.argsort(t[mine], kind="stable")
+        out.append((h[mine][order].astype(np.uint64), t[mine][order].astype(np.uint64), ep.duration))
+    return out
+
+
+def pad_episodes(source: list[tuple[np.ndarray, np.ndarray, float]], count: int, seed: int
+                 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """``count`` padding episodes of PAD_EPISODE_SECONDS: remapped copies of the source, end to end."""
+    bits = max(int(h.max()) for h, _, _ in source if h.size).bit_length()
+    mask = np.uint64((1 << bits) - 1)
+    frames_per_second = 1 / DEFAULT_PARAMS.frame_seconds
+    rng = np.random.default_rng([seed, 500])
+    out, parts, seconds, k = [], [], 0.0, 0
+    a = c = np.uint64(1)
+    while len(out) < count:
+        if k % len(source) == 0:  # a new copy of the whole set: a new bijection
+            a, c = np.uint64(int(rng.integers(0, 1 << bits)) | 1), np.uint64(int(rng.integers(0, 1 << bits)))
+        h, t, dur = source[k % len(source)]
+        k += 1
+        keep = t < np.uint64(int((PAD_EPISODE_SECONDS - seconds) * frames_per_second))  # the last part is cut
+        parts.append((((h[keep] * a + c) & mask), t[keep] + np.uint64(int(seconds * frames_per_second))))
+        seconds = min(PAD_EPISODE_SECONDS, seconds + dur)
+        if seconds >= PAD_EPISODE_SECONDS:
+            out.append((np.concatenate([p[0] for p in parts]).astype(np.uint32),
+                        np.concatenate([p[1] for p in parts]).astype(np.uint32), seconds))
+            parts, seconds = [], 0.0
+    return out
+
+
+def padding_plan(hours: float, series_hours: float) -> list[tuple[int, int]]:
+    """(season, episodes) of the padding that brings the catalogue to ``hours``; the last season partial."""
+    episodes = max(0, int(np.ceil((hours - series_hours) * 3600 / PAD_EPISODE_SECONDS)))
+    full, rest = divmod(episodes, EPISODES_PER_SEASON)
+    return [(n, EPISODES_PER_SEASON) for n in range(2, full + 2)] + ([(full + 2, rest)] if rest else [])
+
+
+def _pool_season(pool: Path, n: int, count: int) -> Path:
+    return pool / f"s{n:03d}-e{count:02d}"
+
+
+def build_pool(series_dir: Path, pool: Path, plan: list[tuple[int, int]], seed: int) -> float:
+    """The padding seasons of ``plan`` not yet in ``pool``; returns the seconds it took."""
+    t0 = time.perf_counter()
+    todo = [(n, k) for n, k in plan if not (_pool_season(pool, n, k) / ".done").is_file()]
+    source = source_episodes(series_dir) if todo else []
+    for n, count in todo:
+        eps = pad_episodes(source, count, seed * 1000 + n)
+        path = _pool_season(pool, n, count)
+        shutil.rmtree(path, ignore_errors=True)
+        shard = Shard.create(path, DEFAULT_PARAMS, n)
+        try:
+            shard.add_episodes([NewEpisode(f"S{n:02d}E{e + 1:02d}", Hashes(h, t), dur, f"pad-{seed}-{n}-{e}")
+                                for e, (h, t, dur) in enumerate(eps)])
+        finally:
+            shard.close()
+        compact(path)
+        (path / ".done").touch()
+        print(f"  padding season {n} ({count} episodes) written ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return time.perf_counter() - t0
+
+
+def data_dir_for(series_dir: Path, pool: Path, plan: list[tuple[int, int]], target: Path) -> Path:
+    """A DATA_DIR serving the series' season and the padding seasons of ``plan`` (hard links)."""
+    shutil.rmtree(target, ignore_errors=True)
+    vdir = layout.version_dir(target, "v1")
+    src = layout.version_dir(series_dir, "v1") / layout.season_name(SERIES_SEASON)
+    for n, path in [(SERIES_SEASON, src)] + [(n, _pool_season(pool, n, k)) for n, k in plan]:
+        dst = vdir / layout.season_name(n)
+        dst.mkdir(parents=True)
+        os.link(path / "data.mdb", dst / "data.mdb")
+    write_manifest(target, "v1")
+    layout.flip_current(target, "v1")
+    return target
+
+
+def run(series_dir: Path, clips: list, hours: list[float], series_hours: float, cache: Path, seed: int = 7) -> None:
+    """Print the scaling table for unmodified clips of the longest excerpt length, MP4 and MP3."""
+    longest = max(c.seconds for c in clips)
+    chosen = [c for c in clips if c.episode is not None and c.row.startswith("clean") and c.seconds == longest]
+    pool = cache / f"pool-{DEFAULT_PARAMS.digest()}-shard{FORMAT_VERSION}"
+    plans = {h: padding_plan(h, series_hours) for h in hours}
+    print(f"\nscaling: unmodified {longest:g} s clips ({len(chosen)}, each sent twice), the series' season plus "
+          f"padding seasons of {EPISODES_PER_SEASON} x {PAD_EPISODE_SECONDS / 60:.0f} min", flush=True)
+    took = build_pool(series_dir, pool, sorted({p for plan in plans.values() for p in plan}), seed)
+    print(f"padding pool: {pool} (built in {took:.0f} s; 0 = cached)")
+    lines = [["hours indexed", "seasons", "index MB", "mp4 server p50", "p99", "mp3 server p50", "p99",
+              "client p50 (all)", "right", "RSS MiB", "PSS MiB", "load"]]
+    for h in hours:
+        data = data_dir_for(series_dir, pool, plans[h], cache / f"data-{int(h)}h")
+        vdir = layout.version_dir(data, "v1")
+        total_h = series_hours + sum(e["duration"] for e in _episodes(vdir, skip=SERIES_SEASON)) / 3600
+        size = sum(f.stat().st_size for f in vdir.rglob("data.mdb"))
+        tallies, (rss, pss) = serve_clips(data, chosen, lambda c: c.container, rounds=2)
+        mp4, mp3 = tallies.get("mp4"), tallies.get("mp3")
+        every = [x for t in tallies.values() for x in t.client_ms]
+        right = sum(t.right for t in tallies.values()) / max(1, sum(t.total for t in tallies.values()))
+        lines.append([f"{total_h:.1f}", str(len(plans[h]) + 1), f"{size / 1e6:.0f}",
+                      pct(mp4.server_ms, 50) if mp4 else "-", pct(mp4.server_ms, 99) if mp4 else "-",
+                      pct(mp3.server_ms, 50) if mp3 else "-", pct(mp3.server_ms, 99) if mp3 else "-",
+                      pct(every, 50), f"{100 * right:.1f}%", f"{rss / 2**20:.0f}", f"{pss / 2**20:.0f}",
+                      f"{os.getloadavg()[0]:.2f}"])
+        print(f"  {total_h:.1f} h measured", flush=True)
+    lines.insert(1, ["---"] * len(lines[0]))
+    for line in lines:
+        print("| " + " | ".join(line) + " |")
+    print("server p50/p99 in ms of the answer's elapsed_ms; RSS sums the server and its workers (shared pages"
+          " counted in each), PSS counts them once; load = 1-minute load average after the hour count's run")
+
+
+def _episodes(vdir: Path, skip: int) -> list[dict]:
+    m = layout.read_manifest(vdir)
+    out = []
+    for key, season in m["seasons"].items():
+        if int(key) == skip:
+            continue
+        with Shard.open(vdir / season["lmdb"]) as shard:
+            out += [{"duration": e.duration} for e in shard.episodes()]
+    return out
