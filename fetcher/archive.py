@@ -22,6 +22,8 @@ from typing import IO, Any
 import lmdb
 import zstandard
 
+from citywok.lmdbfile import LmdbFileError, check_file
+
 FORMATS = {"zst": ".tar.zst", "gz": ".tar.gz"}
 DATA_FILE = "data.mdb"
 CHUNK = 1 << 20
@@ -65,6 +67,10 @@ def shard_meta(path: Path) -> dict[str, Any]:
     if not (Path(path) / DATA_FILE).is_file():
         raise ArchiveError(f"{path}: not a season shard (no {DATA_FILE})")
     try:
+        check_file(Path(path) / DATA_FILE)  # mapping a truncated file is a SIGBUS, not an error
+    except LmdbFileError as e:
+        raise ArchiveError(f"{path}: damaged {DATA_FILE} ({e})") from None
+    try:
         env = lmdb.open(str(path), readonly=True, lock=False, max_dbs=4, subdir=True, create=False)
     except lmdb.Error as e:
         raise ArchiveError(f"{path}: cannot open LMDB environment ({e})") from None
@@ -79,7 +85,7 @@ def shard_meta(path: Path) -> dict[str, Any]:
             meta = json.loads(raw)
             meta["episodes"] = [json.loads(v)["id"] for _k, v in txn.cursor(db=episodes_db)]
             meta["postings_entries"] = txn.stat(postings_db)["entries"]
-    except lmdb.Error as e:
+    except (lmdb.Error, ValueError, TypeError, KeyError) as e:
         raise ArchiveError(f"{path}: damaged LMDB environment ({e})") from None
     finally:
         env.close()

@@ -300,6 +300,7 @@ async def api_test(request: web.Request) -> web.Response:
         "seasons": lib.seasons if lib else [],
         "episodes": lib.episode_count() if lib else 0,
         "workers": len(request.app[SERVICE].identify_pool.pids()),
+        **request.app[SERVICE].holder.problems(),
     })
 
 
@@ -308,10 +309,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    h = request.app[SERVICE].holder.current
-    if h is None:
+    holder = request.app[SERVICE].holder
+    h = holder.current
+    if h is None or not holder.ready:
         raise not_ready()
-    return web.json_response({"status": "ready", "db_version": h.library.version, "seasons": h.library.seasons})
+    return web.json_response({"status": "ready", "db_version": h.library.version, "seasons": h.library.seasons,
+                              **holder.problems()})
 
 
 async def metrics(request: web.Request) -> web.Response:

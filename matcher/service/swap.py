@@ -68,7 +68,16 @@ class ServedVersion:
 
     @property
     def ready(self) -> bool:
-        return self._current is not None
+        """A version is loaded and at least one of its seasons still serves."""
+        h = self._current
+        return h is not None and (bool(h.library.shards) or not getattr(h.library, "failed", None))
+
+    def problems(self) -> dict[str, object]:
+        """What readiness and /api/v1/test report beside the version: seasons left out and why, and
+        the last failure to load or keep up with `current`."""
+        h = self._current
+        failed = getattr(h.library, "failed", {}) if h is not None else {}
+        return {"failed_seasons": {str(n): why for n, why in sorted(failed.items())}, "last_error": self.last_error}
 
     @contextmanager
     def acquire(self) -> Iterator[Library]:
@@ -109,7 +118,11 @@ class ServedVersion:
                 self._fail(str(e))
                 return False
             cur = self._current
+            if cur is not None:
+                self._check_served(cur)
             if vdir is None or not layout.is_complete(vdir):
+                if cur is not None and vdir is not None and vdir.resolve() == cur.vdir:
+                    self._fail(f"{cur.vdir.name}/{layout.MANIFEST} is gone; serving what was loaded")
                 return False
             vdir = vdir.resolve()
             if cur is not None and cur.vdir == vdir:
@@ -194,6 +207,17 @@ class ServedVersion:
             h.library.close()
             log.info("closed version %s", h.vdir.name)
 
+    def _check_served(self, h: Handle) -> None:
+        """Leave out seasons of the served version whose files shrank or went (see Library.check)."""
+        if self.legacy or not hasattr(h.library, "check"):
+            return
+        if h.library.check():
+            h.seasons = h.library.seasons
+            self._fail("seasons left out of " + h.vdir.name + ": " + ", ".join(
+                f"{n} ({why})" for n, why in sorted(h.library.failed.items())))
+            if self.on_swap:
+                self.on_swap(None, h)
+
     def _maybe_refresh(self, h: Handle) -> None:
         """Another process ingested into the served version: re-read its episode tables."""
         try:
@@ -202,6 +226,8 @@ class ServedVersion:
             return
         if mtime != h.manifest_mtime:
             h.manifest_mtime = mtime
+            if self.last_error and layout.MANIFEST in self.last_error:
+                self.last_error = None  # the manifest is back
             h.library.refresh()
 
     def close(self) -> None:

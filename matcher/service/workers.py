@@ -51,6 +51,7 @@ class Timed:
 
 def identify_bytes(library: Library, data: bytes) -> Timed:
     """Decode and identify one clip."""
+    library.check()  # a season whose file shrank is left out before its pages are read
     t0 = time.perf_counter()
     pcm = decode(data, library.params.sample_rate, max_seconds=MAX_CLIP_SECONDS)
     t1 = time.perf_counter()
@@ -98,9 +99,15 @@ def _end_with(pid: int, every: float = 1.0) -> None:
 
 def library(vdir: str) -> Library:
     """This worker's Library of a version folder, reopened when its manifest changed (an ingest
-    added episodes or a season); the least recently asked beyond KEEP_OPEN are closed."""
-    stamp = (Path(vdir) / layout.MANIFEST).stat().st_mtime_ns
+    added episodes or a season); the least recently asked beyond KEEP_OPEN are closed. A manifest
+    that went away while the version is open changes nothing: what was loaded keeps answering."""
+    try:
+        stamp = (Path(vdir) / layout.MANIFEST).stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = None
     got = _libraries.pop(vdir, None)
+    if got is not None and stamp is None:
+        stamp = got[0]
     if got is not None and got[0] != stamp:
         got[1].close()
         got = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from pathlib import Path
 
+import lmdb
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
 from citywok.matcher.store.shard import Episode, Shard, ShardError
 from citywok.matcher.store.shared import SharedSegment
@@ -12,16 +14,20 @@ from citywok.matcher.store.shared import load as load_shared
 
 from citywok import layout
 
+log = logging.getLogger("citywok.library")
+
 
 class Library:
     """Every season shard of one version folder, read-only unless ``writable``."""
 
     def __init__(self, version: str, shards: dict[int, Shard], params: FingerprintParams,
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, failed: dict[int, str] | None = None) -> None:
         self.version = version
         self.path = path  # the version folder
         self.shards = shards
         self.params = params
+        self.failed: dict[int, str] = dict(failed or {})  # season -> why it is not served
+        self._dropped: list[Shard] = []  # left out while open; closed with the library
         self._episodes: dict[int, dict[int, Episode]] = {}
         self.shared: dict[int, list[SharedSegment]] = {}
         self.refresh()
@@ -30,18 +36,42 @@ class Library:
     def open(cls, vdir: Path, params: FingerprintParams = DEFAULT_PARAMS, max_seasons: int | None = None,
              writable: bool = False, only: Collection[int] | None = None, pin: bool = False) -> Library:
         """``pin``: nothing writes to this version while it is open (a fetched version being served),
-        so each shard keeps one read snapshot parsed (:meth:`Shard.pin`)."""
+        so each shard keeps one read snapshot parsed (:meth:`Shard.pin`).
+
+        A season that cannot be opened (damaged, other parameters) is left out and named in
+        :attr:`failed`; only a version none of whose seasons opens is refused.
+        """
         vdir = Path(vdir)
         seasons = layout.pick_seasons(layout.season_dirs(vdir), max_seasons, only)
         shards: dict[int, Shard] = {}
-        try:
-            for n, path in seasons.items():
+        failed: dict[int, str] = {}
+        for n, path in seasons.items():
+            try:
                 shards[n] = Shard.open(path, params, writable=writable, pin=pin)
-        except ShardError:
+            except ShardError as e:
+                log.error("season %d of %s is not served: %s", n, vdir.name, e)
+                failed[n] = str(e)
+        if failed and not shards:
+            raise ShardError("no season opens: " + "; ".join(f"season {n}: {why}" for n, why in failed.items()))
+        try:
+            return cls(vdir.name, shards, params, vdir, failed)
+        except (ShardError, lmdb.Error, ValueError) as e:
             for s in shards.values():
                 s.close()
-            raise
-        return cls(vdir.name, shards, params, vdir)
+            raise ShardError(f"{vdir.name}: {e}") from None
+
+    def check(self) -> bool:
+        """Leave out every season whose file shrank or went since it was opened (reading it would be a
+        SIGBUS); True when one was. Cheap: run before each lookup batch and at each poll."""
+        bad = {n: why for n, s in self.shards.items() if isinstance(s, Shard) and (why := s.intact()) is not None}
+        if not bad:
+            return False
+        for n, why in bad.items():
+            log.error("season %d of %s is no longer served: %s", n, self.version, why)
+            self.failed[n] = why
+            self._dropped.append(self.shards[n])
+        self.shards = {n: s for n, s in self.shards.items() if n not in bad}  # replaced whole: readers
+        return True
 
     def refresh(self) -> None:
         """Re-read the episode tables and shared segments (after an ingest into a writable shard)."""
@@ -62,9 +92,9 @@ class Library:
         return sum(s.nbytes() for s in self.shards.values())
 
     def close(self) -> None:
-        for s in self.shards.values():
+        for s in [*self.shards.values(), *self._dropped]:
             s.close()
-        self.shards = {}
+        self.shards, self._dropped = {}, []
 
     def __enter__(self) -> Library:
         return self

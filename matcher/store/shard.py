@@ -26,6 +26,7 @@ Limits: 1,024 episodes per season, 2.3 hours per episode.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -40,6 +41,8 @@ import lmdb
 import numpy as np
 from citywok.matcher.engine.landmarks import HASH_BITS, Hashes
 from citywok.matcher.engine.params import FingerprintParams
+
+from citywok.lmdbfile import LmdbFileError, check_file, still_whole
 
 FORMAT = "citywok-season-shard"
 FORMAT_VERSION = 3
@@ -324,8 +327,9 @@ def _read_bits(data: Any, index: np.ndarray, width: int) -> np.ndarray:
 class Shard:
     """One season's LMDB environment, opened once per process (LMDB forbids opening it twice)."""
 
-    def __init__(self, path: Path, env: lmdb.Environment, writable: bool) -> None:
+    def __init__(self, path: Path, env: lmdb.Environment, writable: bool, hold: int = -1) -> None:
         self.path = path
+        self._hold = hold  # a shared lock on HOLDERS_LOCK while open: compaction waits for none
         self.env = env
         self.writable = writable
         self._write_lock = threading.Lock()
@@ -338,6 +342,15 @@ class Shard:
         except lmdb.NotFoundError:  # a shard written before shared segments were recorded
             self._shared_db = None
         self._pinned: tuple[lmdb.Transaction, PackedTable | None] | None = None
+        self._fd = os.open(path / "data.mdb", os.O_RDONLY)  # to see the file shrink under the mapping
+
+    def intact(self) -> str | None:
+        """None while the file is still as long as its header needs and still in its folder, else why
+        not. Checked before lookups: a mapping of a file truncated meanwhile dies of SIGBUS when read."""
+        why = still_whole(self._fd)
+        if why is None and not (self.path / "data.mdb").exists():
+            why = "its data.mdb was removed"
+        return why
 
     def pin(self) -> None:
         """Keep one read snapshot open and its table parsed, for a shard nothing writes to any more
@@ -352,18 +365,38 @@ class Shard:
     def create(cls, path: Path, params: FingerprintParams, season: int) -> Shard:
         """Open for writing, creating an empty shard with these parameters if there is none."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=5, subdir=True)
-        shard = cls(path, env, writable=True)
-        existing = shard.meta(missing_ok=True)
-        if existing is None:
-            meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params.to_dict(),
-                    "params_digest": params.digest(), "season": season, "hash_count": 0,
-                    "posting_count": 0, "episode_count": 0, "total_seconds": 0.0}
-            with env.begin(write=True) as txn:
-                txn.put(b"meta", json.dumps(meta).encode(), db=shard._meta_db)
-        else:
-            shard._check_meta(existing, params)
+        new = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if (path / "data.mdb").exists() and (path / "data.mdb").stat().st_size:
+                _check_file(path)
+            hold = _hold(path, fcntl.LOCK_SH)
+        except OSError as e:
+            raise ShardError(f"{path}: cannot create the season folder ({e.strerror})") from None
+        try:
+            env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=5, subdir=True)
+        except lmdb.Error as e:
+            _release(hold)
+            if new:  # a half-made folder would be a damaged season to every reader
+                shutil.rmtree(path, ignore_errors=True)
+            raise ShardError(f"{path}: cannot open LMDB environment ({_lmdb_reason(e)})") from None
+        shard = cls(path, env, writable=True, hold=hold)
+        try:
+            existing = shard.meta(missing_ok=True)
+            if existing is None:
+                meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params.to_dict(),
+                        "params_digest": params.digest(), "season": season, "hash_count": 0,
+                        "posting_count": 0, "episode_count": 0, "total_seconds": 0.0}
+                with env.begin(write=True) as txn:
+                    txn.put(b"meta", json.dumps(meta).encode(), db=shard._meta_db)
+            else:
+                shard._check_meta(existing, params)
+        except (lmdb.Error, ShardError) as e:
+            shard.close()
+            if new:
+                shutil.rmtree(path, ignore_errors=True)
+            why = _lmdb_reason(e) if isinstance(e, lmdb.Error) else str(e)
+            raise ShardError(f"{path}: {why}") from None
         return shard
 
     @classmethod
@@ -374,7 +407,9 @@ class Shard:
         path = Path(path)
         if not (path / "data.mdb").is_file():
             raise ShardError(f"{path}: not a season shard (no data.mdb)")
+        hold = _hold(path, fcntl.LOCK_SH)
         try:
+            _check_file(path)
             if writable:
                 env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=5, subdir=True, create=False)
             else:
@@ -383,18 +418,23 @@ class Shard:
                 env = lmdb.open(str(path), readonly=True, lock=lock, max_dbs=5, subdir=True,
                                 create=False, readahead=False, max_readers=512)
         except lmdb.Error as e:
+            _release(hold)
             raise ShardError(f"{path}: cannot open LMDB environment ({e})") from None
+        except ShardError:
+            _release(hold)
+            raise
         shard = None
         try:
-            shard = cls(path, env, writable=writable)
+            shard = cls(path, env, writable=writable, hold=hold)
             shard._check_meta(shard.meta(), params)
             if pin and not writable:
                 shard.pin()
-        except (lmdb.Error, ShardError) as e:
+        except (lmdb.Error, ShardError, ValueError, OSError) as e:
             if shard is not None:
                 shard.close()
             else:
                 env.close()
+                _release(hold)
             raise ShardError(f"{path}: {e}") from None
         return shard
 
@@ -403,6 +443,12 @@ class Shard:
             self._pinned[0].abort()
             self._pinned = None
         self.env.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._hold >= 0:
+            os.close(self._hold)  # drops the lock
+            self._hold = -1
 
     def __enter__(self) -> Shard:
         return self
@@ -431,7 +477,13 @@ class Shard:
             if missing_ok:
                 return None
             raise ShardError("no metadata record (half-written or not a CityWok shard)")
-        return json.loads(raw)
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            raise ShardError("the metadata record is not JSON: damaged") from None
+        if not isinstance(meta, dict):
+            raise ShardError("the metadata record is not a JSON object: damaged")
+        return meta
 
     @property
     def params(self) -> FingerprintParams:
@@ -521,7 +573,7 @@ class Shard:
     def put_shared(self, segments: list[dict[str, Any]]) -> None:
         if not self.writable or self._shared_db is None:
             raise ShardError("shard is open read-only")
-        with self._write_lock, self.env.begin(write=True) as txn:
+        with self._writing() as txn:
             txn.put(b"segments", json.dumps(segments).encode(), db=self._shared_db)
 
     def check(self) -> dict[str, Any]:
@@ -568,7 +620,7 @@ class Shard:
             if len(n.hashes) and int(n.hashes.t.max()) > MAX_FRAME:
                 raise ShardError(f"{n.id}: longer than a shard can index ({MAX_FRAME} frames)")
         added: list[Episode] = []
-        with self._write_lock, self.env.begin(write=True) as txn:
+        with self._writing() as txn:
             meta = json.loads(txn.get(b"meta", db=self._meta_db))
             table = self._table(txn)
             parts: dict[int, np.ndarray] = {}  # this batch's postings by slot
@@ -596,7 +648,7 @@ class Shard:
         """Remove an episode and all its postings in one transaction; False if it is not there."""
         if not self.writable:
             raise ShardError("shard is open read-only")
-        with self._write_lock, self.env.begin(write=True) as txn:
+        with self._writing() as txn:
             old = txn.get(episode_id.encode(), db=self._ids_db)
             if old is None:
                 return False
@@ -608,6 +660,18 @@ class Shard:
                                              != np.uint64(slot)])
             txn.put(b"meta", json.dumps(meta).encode(), db=self._meta_db)
         return True
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[lmdb.Transaction]:
+        """One write transaction; an LMDB failure (a full disk, most often) is a ShardError that says
+        so, and the shard stays as it was before the transaction."""
+        with self._write_lock:
+            try:
+                with self.env.begin(write=True) as txn:
+                    yield txn
+            except lmdb.Error as e:
+                raise ShardError(f"{self.path.name}: the write failed ({_lmdb_reason(e)}); nothing was changed"
+                                 ) from None
 
     def _free_slot(self, txn: lmdb.Transaction) -> int:
         used = {int.from_bytes(k, "big") for k, _ in txn.cursor(db=self._episodes_db)}
@@ -719,25 +783,68 @@ def _buckets(uniq: np.ndarray) -> np.ndarray:
     return wanted[np.r_[True, wanted[1:] != wanted[:-1]]].astype(np.int64)
 
 
-def compact(path: Path) -> int:
+def compact(path: Path) -> int | None:
     """Rewrite a shard with full pages and no free pages (about half the size after many ingests).
 
     The repacked file is written beside the live one and renamed over it, so a crash leaves one or
-    the other, never half of each. Call with no writer open. Returns the new size in bytes.
+    the other, never half of each. A process that has the shard open keeps its own mapping of the old
+    file and would write into it unseen, so compaction runs only under an exclusive lock that no
+    holder shares (HOLDERS_LOCK): when anyone else has the season open (a server, another ingest) it
+    is skipped and None returned. Otherwise returns the new size in bytes.
     """
     path = Path(path)
+    try:
+        lock = _hold(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None
     tmp = path / ".compact"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
+        _check_file(path)
         env = lmdb.open(str(path), readonly=True, max_dbs=5, subdir=True, create=False)
         try:
             repack(env, tmp)
         finally:
             env.close()
         os.replace(tmp / "data.mdb", path / "data.mdb")
+    except lmdb.Error as e:
+        raise ShardError(f"{path}: compaction failed ({_lmdb_reason(e)}); the shard is as it was") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        _release(lock)
     return (path / "data.mdb").stat().st_size
+
+
+HOLDERS_LOCK = "holders.lock"
+
+
+def _hold(path: Path, how: int) -> int:
+    """An fd holding an flock on the season's HOLDERS_LOCK (-1 on a read-only volume without one)."""
+    try:
+        fd = os.open(path / HOLDERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        try:
+            fd = os.open(path / HOLDERS_LOCK, os.O_RDONLY)
+        except OSError:
+            return -1
+    try:
+        fcntl.flock(fd, how)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _release(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)
+
+
+def _lmdb_reason(e: lmdb.Error) -> str:
+    """An LMDB error as a sentence: a full disk says so."""
+    if isinstance(e, lmdb.MapFullError) or "No space left" in str(e) or "MDB_MAP_FULL" in str(e):
+        return "the disk or the map is full; free some space and run it again"
+    return str(e)
 
 
 def _distinct(sorted_values: np.ndarray) -> int:
@@ -765,6 +872,14 @@ def _flagged(uniq: np.ndarray) -> Iterator[np.ndarray]:
 @functools.lru_cache(maxsize=64)
 def _layout(raw: bytes) -> Layout:
     return Layout.from_bytes(raw)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a data file that mapping could turn into a SIGBUS (truncated, or pointing past its end)."""
+    try:
+        check_file(path / "data.mdb")
+    except LmdbFileError as e:
+        raise ShardError(f"{path}: damaged data.mdb ({e})") from None
 
 
 def _dir_writable(path: Path) -> bool:

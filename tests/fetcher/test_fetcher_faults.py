@@ -233,3 +233,38 @@ def test_killed_mid_download_and_mid_unpack_then_rerun_succeeds(settings_for, bu
     assert layout.current_version(node.data_dir) == "v2"
     assert watcher.bad == [] and watcher.seen == {"v1", "v2"}
     assert sorted(p.name for p in fp.iterdir() if not p.name.startswith(".fetch")) == ["current", "v1", "v2"]
+
+
+def test_a_verified_archive_holding_a_truncated_lmdb_is_refused_without_a_crash(settings_for) -> None:
+    """The archive's sha256 matches the manifest, but the data.mdb inside is cut short: `citywok
+    fetch` (a real process, where a SIGBUS would show) names the damage and keeps `current`."""
+    import zstandard
+    from citywok.fetcher.archive import _write_tar, sha256_file
+    from citywok.fetcher.pack import sha256_line
+
+    build, node = settings_for("build"), settings_for("node")
+    publish(build, "v1", {1: [1]})
+    Fetcher(Store(node, FAST), node.data_dir, progress=False).fetch("v1")
+    vdir = layout.version_dir(build.data_dir, "v2")
+    make_season(vdir, 1, [1, 2], seconds=15)
+    pack_version(build.data_dir, "v2", progress=False)
+    out = archives_dir(build.data_dir, "v2")
+    cut = build.data_dir / "cut" / "season_01.lmdb"
+    cut.mkdir(parents=True)
+    data = (vdir / "season_01.lmdb" / "data.mdb").read_bytes()
+    (cut / "data.mdb").write_bytes(data[:8192])
+    archive = out / "season_01.lmdb.tar.zst"
+    with open(archive, "wb") as raw, zstandard.ZstdCompressor().stream_writer(raw) as z:
+        _write_tar(z, "season_01.lmdb", cut / "data.mdb")
+    doc = json.loads((out / "manifest.json").read_text())
+    doc["seasons"]["01"].update(sha256=sha256_file(archive), bytes=archive.stat().st_size)
+    (out / "manifest.json").write_text(json.dumps(doc))
+    (out / "season_01.lmdb.tar.zst.sha256").write_text(sha256_line(doc["seasons"]["01"]["sha256"], archive.name))
+    push_version(Store(build, FAST), out, "v2", progress=False)
+    env = {**os.environ, "DATA_DIR": str(node.data_dir), "S3_BUCKET": node.s3_bucket,
+           "AWS_ENDPOINT_URL": node.aws_endpoint_url, "AWS_REGION": "us-east-1"}
+    r = subprocess.run([str(Path(sys.executable).with_name("citywok")), "fetch", "--version", "v2"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode > 0, (r.returncode, r.stderr[-500:])
+    assert "truncated" in r.stderr + r.stdout and "season_01" in r.stderr + r.stdout
+    assert layout.current_version(node.data_dir) == "v1"
