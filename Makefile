@@ -11,10 +11,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 help:
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# -P: until the editable install exists, nothing has loaded the standard library's `operator`, and
+# this folder's operator/ (the package citywok.operator) must not be found first.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PYTHON) -P -m venv $(VENV)
+	$(PY) -P -m pip install -q --upgrade pip
+	$(PY) -P -m pip install -q -e '.[test,bench]'
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv with citywok and the test tools
