@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import os
 import resource
 import shutil
@@ -33,6 +34,7 @@ from citywok.matcher.engine.identify import identify_pcm
 from citywok.matcher.store.ingest import ingest_paths
 from citywok.matcher.store.library import Library
 
+from bench.series_clips import scaled
 from citywok import layout
 
 RATE = 22050  # clips are cut from the originals at this rate, then written as files both systems read
@@ -51,6 +53,10 @@ CONDITIONS = [
     ("noise 0 dB 5 s", 5, "snr0"),
     ("speed +3% 5 s", 5, "speed1.03"),
     ("speed -3% 5 s", 5, "speed0.97"),
+    # FFmpeg's filters (bench.series_clips): speed = resampled, tempo = pitch kept, pitch = tempo kept
+    *((f"speed {f:g} 5 s", 5, f"fspeed{f:g}") for f in (0.8, 0.9, 1.1, 1.25)),
+    *((f"tempo {f:g} 5 s", 5, f"tempo{f:g}") for f in (0.8, 1.25)),
+    *((f"pitch {n:+d} st 5 s", 5, f"pitch{n:+d}") for n in (-3, -2, 2, 3)),
 ]
 
 
@@ -117,6 +123,9 @@ def _cut_clips(tracks: list[Path], held_out: list[Path], n: int, unindexed: int,
             seg = synth.add_noise(seg, float(kind[3:]), seed=i)
         elif kind.startswith("speed"):
             seg = synth.change_speed(seg, float(kind[5:]))
+        elif kind.startswith(("fspeed", "tempo", "pitch")):
+            edit = kind.rstrip("+-0123456789.")
+            seg = scaled(seg, RATE, edit.lstrip("f"), float(kind[len(edit):]))
         elif kind == "mp3":
             fmt, bitrate = "mp3", 32000
         elif kind == "opus":
@@ -256,7 +265,8 @@ def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="citywok-bench-"))
     try:
         t0 = time.perf_counter()
-        clip_dir = CACHE / f"bench-clips-{args.clips}-{args.unindexed}-{len(indexed)}-seed{args.seed}"
+        plan = hashlib.sha256(repr(CONDITIONS).encode()).hexdigest()[:8]  # new rows: new clips
+        clip_dir = CACHE / f"bench-clips-{args.clips}-{args.unindexed}-{len(indexed)}-seed{args.seed}-{plan}"
         clips = make_clips([p for p, _ in indexed], [p for p, _ in held], args.clips, args.unindexed, clip_dir,
                            args.seed)
         seconds = {name: secs for name, secs, _ in CONDITIONS}
