@@ -22,7 +22,8 @@ MANIFEST = "manifest.json"
 CURRENT = "current"
 MANIFEST_FORMAT = 1
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-SEASON_RE = re.compile(r"^season_(\d{2,})\.lmdb$")
+SEASON_RE = re.compile(r"^season_([0-9]{2,})\.lmdb$")
+SEASON_NUMBER_RE = re.compile(r"^[0-9]{1,2}$")  # ASCII digits only: int() also takes "١" and "1_0"
 
 
 class LayoutError(Exception):
@@ -46,6 +47,14 @@ def version_dir(data_dir: Path, version: str) -> Path:
 
 def season_name(season: int) -> str:
     return f"season_{season:02d}.lmdb"
+
+
+def parse_season(text: str) -> int:
+    """A season number as people type it (1 to 99, ASCII digits); ValueError otherwise."""
+    text = str(text).strip()
+    if not SEASON_NUMBER_RE.match(text) or not 1 <= int(text) <= 99:
+        raise ValueError(f"season must be a whole number from 1 to 99 in digits 0-9, not {text!r}")
+    return int(text)
 
 
 def season_number(name: str) -> int | None:

@@ -15,7 +15,7 @@ from citywok.cli import CommandError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="fingerprint episode files or folders into a season shard")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH")
-    p.add_argument("--season", type=int, required=True)
+    p.add_argument("--season", type=layout.parse_season, required=True, help="1 to 99")
     p.add_argument("--data-dir", type=Path, help="default: $DATA_DIR or ./data")
     p.add_argument("--db-version", help="version folder to write (default: $DB_VERSION or v1)")
     p.add_argument("--workers", type=int, help="parallel decoders (default: all cores)")

@@ -7,8 +7,10 @@ episode never sits in memory whole.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -32,23 +34,41 @@ class DecodeError(Exception):
     """The input is not decodable audio (or video with an audio track)."""
 
 
-def _open(source: Source) -> av.container.InputContainer:
+# The demuxers an upload may be read by: containers of real audio and video. Left out on purpose are
+# those that make FFmpeg open something else: sdp and rtp/rtsp (sockets), hls and dash (playlists of
+# URLs), concat/ffconcat (files on the server's disk), image2 (file patterns), and every other
+# format that names further inputs; and no nested protocol is allowed at all (PROTOCOLS).
+CONTAINERS = ("mp3", "ogg", "flac", "wav", "w64", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "aac", "ac3", "eac3",
+              "asf", "avi", "mpegts", "mpeg", "aiff", "au", "caf", "amr", "amrnb", "amrwb", "flv", "wv", "ape",
+              "tta", "dts", "truehd", "mlp", "nut", "loas", "mpc", "mpc8", "voc", "rm", "gsm", "xwma", "dsf")
+FORMAT_WHITELIST = ",".join(CONTAINERS)
+PROTOCOLS = {"path": "file", "memory": "none"}  # a path is read by FFmpeg's file protocol, bytes by PyAV
+
+
+def _open(source: Source, time_limit: float | None = None) -> av.container.InputContainer:
     if isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(bytes(source))
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
-    if isinstance(source, str) and not Path(source).exists():
+    if isinstance(source, str) and not Path(source).is_file():
         raise DecodeError(f"{source}: no such file")
+    guard = {"format_whitelist": FORMAT_WHITELIST,
+             "protocol_whitelist": PROTOCOLS["path" if isinstance(source, str) else "memory"]}
+    timeout = None if time_limit is None else (time_limit, time_limit)
     # A small probe is enough to find an audio stream in most files and saves ~10 ms on WAV; a file
     # that needs more (an MP4 with its index at the end, say) is opened again with FFmpeg's defaults.
     for options in (FAST_PROBE, {}):
         if hasattr(source, "seek"):
             source.seek(0)
         try:
-            container = av.open(source, mode="r", metadata_errors="ignore", options=options)
+            container = av.open(source, mode="r", metadata_errors="ignore", options={**guard, **options},
+                                timeout=timeout)
         except av.FFmpegError as e:
             if options:
                 continue
+            if getattr(e, "errno", None) == errno.EINVAL:
+                raise DecodeError("not a supported audio or video container (playlists, stream descriptions "
+                                  "and concat lists are refused)") from None
             raise DecodeError(f"not a readable audio or video file ({_reason(e)})") from None
         if container.streams.audio or not options:
             return container
@@ -173,44 +193,61 @@ def iter_pcm(
     sample_rate: int = 8000,
     chunk_seconds: float = CHUNK_SECONDS,
     max_seconds: float | None = None,
+    time_limit: float | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield mono float32 chunks (about ``chunk_seconds`` each) of the first audio stream."""
-    container = _open(source)
+    """Yield mono float32 chunks (about ``chunk_seconds`` each) of the first audio stream.
+
+    ``time_limit``: seconds of wall time the whole decode may take (an upload built to decode slowly
+    or to block is a DecodeError, not a worker held); FFmpeg's own waits are interrupted at it too.
+    """
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    container = _open(source, time_limit)
     try:
         if not container.streams.audio:
             raise DecodeError("the file has no audio track")
-        stream = container.streams.audio[0]
-        stream.thread_type = "AUTO"
-        chunk = max(1, int(chunk_seconds * sample_rate))
-        limit = None if max_seconds is None else int(max_seconds * sample_rate)
-        parts: list[np.ndarray] = []
-        held = total = 0
-        for piece in _pieces(_until_damaged(container.decode(stream)), sample_rate,
-                             max(1, chunk // PIECES_PER_CHUNK)):
-            if limit is not None:
-                piece = piece[: limit - total - held]
-            parts.append(piece)
-            held += piece.size
-            cut = limit is not None and total + held >= limit
-            if held >= chunk or cut:
-                if held:
-                    yield _join(parts)
-                total, parts, held = total + held, [], 0
-                if cut:
-                    return
-        if held:
-            yield _join(parts)
+        yield from _chunks(container, sample_rate, chunk_seconds, max_seconds, deadline)
+    except (av.FFmpegError, ValueError, KeyError, OverflowError) as e:
+        # a stream FFmpeg opens but cannot convert: 255 channels, an absurd sample rate
+        raise DecodeError(f"not decodable as audio ({_reason(e)})") from None
     finally:
         container.close()
+
+
+def _chunks(container: av.container.InputContainer, sample_rate: int, chunk_seconds: float,
+            max_seconds: float | None, deadline: float | None) -> Iterator[np.ndarray]:
+    stream = container.streams.audio[0]
+    stream.thread_type = "AUTO"
+    chunk = max(1, int(chunk_seconds * sample_rate))
+    limit = None if max_seconds is None else int(max_seconds * sample_rate)
+    parts: list[np.ndarray] = []
+    held = total = 0
+    for piece in _pieces(_until_damaged(container.decode(stream)), sample_rate,
+                         max(1, chunk // PIECES_PER_CHUNK)):
+        if deadline is not None and time.monotonic() > deadline:
+            raise DecodeError("decoding took longer than the time limit")
+        if limit is not None:
+            piece = piece[: limit - total - held]
+        parts.append(piece)
+        held += piece.size
+        cut = limit is not None and total + held >= limit
+        if held >= chunk or cut:
+            if held:
+                yield _join(parts)
+            total, parts, held = total + held, [], 0
+            if cut:
+                return
+    if held:
+        yield _join(parts)
 
 
 def _join(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def decode(source: Source, sample_rate: int = 8000, max_seconds: float | None = None) -> np.ndarray:
+def decode(source: Source, sample_rate: int = 8000, max_seconds: float | None = None,
+           time_limit: float | None = None) -> np.ndarray:
     """Decode a whole (short) input into one mono float32 array."""
-    chunks = list(iter_pcm(source, sample_rate, max_seconds=max_seconds))
+    chunks = list(iter_pcm(source, sample_rate, max_seconds=max_seconds, time_limit=time_limit))
     if not chunks:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate(chunks).astype(np.float32, copy=False)

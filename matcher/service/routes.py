@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +21,14 @@ from citywok.matcher.service import openapi, urlfetch
 from citywok.matcher.service.admission import Admission, Overloaded
 from citywok.matcher.service.metrics import identify_outcome
 from citywok.matcher.service.swap import NotReady
-from citywok.matcher.service.workers import WorkerLost
-from citywok.matcher.store.ingest import IngestResult, ingest_bytes, publish
+from citywok.matcher.service.workers import JobTimeout, WorkerLost
+from citywok.matcher.store.ingest import EPISODE_ID_RE, IngestResult, ingest_bytes, publish
 from citywok.matcher.store.library import Library
 from citywok.matcher.store.shard import Shard, ShardError
 
 from citywok import layout
 
 STATIC = Path(__file__).parent / "static"
-EPISODE_ID_RE = re.compile(r"^[\w][\w .:+()\[\]-]{0,127}$")
 UPLOAD_SLACK = 1 << 20  # multipart framing and small fields around the file
 
 SERVICE: web.AppKey[Any] = web.AppKey("citywok_service")
@@ -182,6 +180,8 @@ async def identify(request: web.Request) -> web.Response:
             raise ApiError(503, "worker_lost", f"{e}; retry the request", {"Retry-After": "1"}) from None
         except DecodeError as e:
             raise ApiError(415, "unsupported_media", f"the clip is not decodable as audio: {e}") from None
+        except JobTimeout as e:
+            raise ApiError(415, "unsupported_media", f"the clip could not be decoded in time: {e}") from None
         except ClipTooShort as e:
             raise ApiError(422, "too_short", str(e)) from None
         finally:
@@ -251,11 +251,9 @@ async def ingest(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_episode_id", "'episode_id' is required: letters, digits, spaces and ._-:+()[] "
                        "up to 128 characters, e.g. S01E02")
     try:
-        season = int(str(form.get("season") or "1"))
+        season = layout.parse_season(str(form.get("season") or "1"))
     except ValueError:
-        raise ApiError(400, "bad_season", "'season' must be a whole number from 1 to 99") from None
-    if not 1 <= season <= 99:
-        raise ApiError(400, "bad_season", "'season' must be a whole number from 1 to 99")
+        raise ApiError(400, "bad_season", "'season' must be a whole number from 1 to 99 (digits 0-9)") from None
     f = form.get("file")
     if not isinstance(f, web.FileField):
         raise ApiError(400, "missing_input", "send the episode as a multipart 'file' field")

@@ -14,6 +14,7 @@ A worker that dies (a decoder crash on a hostile file, the OOM killer) fails the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -36,10 +37,16 @@ from citywok import layout
 log = logging.getLogger("citywok.workers")
 
 KEEP_OPEN = 2  # versions a worker keeps open: the served one and the one draining after a swap
+DECODE_TIME_LIMIT = 10.0  # seconds of wall time a clip's decode may take inside a job
+JOB_TIME_LIMIT = 30.0  # past it the worker is stuck in one C call: it is killed and the pool replaced
 
 
 class WorkerLost(Exception):
     """The worker process running a job died before answering."""
+
+
+class JobTimeout(Exception):
+    """A job ran past JOB_TIME_LIMIT; its worker was killed."""
 
 
 @dataclass
@@ -53,7 +60,7 @@ def identify_bytes(library: Library, data: bytes) -> Timed:
     """Decode and identify one clip."""
     library.check()  # a season whose file shrank is left out before its pages are read
     t0 = time.perf_counter()
-    pcm = decode(data, library.params.sample_rate, max_seconds=MAX_CLIP_SECONDS)
+    pcm = decode(data, library.params.sample_rate, max_seconds=MAX_CLIP_SECONDS, time_limit=DECODE_TIME_LIMIT)
     t1 = time.perf_counter()
     result = identify_pcm(library, pcm)
     return Timed(result, t1 - t0, time.perf_counter() - t1)
@@ -172,10 +179,18 @@ class IdentifyPool:
         pool = self._procs
         assert pool is not None
         try:
-            return await asyncio.wrap_future(pool.submit(fn, *args))  # type: ignore[arg-type]
+            fut = pool.submit(fn, *args)  # type: ignore[arg-type]
+            return await asyncio.wait_for(asyncio.wrap_future(fut), JOB_TIME_LIMIT)
         except BrokenProcessPool:
             self._replace(pool)
             raise WorkerLost("an identify worker process died before answering") from None
+        except TimeoutError:
+            # a running job cannot be cancelled: its worker is stuck, so the pool's workers go
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self._replace(pool)
+            raise JobTimeout(f"the job took longer than {JOB_TIME_LIMIT:g} s and was stopped") from None
 
     def _replace(self, broken: Executor) -> None:
         with self._lock:

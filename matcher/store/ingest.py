@@ -29,8 +29,11 @@ from citywok import layout
 
 MEDIA_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".m4a", ".aac", ".wma", ".mka",
                   ".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".m4v", ".mpg", ".mpeg"}
+INGEST_TIME_LIMIT = 900.0  # seconds an uploaded episode's decode may take (a 2-hour episode takes ~25)
 WRITE_EVERY = 5.0  # seconds between writes of the episodes fingerprinted meanwhile
-_EPISODE_RE = re.compile(r"[Ss](\d{1,3})[ ._-]?[Ee](\d{1,4})")
+_EPISODE_RE = re.compile(r"[Ss](\d{1,3})[ ._-]?[Ee](\d{1,4})", re.ASCII)
+# ASCII only: "Ｓ01E01" (fullwidth) would be a second episode that looks like S01E01
+EPISODE_ID_RE = re.compile(r"^\w[\w .:+()\[\]-]{0,127}$", re.ASCII)
 
 
 @dataclass
@@ -85,6 +88,8 @@ def _work(path: str, params: FingerprintParams) -> tuple[Hashes | None, float, s
         return None, 0.0, str(e)
     if seconds < 1.0:
         return None, seconds, "no audio decoded"
+    if len(hashes) == 0:
+        return None, seconds, f"{seconds:.0f} s of audio without a single fingerprint (silence?)"
     return hashes, seconds, None
 
 
@@ -167,6 +172,10 @@ def ingest_paths(
         todo: dict[str, tuple[str, str, bool]] = {}
         for f in files:
             eid = episode_id_for(f)
+            if not EPISODE_ID_RE.match(eid):
+                done(IngestResult(str(f), eid, "failed", error=f"episode id {eid!r} (from the file name) must be "
+                                  "ASCII letters, digits, spaces and ._-:+()[], e.g. S01E02"))
+                continue
             sha = file_sha256(f)
             old = shard.episode(eid)
             if old is not None and old.sha256 == sha:
@@ -249,9 +258,12 @@ def ingest_bytes(shard: Shard, episode_id: str, data: bytes, params: Fingerprint
     old = shard.episode(episode_id)
     if old is not None and old.sha256 == sha:
         return IngestResult("<upload>", episode_id, "skipped", old.duration, old.hashes)
-    hashes, seconds = fingerprint_chunks(iter_pcm(data, params.sample_rate), params)
+    hashes, seconds = fingerprint_chunks(iter_pcm(data, params.sample_rate, time_limit=INGEST_TIME_LIMIT), params)
     if seconds < 1.0:
         return IngestResult("<upload>", episode_id, "failed", seconds, 0, f"only {seconds:.2f} s of audio decoded")
+    if len(hashes) == 0:
+        return IngestResult("<upload>", episode_id, "failed", seconds, 0,
+                            f"{seconds:.0f} s of audio without a single fingerprint (silence?)")
     shard.add_episode(episode_id, hashes, seconds, sha, title=title or episode_id)
     # not compacted: the shard stays open in the server; `citywok ingest` compacts later
     shared.update(shard, [episode_id])
