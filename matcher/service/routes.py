@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from citywok.matcher.engine.decode import DecodeError
 from citywok.matcher.engine.identify import ClipTooShort
-from citywok.matcher.service import openapi, urlfetch
+from citywok.matcher.service import bodies, openapi, urlfetch
 from citywok.matcher.service.admission import Admission, Overloaded
 from citywok.matcher.service.metrics import identify_outcome
 from citywok.matcher.service.swap import NotReady
@@ -63,7 +63,7 @@ class Clip:
 
 
 async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch.FetchPolicy,
-                    downloads: Admission) -> Clip:
+                    downloads: Admission, body_timeout: float = bodies.BODY_TIMEOUT) -> Clip:
     """The clip of an identify request: a multipart/form ``file`` or ``url``, a JSON ``url``, or a raw body.
 
     URL downloads are bounded apart from identify jobs (``downloads``): each may hold a connection and
@@ -76,21 +76,26 @@ async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch
     ctype = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
     url: Any = None
     if ctype == "multipart/form-data":
-        upload, url = await _read_multipart(request, max_bytes)
+        with bodies.malformed_is_400("multipart form"):
+            upload, url = await bodies.within(_read_multipart(request, max_bytes), body_timeout)
         if upload is not None:
             return Clip(upload, "upload")
     elif ctype == "application/x-www-form-urlencoded":
-        url = (await request.post()).get("url")
+        with bodies.malformed_is_400("form"):
+            url = (await bodies.within(request.post(), body_timeout)).get("url")
     elif ctype == "application/json":
         try:
-            body = await request.json()
+            body = await bodies.within(request.json(), body_timeout)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ApiError(400, "bad_json", f"the request body is not valid JSON ({e})") from None
+        except (LookupError, RecursionError, ValueError) as e:
+            why = "nested too deep" if isinstance(e, RecursionError) else str(e)
+            raise ApiError(400, "bad_json", f"the request body is not valid JSON ({why})") from None
         if not isinstance(body, dict):
             raise ApiError(400, "bad_json", "the JSON body must be an object like {\"url\": \"https://...\"}")
         url = body.get("url")
     elif request.body_exists:
-        data = await request.read()
+        data = await bodies.within(request.read(), body_timeout)
         if len(data) > max_bytes:
             raise too_large(max_bytes)
         return Clip(data, "body")
@@ -160,19 +165,20 @@ async def identify(request: web.Request) -> web.Response:
     try:
         if not svc.holder.ready:
             raise not_ready()
-        if svc.admission.full:  # refuse before reading the body
-            m.rejected.inc()
-            raise overloaded()
-        clip = await read_clip(request, svc.config.max_upload_bytes, svc.fetch_policy, svc.downloads)
         try:
+            # the slot is taken before the body is read: every upload held in memory is a job admitted
             with svc.admission.slot():
                 m.queue.set(svc.admission.admitted)
+                clip = await read_clip(request, svc.config.max_upload_bytes, svc.fetch_policy, svc.downloads,
+                                       svc.config.body_timeout)
                 with svc.holder.acquire() as lib:
                     timed = await svc.identify_pool.identify(lib, clip.data)
             svc.admission.record(timed.decode_s + timed.match_s)
         except Overloaded:
             m.rejected.inc()
             raise overloaded() from None
+        except bodies.BadBody as e:
+            raise ApiError(e.status, e.code, e.message) from None
         except NotReady:
             raise not_ready() from None
         except WorkerLost as e:
@@ -216,7 +222,7 @@ def check_token(request: web.Request, token: str | None) -> None:
     if scheme.lower() != "bearer" or not given.strip():
         raise ApiError(401, "unauthorized", "ingest needs an 'Authorization: Bearer <token>' header",
                        {"WWW-Authenticate": 'Bearer realm="citywok-ingest"'})
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not hmac.compare_digest(bodies.header_bytes(given.strip()), bodies.header_bytes(token)):
         raise ApiError(403, "forbidden", "the ingest token is not valid")
 
 
@@ -245,7 +251,11 @@ async def ingest(request: web.Request) -> web.Response:
         raise not_ready()
     if request.content_type != "multipart/form-data":
         raise ApiError(400, "bad_request", "send ingest as multipart/form-data with 'episode_id' and 'file'")
-    form = await request.post()
+    try:
+        with bodies.malformed_is_400("multipart form"):
+            form = await bodies.within(request.post(), svc.config.body_timeout)
+    except bodies.BadBody as e:
+        raise ApiError(e.status, e.code, e.message) from None
     episode_id = str(form.get("episode_id") or "").strip()
     if not EPISODE_ID_RE.match(episode_id):
         raise ApiError(400, "bad_episode_id", "'episode_id' is required: letters, digits, spaces and ._-:+()[] "

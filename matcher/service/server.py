@@ -21,6 +21,7 @@ Settings, flags first, then the environment, then the default:
     MAX_DOWNLOADS       URL downloads at once; 8; past it: 429
     POLL_INTERVAL       seconds between looks at `current`; 0.5
     URL_TIMEOUT         seconds for a whole URL download, redirects included; 15
+    BODY_TIMEOUT        seconds a client may take to send its request body; 30; past it: 408
     SHUTDOWN_TIMEOUT    seconds to drain in-flight requests on SIGTERM; 30
     SENTRY_DSN          unset: no Sentry; set: errors go to Sentry (needs the `sentry` extra)
 """
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from citywok.matcher.service import routes, urlfetch
 from citywok.matcher.service.admission import Admission
 from citywok.matcher.service.metrics import Metrics
@@ -79,6 +81,7 @@ class ServerConfig:
     max_downloads: int = 8
     poll_interval: float = 0.5
     url_timeout: float = 15.0
+    body_timeout: float = 30.0
     shutdown_timeout: float = 30.0
     sentry_dsn: str | None = None
     use_lmdb: bool = True
@@ -119,6 +122,7 @@ class ServerConfig:
             max_downloads=int(num("MAX_DOWNLOADS", int, d.max_downloads)),
             poll_interval=float(num("POLL_INTERVAL", float, d.poll_interval)),
             url_timeout=float(num("URL_TIMEOUT", float, d.url_timeout)),
+            body_timeout=float(num("BODY_TIMEOUT", float, d.body_timeout)),
             shutdown_timeout=float(num("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout)),
             sentry_dsn=s.sentry_dsn,
             use_lmdb=s.use_lmdb,
@@ -229,6 +233,12 @@ async def observe(request: web.Request, handler: Callable) -> web.StreamResponse
             message = _http_message(e, request, svc.config.max_upload_bytes)
             headers = {k: v for k, v in e.headers.items() if k.lower() in {"allow", "retry-after"}}
             resp, error = _error_response(e.status, code, message, headers), message
+        except HttpProcessingError as e:  # framing aiohttp refused while a handler read the body
+            message = f"the request is malformed: {e.message or type(e).__name__}"
+            resp, error = _error_response(400, "bad_request", message), message
+        except ConnectionResetError:  # the client went away mid-body: its error, not ours
+            resp, error = _error_response(499, "client_closed", "the client closed the connection"), \
+                "client closed the connection before its request was read"
         except Exception as e:  # noqa: BLE001 - answered as JSON 500, logged and reported
             log.exception("unhandled error on %s %s [%s]", request.method, request.path, rid)
             svc.report_error(e)
