@@ -3,6 +3,8 @@
 #
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm, kubeconform
 #
+# and fetches the Prometheus operator's CRDs (hack/prometheus-crds.sh) for the chart's schema checks.
+#
 # Pinned in hack/k8s/versions.env, cached outside the repo in
 # ${CITYWOK_CACHE:-~/.cache/citywok}/k8s-<version>/bin/ (one stamp per component keyed on its pin),
 # so a second run only checks the stamps. Progress goes to stderr; the last line on stdout is the
@@ -12,6 +14,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=k8s/versions.env
 source "$HERE/k8s/versions.env"
+# shellcheck source-path=SCRIPTDIR source=k8s/helm.sh
+source "$HERE/k8s/helm.sh"
 
 CACHE_ROOT=${CITYWOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/citywok}
 CACHE=$CACHE_ROOT/k8s-$K8S_VERSION
@@ -35,12 +39,13 @@ all_ok() {
         stamp_ok kubernetes "$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl &&
         stamp_ok kwok "$KWOK_VERSION" kwok &&
         [[ -f $CACHE/kwok-stages/.stamp && $(<"$CACHE/kwok-stages/.stamp") == "$KWOK_VERSION" ]] &&
-        stamp_ok helm "$HELM_VERSION" helm &&
-        stamp_ok kubeconform "$KUBECONFORM_VERSION" kubeconform
+        stamp_ok helm "$HELM_VERSION" helm && helm_flags_ok "$BIN" &&
+        stamp_ok kubeconform "$KUBECONFORM_VERSION" kubeconform &&
+        bash "$HERE/prometheus-crds.sh" --offline >/dev/null 2>&1
 }
 
 if all_ok; then
-    log "cached: $BIN (k8s $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION, kubeconform $KUBECONFORM_VERSION)"
+    log "cached: $BIN (k8s $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION ($HELM_FLAGS_ID), kubeconform $KUBECONFORM_VERSION, prometheus-operator CRDs $PROMETHEUS_OPERATOR_VERSION)"
     echo "$BIN"
     exit 0
 fi
@@ -167,7 +172,12 @@ go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "-s -w -X sigs.k8s.io/
 copy_kwok_stages
 go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform \
     "-s -w -X main.version=$KUBECONFORM_VERSION"
-go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+if ! stamp_ok helm "$HELM_VERSION" helm || ! helm_flags_ok "$BIN"; then
+    rm -f "$BIN/.stamp-helm"  # rebuilt with its Kubernetes version link flags (hack/k8s/helm.sh)
+    go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$(helm_ldflags)"
+    helm_mark_flags "$BIN"
+fi
+log "prometheus-operator CRDs: $(bash "$HERE/prometheus-crds.sh")"
 build_kubernetes
 
 all_ok || die "build finished but $BIN is incomplete"

@@ -149,3 +149,20 @@ def test_operator_account_can_apply_every_child_it_creates(bed: TestBed, full_re
         "the fetcher sidecar may annotate its pod"
     refused = bed.kubectl(*apply, "--dry-run=server", input=children_manifest(bed, "default"), check=False)
     assert refused.returncode != 0 and "forbidden" in refused.stderr, "outside the watched namespaces: refused"
+
+
+def test_helm_test_pod_is_accepted_under_restricted_pod_security(bed: TestBed, full_release: str) -> None:
+    """The `helm test` pod as rendered for the full release, checked by the API server (a server-side
+    dry run) in a namespace that enforces the restricted Pod Security level."""
+    bed.kubectl("create", "namespace", "citywok-restricted")
+    bed.kubectl("label", "namespace", "citywok-restricted", "pod-security.kubernetes.io/enforce=restricted")
+    manifest = helm(bed, "template", "full", str(CHART), "--namespace", "citywok-restricted", "-f", str(FULL_VALUES),
+                    *NO_MONITORING, "--show-only", "templates/tests/test-api.yaml")
+    pod = yaml.safe_load(manifest)
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["containers"][0]["args"][1] == "http://episodes.citywok-restricted.svc:8000/api/v1/test"
+    out = bed.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest, check=False)
+    assert out.returncode == 0 and "created (server dry run)" in out.stdout, out.stderr
+    weakened = manifest.replace("runAsNonRoot: true", "runAsNonRoot: false")
+    refused = bed.kubectl("apply", "--dry-run=server", "-f", "-", input=weakened, check=False)
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, "the namespace really enforces"

@@ -85,7 +85,8 @@ def test_full_values_render_every_part() -> None:
     objs = render(values=[FULL_VALUES])
     assert {o["kind"] for o in objs} == {
         "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
-        "Deployment", "Ingress", "FingerprintDB", "KopfPeering", "PodMonitor", "PrometheusRule", "ServiceMonitor"}
+        "Deployment", "Ingress", "FingerprintDB", "KopfPeering", "PodMonitor", "PrometheusRule", "ServiceMonitor",
+        "PodDisruptionBudget", "Pod"}
     for o in objs:
         assert o["metadata"]["labels"]["team"] == "audio", f"commonLabels on {o['kind']}"
 
