@@ -13,16 +13,20 @@ help:
 
 # -P: until the editable install exists, nothing has loaded the standard library's `operator`, and
 # this folder's operator/ (the package citywok.operator) must not be found first.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.base: pyproject.toml
 	$(PYTHON) -P -m venv $(VENV)
 	$(PY) -P -m pip install -q --upgrade pip
+	$(PY) -P -m pip install -q .  # the demo needs no editable install, nor the test and bench extras
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.base
 	$(PY) -P -m pip install -q -e '.[test,bench]'
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv with citywok and the test tools
 
-demo: setup ## ingest generated episodes into ./data and identify a clip (no bucket, no cluster)
-	$(PY) -m citywok.demo
+demo: $(VENV)/.base ## ingest generated episodes into ./data and identify a clip (no bucket, no cluster)
+	@$(PY) -P -m citywok.demo
 
 test: setup testbed ## the whole suite: unit, HTTP, S3, browser and Kubernetes test-bed tests
 	$(VENV)/bin/ruff check .

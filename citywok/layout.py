@@ -125,8 +125,15 @@ def current_version(data_dir: Path) -> str | None:
 
 
 def current_dir(data_dir: Path) -> Path | None:
+    """The folder `current` points to; LayoutError when it points at no version (itself, say)."""
     v = current_version(data_dir)
-    return version_dir(data_dir, v) if v else None
+    if v is None:
+        return None
+    if not VERSION_RE.match(v) or v in {CURRENT, ".", ".."}:
+        link = fingerprints_dir(data_dir) / CURRENT
+        raise LayoutError(f"{link} points at {os.readlink(link)!r}, not at a version folder:"
+                          " run `citywok use VERSION` to point it at one")
+    return version_dir(data_dir, v)
 
 
 def flip_current(data_dir: Path, version: str) -> None:

@@ -10,7 +10,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
-def _bool(value: str | None, default: bool) -> bool:
+class SettingsError(ValueError):
+    """An environment variable holds a value that cannot mean anything; the message names it."""
+
+
+def _bool(name: str, value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
     v = value.strip().lower()
@@ -18,23 +22,30 @@ def _bool(value: str | None, default: bool) -> bool:
         return True
     if v in {"0", "false", "no", "off"}:
         return False
-    raise ValueError(f"not a boolean: {value!r} (use true or false)")
+    raise SettingsError(f"{name}={value!r} is not true or false")
 
 
-def _int(value: str | None) -> int | None:
+def _positive(name: str, value: str | None) -> int | None:
+    """A whole number of at least 1; None when unset."""
     if value is None or value.strip() == "":
         return None
-    return int(value)
+    try:
+        n = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a whole number") from None
+    if n < 1:
+        raise SettingsError(f"{name}={value!r}: it must be at least 1 (leave it unset for all)")
+    return n
 
 
-def _ints(value: str | None) -> tuple[int, ...] | None:
+def _ints(name: str, value: str | None) -> tuple[int, ...] | None:
     """A comma-separated list of numbers ("1,3,5"); None when unset."""
     if value is None or value.strip() == "":
         return None
     try:
         return tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
     except ValueError:
-        raise ValueError(f"not a list of season numbers: {value!r} (use e.g. 1,3,5)") from None
+        raise SettingsError(f"{name}={value!r} is not a list of season numbers (use e.g. 1,3,5)") from None
 
 
 @dataclass(frozen=True)
@@ -62,9 +73,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
     return Settings(
         data_dir=Path(e.get("DATA_DIR") or "./data"),
         db_version=e.get("DB_VERSION") or "v1",
-        max_seasons=_int(e.get("MAX_SEASONS")),
-        seasons=_ints(e.get("SEASONS")),
-        use_lmdb=_bool(e.get("USE_LMDB"), True),
+        max_seasons=_positive("MAX_SEASONS", e.get("MAX_SEASONS")),
+        seasons=_ints("SEASONS", e.get("SEASONS")),
+        use_lmdb=_bool("USE_LMDB", e.get("USE_LMDB"), True),
         s3_bucket=e.get("S3_BUCKET") or None,
         s3_prefix=e.get("S3_PREFIX") or "fingerprints",
         aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,

@@ -40,21 +40,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="init mode: fetch and exit (the default)")
     mode.add_argument("--watch", action="store_true", help="sidecar mode: follow the desired version")
-    p.add_argument("--version-file", type=Path, help="file holding the desired version (a mounted ConfigMap key)")
+    p.add_argument("--version-file", type=Path,
+                   help="file holding the desired version (a mounted ConfigMap key; default: --db-version)")
     p.add_argument("--poll", type=float, default=10.0, help="seconds between checks in watch mode")
     p.add_argument("--keep", type=int, default=2, help="complete versions to keep on the volume (default 2)")
     p.add_argument("--jobs", type=int, default=4, help="seasons downloaded in parallel (default 4)")
     p.add_argument("--retries", type=int, default=8, help="attempts without progress before giving up")
     p.add_argument("--retry-delay", type=float, default=0.5, help="first backoff in seconds (doubles, jittered)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (watch mode)")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus metrics on this port (watch mode; default: no metrics)")
     p.add_argument("--status-file", type=Path, help="status JSON (default DATA_DIR/fetcher-status.json)")
     p.set_defaults(func=cmd_fetch)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--version", dest="db_version", help="fingerprint version (default DB_VERSION or v1)")
-    p.add_argument("--data-dir", type=Path, help="data folder (default DATA_DIR or ./data)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--db-version", dest="db_version", metavar="VERSION",
+                   help="fingerprint version (default: $DB_VERSION, else v1)")
+    # the old spelling, still what the operator passes to pods already running
+    p.add_argument("--version", dest="db_version", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", type=Path, help="data folder (default: $DATA_DIR or ./data)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: bars on stderr)")
 
 
 def _bucket(p: argparse.ArgumentParser) -> None:
@@ -68,11 +73,7 @@ def _settings(args: argparse.Namespace) -> settings_mod.Settings:
     # The SDK's debug logs carry request headers (the access key id in Authorization): never let them out.
     for name in ("botocore", "boto3", "s3transfer", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        base = settings_mod.load()
-    except ValueError as e:
-        raise CommandError(f"bad environment: {e}") from None
-    return base.with_overrides(
+    return settings_mod.load().with_overrides(
         data_dir=getattr(args, "data_dir", None),
         db_version=getattr(args, "db_version", None),
         s3_bucket=getattr(args, "bucket", None),

@@ -50,7 +50,7 @@ def push_version(store: Store, archive_dir: Path, version: str, progress: bool |
     layout.check_version(version)
     mpath = archive_dir / layout.MANIFEST
     if not mpath.is_file():
-        raise StoreError(f"{mpath} not found: run `citywok pack --version {version}` first")
+        raise StoreError(f"{mpath} not found: run `citywok pack --db-version {version}` first")
     doc = layout.read_manifest(archive_dir)
     if doc.get("version") != version:
         raise StoreError(f"{mpath} is for version {doc.get('version')!r}, not {version!r}")
@@ -60,7 +60,7 @@ def push_version(store: Store, archive_dir: Path, version: str, progress: bool |
         for e in entries:
             path = archive_dir / e.archive
             if not path.is_file():
-                raise StoreError(f"{path} is missing: run `citywok pack --version {version}` again")
+                raise StoreError(f"{path} is missing: run `citywok pack --db-version {version}` again")
             got = sha256_file(path, bar.update)
             if got != e.sha256:
                 raise StoreError(f"{path} changed since it was packed: sha256 expected {e.sha256}, got {got}")

@@ -32,7 +32,7 @@ class DesiredVersion:
     def __call__(self) -> str:
         if self.path is None:
             if not self.fixed:
-                raise ValueError("no desired version: pass --version, --version-file or set DB_VERSION")
+                raise ValueError("no desired version: pass --db-version, --version-file or set DB_VERSION")
             return layout.check_version(self.fixed)
         try:
             text = self.path.read_text().strip()

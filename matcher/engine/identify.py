@@ -79,6 +79,7 @@ class Ranked:
 class Identification:
     match: bool
     episode_id: str | None = None
+    title: str | None = None
     season: int | None = None
     offset_seconds: float | None = None
     confidence: float = 0.0
@@ -226,14 +227,14 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
         best = cands[0]
         runner = _runner_up(cands)
         result.match = True
-        result.episode_id, result.season = best.episode_id, best.season
+        result.episode_id, result.season, result.title = best.episode_id, best.season, best.title
         result.offset_seconds, result.score, result.speed = best.offset_seconds, best.score, speed
         result.spread = best.spread
         result.confidence = round(1.0 - runner / best.score, 3)
         fs = library.params.frame_seconds
         again = repeats(ranked.postings, ranked.slots[(best.episode_id, best.season)], round(best.offset_seconds / fs),
                         max(policy.min_score, policy.repeat_ratio * best.score))
-        result.also_at = [round(off * fs, 3) for off, _ in again]
+        result.also_at = sorted(round(off * fs, 3) for off, _ in again)
     elif cands:
         result.score, result.spread = cands[0].score, cands[0].spread
     return result

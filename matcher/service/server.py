@@ -5,6 +5,7 @@ Settings, flags first, then the environment, then the default:
     HOST, --host        0.0.0.0
     PORT, --port        8000
     DATA_DIR            ./data; serves DATA_DIR/fingerprints/current, swapped when it moves
+    DB_VERSION, --db-version   unset: follow `current`; set: serve this version only (a pin)
     MAX_SEASONS         all
     SEASONS             all (a list, e.g. 1,3,5: serve only these)
     USE_LMDB            true; false serves the legacy DATA_DIR/season_NN.pkl files (read-only, no swaps)
@@ -51,6 +52,7 @@ from citywok.matcher.service.metrics import Metrics
 from citywok.matcher.service.swap import Handle, ServedVersion
 from citywok.matcher.service.workers import IdentifyPool, settings_for
 
+from citywok import layout
 from citywok import settings as settings_mod
 from citywok.cli import CommandError
 
@@ -85,6 +87,7 @@ class ServerConfig:
     shutdown_timeout: float = 30.0
     sentry_dsn: str | None = None
     use_lmdb: bool = True
+    db_version: str | None = None  # a pin; None follows `current`
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: object) -> ServerConfig:
@@ -126,6 +129,7 @@ class ServerConfig:
             shutdown_timeout=float(num("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout)),
             sentry_dsn=s.sentry_dsn,
             use_lmdb=s.use_lmdb,
+            db_version=e.get("DB_VERSION") or None,
         )
         for k, v in flags.items():
             if v is not None:
@@ -140,7 +144,8 @@ class Service:
         self.config = config
         self.metrics = Metrics()
         self.holder = ServedVersion(config.data_dir, config.max_seasons, writable=bool(config.ingest_token),
-                                    on_swap=self._on_swap, legacy=not config.use_lmdb, only=config.seasons)
+                                    on_swap=self._on_swap, legacy=not config.use_lmdb, only=config.seasons,
+                                    pin=config.db_version)
         workers = config.workers if config.use_lmdb else 0
         self.identify_pool = IdentifyPool(workers, config.max_concurrency,
                                           settings_for(config.max_seasons, config.seasons, bool(config.ingest_token)))
@@ -306,7 +311,10 @@ def _setup_sentry(dsn: str | None, svc: Service) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT, then drain in-flight requests (up to SHUTDOWN_TIMEOUT) and close."""
     config = ServerConfig.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
-                                   data_dir=getattr(args, "data_dir", None))
+                                   data_dir=getattr(args, "data_dir", None),
+                                   db_version=getattr(args, "db_version", None))
+    if config.db_version:
+        layout.check_version(config.db_version)
     _setup_logging()
     app = create_app(config)
     _setup_sentry(config.sentry_dsn, app[routes.SERVICE])
@@ -314,6 +322,10 @@ def main(args: argparse.Namespace) -> int:
     log.info("citywok serve on http://%s:%d (data %s, %s, ingest %s)", config.host, config.port, config.data_dir,
              f"{svc.identify_pool.workers} worker processes" if svc.identify_pool.workers
              else f"{config.max_concurrency} identify threads", "on" if config.ingest_token else "off")
-    web.run_app(app, host=config.host, port=config.port, access_log=None, shutdown_timeout=config.shutdown_timeout,
-                print=None)
+    try:
+        web.run_app(app, host=config.host, port=config.port, access_log=None,
+                    shutdown_timeout=config.shutdown_timeout, print=None)
+    except OSError as e:
+        raise CommandError(f"cannot listen on {config.host}:{config.port}: {e.strerror or e}"
+                           " (is another server using the port? choose one with --port or PORT)") from None
     return 0

@@ -45,8 +45,9 @@ class ServedVersion:
 
     def __init__(self, data_dir: Path, max_seasons: int | None = None, writable: bool = False,
                  on_swap: Callable[[Handle | None, Handle], None] | None = None, legacy: bool = False,
-                 only: Collection[int] | None = None) -> None:
+                 only: Collection[int] | None = None, pin: str | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.pin = pin  # DB_VERSION: serve this version, not what `current` points to
         self.legacy = legacy  # USE_LMDB=false: serve DATA_DIR/season_NN.pkl, loaded once, never swapped
         self.max_seasons = max_seasons
         self.only = only
@@ -113,7 +114,7 @@ class ServedVersion:
             if self.legacy:
                 return self._load_legacy()
             try:
-                vdir = layout.current_dir(self.data_dir)
+                vdir = layout.version_dir(self.data_dir, self.pin) if self.pin else layout.current_dir(self.data_dir)
             except layout.LayoutError as e:
                 self._fail(str(e))
                 return False

@@ -23,6 +23,7 @@ from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
 from citywok.matcher.legacy import pickles as legacy
 from citywok.matcher.store import shared
+from citywok.matcher.store.names import episode_id_for, title_for
 from citywok.matcher.store.shard import NewEpisode, Shard, ShardError, compact
 
 from citywok import layout
@@ -31,9 +32,10 @@ MEDIA_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".m4a", ".aa
                   ".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".m4v", ".mpg", ".mpeg"}
 INGEST_TIME_LIMIT = 900.0  # seconds an uploaded episode's decode may take (a 2-hour episode takes ~25)
 WRITE_EVERY = 5.0  # seconds between writes of the episodes fingerprinted meanwhile
-_EPISODE_RE = re.compile(r"[Ss](\d{1,3})[ ._-]?[Ee](\d{1,4})", re.ASCII)
 # ASCII only: "Ｓ01E01" (fullwidth) would be a second episode that looks like S01E01
 EPISODE_ID_RE = re.compile(r"^\w[\w .:+()\[\]-]{0,127}$", re.ASCII)
+MIN_EPISODE_SECONDS = 1.0
+__all__ = ["EPISODE_ID_RE", "episode_id_for", "ingest_paths", "media_files", "remove_episodes"]
 
 
 @dataclass
@@ -44,14 +46,6 @@ class IngestResult:
     seconds: float = 0.0
     hashes: int = 0
     error: str | None = None
-
-
-def episode_id_for(path: Path) -> str:
-    """``S01E02`` when the name says so, else the file name without its suffix."""
-    m = _EPISODE_RE.search(path.stem)
-    if m:
-        return f"S{int(m.group(1)):02d}E{int(m.group(2)):02d}"
-    return path.stem
 
 
 def media_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -86,11 +80,17 @@ def _work(path: str, params: FingerprintParams) -> tuple[Hashes | None, float, s
         hashes, seconds = fingerprint_file(path, params)
     except DecodeError as e:
         return None, 0.0, str(e)
-    if seconds < 1.0:
-        return None, seconds, "no audio decoded"
+    if seconds < MIN_EPISODE_SECONDS:
+        return None, seconds, too_short(seconds)
     if len(hashes) == 0:
         return None, seconds, f"{seconds:.0f} s of audio without a single fingerprint (silence?)"
     return hashes, seconds, None
+
+
+def too_short(seconds: float) -> str:
+    if seconds <= 0:
+        return "no audio could be decoded from it"
+    return f"only {seconds:.2f} s of audio; an episode needs at least {MIN_EPISODE_SECONDS:g} s"
 
 
 def season_path(data_dir: Path, version: str, season: int) -> Path:
@@ -103,7 +103,13 @@ def write_manifest(data_dir: Path, version: str, params: FingerprintParams = DEF
 
     ``open_shards`` are seasons this process already has open (the server): LMDB forbids a second open.
     """
-    vdir = layout.version_dir(data_dir, version)
+    return write_manifest_at(layout.version_dir(data_dir, version), params, open_shards)
+
+
+def write_manifest_at(vdir: Path, params: FingerprintParams = DEFAULT_PARAMS,
+                      open_shards: dict[int, Shard] | None = None) -> dict:
+    """The manifest of the version folder ``vdir`` (named after it), written from its shards."""
+    version = layout.check_version(vdir.name)
     seasons = {}
     for n, path in layout.season_dirs(vdir).items():
         if open_shards and n in open_shards:
@@ -131,6 +137,8 @@ def _season_entry(n: int, path: Path, shard: Shard) -> dict:
         "hash_count": meta["hash_count"],
         "posting_count": meta["posting_count"],
         "episodes": sorted(e.id for e in shard.episodes()),
+        "titles": {e.id: e.title for e in shard.episodes() if e.title and e.title != e.id},
+        "seconds": round(sum(e.duration for e in shard.episodes()), 3),
     }
 
 
@@ -151,9 +159,11 @@ def ingest_paths(
     workers: int | None = None,
     on_result: Callable[[IngestResult], None] | None = None,
     fmt: str = "lmdb",
+    titles: dict[str, str] | None = None,
 ) -> list[IngestResult]:
     """Ingest files into ``season``: skip unchanged episodes, replace changed ones, add new ones.
 
+    Titles come from ``titles`` (episode id -> title, ``--titles``), else from the file name.
     ``fmt="pickle"`` writes the legacy ``DATA_DIR/season_NN.pkl`` instead (docs/legacy-format.md).
     """
     files = list(media_files(paths))
@@ -170,15 +180,20 @@ def ingest_paths(
 
     try:
         todo: dict[str, tuple[str, str, bool]] = {}
+        names: dict[str, str] = {}
         for f in files:
             eid = episode_id_for(f)
             if not EPISODE_ID_RE.match(eid):
                 done(IngestResult(str(f), eid, "failed", error=f"episode id {eid!r} (from the file name) must be "
                                   "ASCII letters, digits, spaces and ._-:+()[], e.g. S01E02"))
                 continue
+            named = (titles or {}).get(eid) or title_for(f)  # else the title stored before, else the id
             sha = file_sha256(f)
             old = shard.episode(eid)
+            names[str(f)] = named or (old.title if old is not None else eid)
             if old is not None and old.sha256 == sha:
+                if named and old.title != named and isinstance(shard, Shard):
+                    shard.set_title(eid, named)
                 done(IngestResult(str(f), eid, "skipped", old.duration, old.hashes))
             else:
                 todo[str(f)] = (eid, sha, old is not None)
@@ -215,7 +230,7 @@ def ingest_paths(
                 if err is not None or hashes is None:
                     done(IngestResult(path, eid, "failed", seconds, 0, err))
                     continue
-                batch.append((path, NewEpisode(eid, hashes, seconds, sha, Path(path).stem), existed))
+                batch.append((path, NewEpisode(eid, hashes, seconds, sha, names[path]), existed))
                 if time.monotonic() - last_write >= WRITE_EVERY:
                     write()
             if batch:
@@ -259,8 +274,8 @@ def ingest_bytes(shard: Shard, episode_id: str, data: bytes, params: Fingerprint
     if old is not None and old.sha256 == sha:
         return IngestResult("<upload>", episode_id, "skipped", old.duration, old.hashes)
     hashes, seconds = fingerprint_chunks(iter_pcm(data, params.sample_rate, time_limit=INGEST_TIME_LIMIT), params)
-    if seconds < 1.0:
-        return IngestResult("<upload>", episode_id, "failed", seconds, 0, f"only {seconds:.2f} s of audio decoded")
+    if seconds < MIN_EPISODE_SECONDS:
+        return IngestResult("<upload>", episode_id, "failed", seconds, 0, too_short(seconds))
     if len(hashes) == 0:
         return IngestResult("<upload>", episode_id, "failed", seconds, 0,
                             f"{seconds:.0f} s of audio without a single fingerprint (silence?)")

@@ -644,6 +644,18 @@ class Shard:
             txn.put(b"meta", json.dumps(meta).encode(), db=self._meta_db)
         return added
 
+    def set_title(self, episode_id: str, title: str) -> bool:
+        """Rename an episode without touching its postings; False if it is not there."""
+        if not self.writable:
+            raise ShardError("shard is open read-only")
+        with self._write_lock, self.env.begin(write=True) as txn:
+            slot = txn.get(episode_id.encode(), db=self._ids_db)
+            if slot is None:
+                return False
+            d = json.loads(txn.get(slot, db=self._episodes_db))
+            txn.put(slot, json.dumps({**d, "title": title}).encode(), db=self._episodes_db)
+        return True
+
     def remove_episode(self, episode_id: str) -> bool:
         """Remove an episode and all its postings in one transaction; False if it is not there."""
         if not self.writable:

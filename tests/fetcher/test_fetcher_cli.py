@@ -96,4 +96,4 @@ def test_push_to_a_missing_bucket_is_a_clear_error(tmp_path: Path, moto_endpoint
     assert "citywok push: " in p.stderr and "NoSuchBucket" in p.stderr and "Traceback" not in p.stderr
     assert SECRET_KEY not in p.stderr
     p = run(["push", "--version", "v2", "--no-progress"], env)
-    assert p.returncode == 1 and "run `citywok pack --version v2` first" in p.stderr
+    assert p.returncode == 1 and "run `citywok pack --db-version v2` first" in p.stderr

@@ -76,3 +76,28 @@ def test_serve_refuses_a_bad_setting(data_dir) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "MAX_UPLOAD_BYTES" in err and "Traceback" not in err
+
+
+def test_serve_db_version_pins_what_is_served(data_dir) -> None:
+    """`citywok serve --db-version v2` (or DB_VERSION=v2) serves v2 whatever `current` says, and stays on it."""
+    from citywok import layout
+
+    for flag, env in (("--db-version", {}), (None, {"DB_VERSION": "v2"})):
+        port = free_port()
+        citywok = Path(sys.executable).with_name("citywok")
+        cmd = [str(citywok), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+        proc = subprocess.Popen([*cmd, *([flag, "v2"] if flag else [])],
+                                env={**os.environ, "WORKERS": "0", "POLL_INTERVAL": "0.1", **env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, proc)
+            assert layout.current_version(data_dir) == "v1"
+            assert requests.get(f"{url}/readyz", timeout=5).json()["db_version"] == "v2"
+            layout.flip_current(data_dir, "v1")
+            time.sleep(0.5)
+            r = requests.post(f"{url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(1, 30.0))}, timeout=30)
+            assert r.json()["db_version"] == "v2"
+        finally:
+            proc.terminate()
+            proc.wait(30)

@@ -119,3 +119,23 @@ def test_migrate_exits_1_when_a_season_fails(corpus: Corpus, tmp_path: Path,
     assert citywok(["migrate", str(src), str(tmp_path / "out")]) == 1
     text = capsys.readouterr().out
     assert "1 migrated, 0 skipped, 1 failed" in text and "season_02.pkl" in text
+
+
+def test_migrate_writes_a_servable_version(corpus: Corpus, tmp_path: Path) -> None:
+    """`citywok migrate SRC` (no DST) writes DATA_DIR/fingerprints/DB_VERSION with a manifest; `use` serves it."""
+    data = tmp_path / "data"
+    env = {**os.environ, "DATA_DIR": str(data), "DB_VERSION": "legacy1"}
+    cmd = [sys.executable, "-m", "citywok"]
+    r = subprocess.run([*cmd, "migrate", str(corpus.pickles)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "serve it with `citywok use legacy1`" in r.stdout
+    from citywok import layout
+
+    manifest = layout.read_manifest(layout.version_dir(data, "legacy1"))
+    assert sorted(manifest["seasons"]) == ["01", "02"] and manifest["version"] == "legacy1"
+    env.pop("DB_VERSION")
+    assert subprocess.run([*cmd, "use", "legacy1"], env=env, capture_output=True, timeout=60).returncode == 0
+    r = subprocess.run([*cmd, "identify", str(_clip(corpus, tmp_path)), "--json"], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["episode_id"] == "S02E01"
