@@ -85,10 +85,29 @@ class AllowList:
         return any(addr in n for n in self.networks)
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and may be routed to: IPv4-mapped, 6to4 (2002::/16),
+    Teredo (2001::/32: its server and its client) and NAT64 (64:ff9b::/96)."""
+    out = [a for a in (addr.ipv4_mapped, addr.sixtofour) if a is not None]
+    if addr.teredo is not None:
+        out.extend(addr.teredo)
+    if addr in NAT64:
+        out.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
+    return out
+
+
 def forbidden_reason(addr: IPAddress) -> str | None:
     """Why a client-supplied URL must not reach this address, or None if it is public."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address):
+        for inner in embedded_ipv4(addr):
+            why = forbidden_reason(inner)
+            if why:
+                return f"{why} wrapped in {addr}"
+        if addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
     if addr in METADATA_ADDRESSES:
         return "a cloud metadata address"
     for attr, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),
