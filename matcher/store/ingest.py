@@ -8,9 +8,12 @@ ingest leaves the shard as it was after the last write, and a rerun skips what i
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import os
 import re
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -73,6 +76,18 @@ def file_sha256(path: Path) -> str:
 def fingerprint_file(path: str, params: FingerprintParams = DEFAULT_PARAMS) -> tuple[Hashes, float]:
     """Decode and fingerprint one file, streamed (runs in a worker process)."""
     return fingerprint_chunks(iter_pcm(path, params.sample_rate), params)
+
+
+def _die_with(parent: int) -> None:
+    """A decoder process ends with the ingest that started it, even a SIGKILLed one (Linux
+    PR_SET_PDEATHSIG); it would otherwise decode on, orphaned, into a pipe no one reads."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent was gone before the request took
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _work(path: str, params: FingerprintParams) -> tuple[Hashes | None, float, str | None]:
@@ -221,7 +236,8 @@ def ingest_paths(
                 done(IngestResult(path, n.id, status, n.duration, 0 if path in failed else len(n.hashes),
                                   failed.get(path)))
 
-        with pool_cls(max_workers=n_workers) as pool:
+        pool_kw = {"initializer": _die_with, "initargs": (os.getpid(),)} if pool_cls is ProcessPoolExecutor else {}
+        with pool_cls(max_workers=n_workers, **pool_kw) as pool:
             futures = {pool.submit(_work, path, params): path for path in todo}
             for fut in as_completed(futures):
                 path = futures[fut]
