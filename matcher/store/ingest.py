@@ -252,8 +252,8 @@ def ingest_paths(
             if batch:
                 write()
         changed = [r.episode_id for r in results if r.status in {"added", "replaced"}]
-        if changed:
-            shared.update(shard, changed)
+        if changed or (isinstance(shard, Shard) and shared.stale(shard)):
+            shared.update(shard, changed)  # also what a killed run left unpaired
     finally:
         shard.close()
     if fmt != "pickle":

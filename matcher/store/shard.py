@@ -576,6 +576,20 @@ class Shard:
         with self._writing() as txn:
             txn.put(b"segments", json.dumps(segments).encode(), db=self._shared_db)
 
+    def shared_covers(self) -> dict[str, str] | None:
+        """The episodes (id -> sha256) the stored shared segments were found over; None if unrecorded."""
+        if self._shared_db is None:
+            return None
+        with self.env.begin(db=self._shared_db) as txn:
+            raw = txn.get(b"covered")
+        return json.loads(raw) if raw else None
+
+    def put_shared_covers(self, covered: dict[str, str]) -> None:
+        if not self.writable or self._shared_db is None:
+            raise ShardError("shard is open read-only")
+        with self._writing() as txn:
+            txn.put(b"covered", json.dumps(covered, sort_keys=True).encode(), db=self._shared_db)
+
     def check(self) -> dict[str, Any]:
         """Recount hashes and postings and compare with the metadata record (used by validate and tests)."""
         meta = self.meta()

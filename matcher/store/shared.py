@@ -201,11 +201,25 @@ def update(shard: Shard, changed: Collection[str] | None = None) -> list[SharedS
     looked for and joined to the stored segments: adding an episode to a long season then costs a
     pass over what pairs with it, not over every pair of the season.
     """
+    if changed is not None:
+        changed = set(changed) | stale(shard)
     segments = None if changed is None or not shard.shared_recorded() else _updated(shard, changed)
     if segments is None:
         segments = find_shared(shard)
     shard.put_shared([s.to_json() for s in segments])
+    if hasattr(shard, "put_shared_covers"):
+        shard.put_shared_covers({e.id: e.sha256 for e in shard.episodes()})
     return segments
+
+
+def stale(shard: Shard) -> set[str]:
+    """Episodes the stored segments were not found over (an ingest killed between writing episodes
+    and their segments): the next update pairs them too. A shard that never recorded what its
+    segments cover is taken as covered."""
+    covers = shard.shared_covers() if hasattr(shard, "shared_covers") else None
+    if covers is None:
+        return set() if shard.shared_recorded() else {e.id for e in shard.episodes()}
+    return {e.id for e in shard.episodes() if covers.get(e.id) != e.sha256}
 
 
 def _updated(shard: Shard, changed: Collection[str]) -> list[SharedSegment] | None:

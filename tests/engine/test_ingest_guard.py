@@ -34,3 +34,31 @@ def test_a_look_alike_episode_id_and_silence_are_refused(tmp_path) -> None:
     assert results["S01E03"].status == "added"
     manifest = layout.read_manifest(layout.version_dir(tmp_path / "data", "v1"))
     assert manifest["seasons"]["01"]["episodes"] == ["S01E03"]
+
+
+def test_a_rerun_after_a_killed_ingest_finds_the_shared_segments_it_missed(tmp_path) -> None:
+    """The kill came after the episodes were written and before their shared segments were: the
+    rerun skips the unchanged files, and must still pair them."""
+    from citywok.matcher.engine.params import DEFAULT_PARAMS
+    from citywok.matcher.store.ingest import file_sha256, fingerprint_file, season_path
+    from citywok.matcher.store.shard import NewEpisode, Shard
+
+    theme = synth.episode(50, 12.0, 8000)
+    eps = tmp_path / "eps"
+    eps.mkdir()
+    files = []
+    for n in (1, 2):
+        pcm = np.concatenate([synth.episode(n, 20.0, 8000), theme, synth.episode(n + 10, 20.0, 8000)])
+        f = eps / f"S01E0{n}.flac"
+        f.write_bytes(synth.encode(pcm, 8000, "flac"))
+        files.append(f)
+    data = tmp_path / "data"
+    with Shard.create(season_path(data, "v1", 1), DEFAULT_PARAMS, 1) as shard:
+        for f in files:
+            hashes, seconds = fingerprint_file(str(f))
+            shard.add_episodes([NewEpisode(f.stem, hashes, seconds, file_sha256(f), f.stem)])
+    results = ingest_paths([eps], 1, data, workers=1)
+    assert [r.status for r in results] == ["skipped", "skipped"]
+    with Shard.open(season_path(data, "v1", 1)) as shard:
+        segments = shard.get_shared()
+    assert segments and {o["episode_id"] for o in segments[0]["occurrences"]} == {"S01E01", "S01E02"}
