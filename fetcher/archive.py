@@ -268,6 +268,18 @@ def _pax_path(data: bytes) -> str | None:
     return None
 
 
+ROOM_MARGIN = 64 << 20  # bytes left free beside an unpacked season
+
+
+def _check_room(target: Path, size: int, archive: str) -> None:
+    """Refuse a member the volume cannot hold, by its real size in the tar header (a manifest's
+    data_bytes is only a claim, and a compressed archive can unpack to any size)."""
+    free = shutil.disk_usage(target).free
+    if size + ROOM_MARGIN > free:
+        raise ArchiveError(f"{archive}: {DATA_FILE} unpacks to {size / 1e6:.1f} MB; the volume has "
+                           f"{free / 1e6:.1f} MB free: not enough space")
+
+
 def unpack_archive(archive: Path, dest_dir: Path, season_dir: str | None = None) -> Path:
     """Unpack ``season_NN.lmdb.tar.*`` into ``dest_dir/season_NN.lmdb/``, accepting only its data file."""
     season_dir = season_dir or season_dir_of(archive.name)
@@ -283,6 +295,7 @@ def unpack_archive(archive: Path, dest_dir: Path, season_dir: str | None = None)
                 if _member_target(member, season_dir) is None:
                     reader.skip(member)
                     continue
+                _check_room(target, member.size, archive.name)
                 with open(target / DATA_FILE, "wb") as out:
                     reader.copy(member, out)
                     out.flush()

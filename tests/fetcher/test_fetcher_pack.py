@@ -161,3 +161,25 @@ def test_manifest_parse_names_the_bad_field() -> None:
         manifest.parse({**good, "seasons": {}}, "m")
     with pytest.raises(manifest.ManifestError, match="this fetcher reads 1"):
         manifest.parse({**good, "format_version": 9}, "m")
+
+
+def test_unpack_refuses_a_member_larger_than_the_free_space_before_writing(tmp_path) -> None:
+    """The size that counts is the member's own, from its tar header, not what a manifest claims."""
+    import io
+    import shutil
+    import tarfile
+
+    import zstandard
+    from citywok.fetcher.archive import ArchiveError, unpack_archive
+
+    huge = shutil.disk_usage(tmp_path).free * 2
+    ti = tarfile.TarInfo("season_01.lmdb/data.mdb")
+    ti.size = huge
+    raw = io.BytesIO()
+    raw.write(ti.tobuf(format=tarfile.GNU_FORMAT))
+    raw.write(b"\0" * 4096)  # a few bytes of it: the whole would never fit anyway
+    archive = tmp_path / "season_01.lmdb.tar.zst"
+    archive.write_bytes(zstandard.ZstdCompressor().compress(raw.getvalue()))
+    with pytest.raises(ArchiveError, match="not enough space"):
+        unpack_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out" / "season_01.lmdb" / "data.mdb").exists()
