@@ -1,145 +1,172 @@
-"""The OpenAPI 3.1 description of the matcher API, served at /api/v1/openapi.json and rendered by /docs."""
+"""The OpenAPI document of the matcher API, generated from the models the handlers serialise with
+(:mod:`citywok.matcher.service.models`); served at /api/v1/openapi.json and rendered by Swagger UI at /docs.
+
+OpenAPI 3.0 (what the bundled Swagger UI renders): pydantic's JSON Schema is lowered to it (``nullable``
+for ``X | None``, one ``example``, ``enum`` for constants).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from citywok.matcher.engine.identify import DEFAULT_POLICY
+from citywok.matcher.service import models
 
 from citywok import __version__
 
+REF = "#/components/schemas/{model}"
+HOST = "http://localhost:8000"
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+# What the engine's dataclass fields mean to a client (the engine itself carries no schema library).
+IDENTIFY_FIELDS = {
+    "match": "true when the clip was found (also when it is ambiguous)",
+    "episode_id": "the episode, e.g. S01E02; null on no match or when ambiguous",
+    "title": "the episode's title, when one was ingested",
+    "offset_seconds": "where in the episode the clip starts, in seconds",
+    "confidence": "0-1: how far ahead of the runner-up",
+    "score": "aligned hashes at the best offset",
+    "spread": (f"the same, counting at most {DEFAULT_POLICY.part_cap} from each half second of the clip: a match"
+               f" needs {DEFAULT_POLICY.min_score}"),
+    "speed": "the playback speed the clip was matched at (1.0: unchanged)",
+    "candidates": "the best episodes, best first (the runner-ups follow the answer)",
+    "ambiguous": "the clip is audio several episodes share (theme, credits): `episodes` lists them",
+    "episodes": "when ambiguous: every episode the clip could be, with its offset",
+    "shared_segment": "when ambiguous: what the shared audio is",
+    "also_at": "other offsets (s, ascending) of the episode where the clip's audio recurs",
+    "elapsed_ms": "server time for this request",
+    "decode_ms": "time decoding the clip",
+    "match_ms": "time looking it up and deciding",
+    "source": "where the clip came from: upload, url or body",
+}
 
 
-def _json(description: str, ref: str) -> dict[str, Any]:
-    schema = {"$ref": f"#/components/schemas/{ref}"}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _lower(node: Any) -> Any:
+    """JSON Schema 2020-12 as pydantic writes it -> the OpenAPI 3.0 dialect."""
+    if isinstance(node, list):
+        return [_lower(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _lower(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+    variants = out.get("anyOf")
+    if isinstance(variants, list) and {"type": "null"} in variants:
+        rest = [v for v in variants if v != {"type": "null"}]
+        out.pop("anyOf")
+        out.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+        out["nullable"] = True
+    if "examples" in out and isinstance(out["examples"], list):
+        out["example"] = out.pop("examples")[0]
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    return out
+
+
+def schemas() -> dict[str, Any]:
+    """Every component schema, from the models."""
+    found: dict[str, Any] = {}
+    ident = models.IDENTIFY.json_schema(ref_template=REF)
+    found.update(ident.pop("$defs", {}))
+    for name, text in IDENTIFY_FIELDS.items():
+        if name in ident["properties"]:
+            ident["properties"][name]["description"] = text
+    found["Identification"] = ident
+    for model in (models.Error, models.IngestAnswer, models.ApiTest, models.Health, models.Ready, models.Stats):
+        s = model.model_json_schema(ref_template=REF)
+        found.update(s.pop("$defs", {}))
+        found[model.__name__] = s
+    return {k: _lower(v) for k, v in sorted(found.items())}
+
+
+def _json(description: str, ref: str, example: Any = None) -> dict[str, Any]:
+    content: dict[str, Any] = {"schema": {"$ref": REF.format(model=ref)}}
+    if example is not None:
+        content["example"] = example
+    return {"description": description, "content": {"application/json": content}}
+
+
+def _errors(**codes: str) -> dict[str, Any]:
+    return {code: _json(text, "Error") for code, text in codes.items()}
+
+
+def _op(op_id: str, tag: str, summary: str, curl: str, description: str = "", **rest: Any) -> dict[str, Any]:
+    text = (description + "\n\n" if description else "") + f"```\n{curl}\n```"
+    return {"operationId": op_id, "tags": [tag], "summary": summary, "description": text, **rest}
+
+
+EXAMPLE_MATCH = {"match": True, "episode_id": "S01E03", "title": "Kitchen Fire", "season": 1,
+                 "offset_seconds": 42.0, "confidence": 0.97, "db_version": "v1", "elapsed_ms": 31.5}
 
 
 def spec(max_upload_bytes: int) -> dict[str, Any]:
     """The API description; ``max_upload_bytes`` is this server's upload limit."""
-    clip_form = {
-        "type": "object",
-        "properties": {
-            "file": {"type": "string", "format": "binary",
-                     "description": "audio or video with an audio track, 1-30 s are used"},
-            "url": {"type": "string", "format": "uri",
-                    "description": "http(s) URL to download the clip from (public addresses only)"},
-        },
-    }
+    mb = f"{max_upload_bytes / 2**20:g} MiB"
+    clip_form = {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary", "description": "audio or video with an audio track; "
+                 "1-30 s are used"},
+        "url": {"type": "string", "format": "uri", "description": "http(s) link to the clip (public addresses only)"},
+    }}
+    identify = _op(
+        "identify", "identify", "Identify a clip", f"curl -F file=@clip.mp3 {HOST}/api/v1/identify",
+        "Send the clip as a multipart `file`, or a `url` (form field or JSON body). Beyond the server's queue it "
+        "answers 429 at once, with Retry-After.",
+        requestBody={"required": True, "content": {
+            "multipart/form-data": {"schema": clip_form},
+            "application/json": {"schema": {"type": "object", "required": ["url"], "properties": {
+                "url": {"type": "string", "format": "uri", "example": "https://example.com/clip.mp3"}}}},
+        }},
+        responses={"200": _json("the answer (match true or false)", "Identification", EXAMPLE_MATCH),
+                   **_errors(**{"400": "malformed request: no file or url, bad JSON, bad URL",
+                                "403": "the URL points at a private, loopback or metadata address",
+                                "413": f"larger than {mb}", "415": "not decodable as audio",
+                                "422": "too short to identify (under 1 s of audio)",
+                                "429": "overloaded: retry after Retry-After seconds",
+                                "502": "the URL could not be downloaded", "503": "no fingerprint version loaded yet",
+                                "504": "the URL download timed out"})})
+    ingest = _op(
+        "ingestEpisode", "ingest", "Add an episode (needs the ingest token)",
+        f"curl -H 'Authorization: Bearer $INGEST_TOKEN' -F episode_id=S01E02 -F season=1 -F title='Second Wind' "
+        f"-F file=@S01E02.mkv {HOST}/api/v1/ingest",
+        "Fingerprints `file` as `episode_id` into `season` of the served version; identifiable when the call "
+        "returns. Disabled (404) unless the server has an INGEST_TOKEN.",
+        security=[{"bearer": []}],
+        requestBody={"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["episode_id", "file"], "properties": {
+                "episode_id": {"type": "string", "example": "S01E02"},
+                "season": {"type": "integer", "minimum": 1, "maximum": 99, "default": 1},
+                "title": {"type": "string", "example": "Second Wind"},
+                "file": {"type": "string", "format": "binary"}}}}}},
+        responses={"201": _json("added", "IngestAnswer"), "200": _json("replaced, or skipped as unchanged",
+                                                                       "IngestAnswer"),
+                   **_errors(**{"400": "missing or invalid field", "401": "no bearer token", "403": "wrong token",
+                                "404": "ingest is disabled on this server", "409": "the shard refused the write",
+                                "413": f"larger than {mb}", "415": "not decodable as audio", "422": "too short",
+                                "503": "no version loaded"})})
+
+    def get(op_id: str, tag: str, summary: str, path: str, ref: str, **errors: str) -> dict[str, Any]:
+        return {"get": _op(op_id, tag, summary, f"curl {HOST}{path}",
+                           responses={"200": _json(summary, ref), **_errors(**errors)})}
+
     return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "CityWok matcher API",
-            "version": __version__,
-            "description": "Which episode, and where in it, is this clip from? Send 3-10 s of audio; get the "
-                           f"episode id and offset. Uploads are limited to {max_upload_bytes} bytes. Every error "
-                           "is JSON: {\"error\": code, \"message\": sentence}.",
-        },
+        "openapi": "3.0.3",
+        "info": {"title": "CityWok matcher API", "version": __version__,
+                 "description": "Which episode, and where in it, is this clip from? Send 3-10 s of audio; get the "
+                                f"episode, its title and the offset. Uploads are limited to {mb}. Every error is "
+                                "JSON: `{\"error\": code, \"message\": sentence}`."},
+        "tags": [{"name": "identify", "description": "clips in, episodes out"},
+                 {"name": "ingest", "description": "adding episodes"},
+                 {"name": "status", "description": "what the server serves, and whether it is ready"}],
         "paths": {
-            "/api/v1/identify": {"post": {
-                "summary": "Identify a clip",
-                "description": "Send the clip as a multipart `file`, or a `url` (form field or JSON body). "
-                               "Beyond the server's queue it answers 429 at once, with Retry-After.",
-                "requestBody": {"required": True, "content": {
-                    "multipart/form-data": {"schema": clip_form},
-                    "application/json": {"schema": {"type": "object", "required": ["url"],
-                                                     "properties": {"url": {"type": "string", "format": "uri"}}}},
-                }},
-                "responses": {
-                    "200": _json("the answer (match true or false)", "Identification"),
-                    "400": _error("malformed request: no file or url, bad JSON, bad URL"),
-                    "403": _error("the URL points at a private, loopback or metadata address"),
-                    "413": _error("the upload or the download is too large"),
-                    "415": _error("not decodable as audio"),
-                    "422": _error("too short to identify (under 1 s of audio)"),
-                    "429": _error("overloaded: retry after the Retry-After seconds"),
-                    "502": _error("the URL could not be downloaded"),
-                    "503": _error("no fingerprint version is loaded yet"),
-                    "504": _error("the URL download timed out"),
-                },
-            }},
-            "/api/v1/ingest": {"post": {
-                "summary": "Add an episode (needs the ingest token)",
-                "description": "Fingerprints `file` as `episode_id` into `season` of the served version; the "
-                               "episode is identifiable when the call returns. Disabled (404) unless the server "
-                               "has an INGEST_TOKEN.",
-                "security": [{"bearer": []}],
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "type": "object", "required": ["episode_id", "file"],
-                    "properties": {
-                        "episode_id": {"type": "string", "example": "S01E02"},
-                        "season": {"type": "integer", "minimum": 1, "maximum": 99, "default": 1},
-                        "title": {"type": "string"},
-                        "file": {"type": "string", "format": "binary"},
-                    }}}}},
-                "responses": {
-                    "201": _json("added", "IngestResult"),
-                    "200": _json("replaced, or skipped as unchanged", "IngestResult"),
-                    "400": _error("missing or invalid field"),
-                    "401": _error("no bearer token"),
-                    "403": _error("wrong token"),
-                    "404": _error("ingest is disabled on this server"),
-                    "413": _error("too large"),
-                    "415": _error("not decodable as audio"),
-                    "422": _error("too short"),
-                    "503": _error("no version loaded"),
-                },
-            }},
-            "/api/v1/test": {"get": {"summary": "Is the API running, and what does it serve",
-                                     "responses": {"200": {"description": "status, features, db_version, seasons, "
-                                                                          "episodes"}}}},
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
-            "/readyz": {"get": {"summary": "Readiness: a verified version is loaded",
-                                "responses": {"200": {"description": "ready"}, "503": _error("not ready")}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics",
-                                 "responses": {"200": {"description": "text exposition format"}}}},
+            "/api/v1/identify": {"post": identify},
+            "/api/v1/ingest": {"post": ingest},
+            "/api/v1/stats": get("getStats", "status", "What is indexed", "/api/v1/stats", "Stats",
+                                 **{"503": "no version loaded"}),
+            "/api/v1/test": get("apiTest", "status", "Is the API running, and what does it serve", "/api/v1/test",
+                                "ApiTest"),
+            "/healthz": get("healthz", "status", "Liveness", "/healthz", "Health"),
+            "/readyz": get("readyz", "status", "Readiness: a verified version is loaded", "/readyz", "Ready",
+                           **{"503": "not ready"}),
+            "/metrics": {"get": _op("metrics", "status", "Prometheus metrics", f"curl {HOST}/metrics",
+                                    responses={"200": {"description": "text exposition format",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}})},
         },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error", "message"],
-                          "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-                "Candidate": {"type": "object", "properties": {
-                    "episode_id": {"type": "string"}, "season": {"type": "integer"},
-                    "offset_seconds": {"type": "number"}, "score": {"type": "integer"},
-                    "spread": {"type": "integer"}, "title": {"type": ["string", "null"]}}},
-                "Identification": {"type": "object", "required": ["match", "db_version", "elapsed_ms"], "properties": {
-                    "match": {"type": "boolean"},
-                    "episode_id": {"type": ["string", "null"]},
-                    "season": {"type": ["integer", "null"]},
-                    "offset_seconds": {"type": ["number", "null"], "description": "where the clip starts"},
-                    "confidence": {"type": "number", "description": "0-1: how far ahead of the runner-up"},
-                    "score": {"type": "integer", "description": "aligned hashes at the best offset"},
-                    "spread": {"type": "integer", "description": (
-                        f"the same, counting at most {DEFAULT_POLICY.part_cap} from each half second of the clip:"
-                        f" a match needs {DEFAULT_POLICY.min_score}")},
-                    "speed": {"type": "number"},
-                    "query_hashes": {"type": "integer"},
-                    "hashes_looked_up": {"type": "integer"},
-                    "clip_seconds": {"type": "number"},
-                    "db_version": {"type": "string"},
-                    "elapsed_ms": {"type": "number", "description": "server time for this request"},
-                    "decode_ms": {"type": "number"},
-                    "match_ms": {"type": "number"},
-                    "source": {"type": "string", "enum": ["upload", "url", "body"]},
-                    "candidates": {"type": "array", "items": {"$ref": "#/components/schemas/Candidate"}},
-                    "ambiguous": {"type": "boolean",
-                                  "description": "the clip is audio several episodes share (theme, credits): "
-                                                 "match is true, episode_id is null, `episodes` lists them"},
-                    "episodes": {"type": "array", "items": {"$ref": "#/components/schemas/Candidate"}},
-                    "shared_segment": {"type": ["string", "null"], "description": "what the shared audio is"},
-                    "also_at": {"type": "array", "items": {"type": "number"},
-                                "description": "other offsets (s) of the episode where the clip's audio recurs "
-                                               "(a loop, a reprised cue): the offset is one of these places"},
-                }},
-                "IngestResult": {"type": "object", "properties": {
-                    "episode_id": {"type": "string"}, "season": {"type": "integer"},
-                    "status": {"type": "string", "enum": ["added", "replaced", "skipped"]},
-                    "seconds": {"type": "number"}, "hashes": {"type": "integer"}, "db_version": {"type": "string"}}},
-            },
-        },
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas()},
     }

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import swagger_ui_bundle
 from aiohttp import BodyPartReader, web
 from citywok.matcher.engine.decode import DecodeError
 from citywok.matcher.engine.identify import ClipTooShort
-from citywok.matcher.service import bodies, openapi, urlfetch
+from citywok.matcher.service import bodies, models, openapi, urlfetch
 from citywok.matcher.service.admission import Admission, Overloaded
 from citywok.matcher.service.metrics import identify_outcome
 from citywok.matcher.service.swap import NotReady
@@ -198,12 +199,10 @@ async def identify(request: web.Request) -> web.Response:
         if clip.source == "url":
             m.url_bytes.inc(len(clip.data))
         outcome = "match" if timed.result.match else "no_match"
-        body = timed.result.to_json()
-        body["elapsed_ms"] = round((time.perf_counter() - request[T0]) * 1000, 1)
-        body["decode_ms"] = round(timed.decode_s * 1000, 1)
-        body["match_ms"] = round(timed.match_s * 1000, 1)
-        body["source"] = clip.source
-        return web.json_response(body)
+        answer = models.IdentifyAnswer.of(timed.result, elapsed_ms=round((time.perf_counter() - request[T0]) * 1000, 1),
+                                          decode_ms=round(timed.decode_s * 1000, 1),
+                                          match_ms=round(timed.match_s * 1000, 1), source=clip.source)
+        return web.json_response(models.IDENTIFY.dump_python(answer, mode="json"))
     except ApiError as e:
         outcome = identify_outcome(e.status, e.code)
         raise
@@ -288,9 +287,9 @@ async def ingest(request: web.Request) -> web.Response:
         svc.metrics.ingest.labels("error").inc()
         raise ApiError(422, "too_short", f"{episode_id}: {r.error}")
     svc.metrics.ingest.labels(r.status).inc()
-    return web.json_response({"episode_id": episode_id, "season": season, "status": r.status,
-                              "seconds": round(r.seconds, 3), "hashes": r.hashes, "db_version": lib.version},
-                             status=201 if r.status == "added" else 200)
+    answer = models.IngestAnswer(episode_id=episode_id, season=season, status=r.status, seconds=round(r.seconds, 3),
+                                 hashes=r.hashes, db_version=lib.version)
+    return web.json_response(answer.body(), status=201 if r.status == "added" else 200)
 
 
 # -- status, docs, page --------------------------------------------------------------------------
@@ -299,21 +298,29 @@ async def ingest(request: web.Request) -> web.Response:
 async def api_test(request: web.Request) -> web.Response:
     h = request.app[SERVICE].holder.current
     lib = h.library if h else None
-    return web.json_response({
-        "status": "ok",
-        "message": "CityWok API is running (Audio-Only)",
-        "features": {"audio": True, "url_download": True, "ingest": bool(request.app[SERVICE].config.ingest_token)},
-        "ready": lib is not None,
-        "db_version": lib.version if lib else None,
-        "seasons": lib.seasons if lib else [],
-        "episodes": lib.episode_count() if lib else 0,
-        "workers": len(request.app[SERVICE].identify_pool.pids()),
+    return web.json_response(models.ApiTest(
+        status="ok",
+        message="CityWok API is running (Audio-Only)",
+        features=models.Features(audio=True, url_download=True, ingest=bool(request.app[SERVICE].config.ingest_token)),
+        ready=lib is not None,
+        db_version=lib.version if lib else None,
+        seasons=lib.seasons if lib else [],
+        episodes=lib.episode_count() if lib else 0,
+        workers=len(request.app[SERVICE].identify_pool.pids()),
         **request.app[SERVICE].holder.problems(),
-    })
+    ).body())
+
+
+async def stats(request: web.Request) -> web.Response:
+    try:
+        with request.app[SERVICE].holder.acquire() as lib:
+            return web.json_response(models.Stats(version=lib.version, **lib.stats()).body())
+    except NotReady:
+        raise not_ready() from None
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response(models.Health(status="ok").body())
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -321,8 +328,8 @@ async def readyz(request: web.Request) -> web.Response:
     h = holder.current
     if h is None or not holder.ready:
         raise not_ready()
-    return web.json_response({"status": "ready", "db_version": h.library.version, "seasons": h.library.seasons,
-                              **holder.problems()})
+    return web.json_response(models.Ready(status="ready", db_version=h.library.version, seasons=h.library.seasons,
+                                          **holder.problems()).body())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -335,6 +342,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 async def docs(request: web.Request) -> web.FileResponse:
+    """Swagger UI (the swagger-ui-bundle package's files, served from here: no CDN)."""
     return web.FileResponse(STATIC / "docs.html")
 
 
@@ -348,6 +356,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/v1/identify", identify)
     r.add_post("/api/v1/ingest", ingest)
     r.add_get("/api/v1/test", api_test)
+    r.add_get("/api/v1/stats", stats)
     r.add_get("/api/v1/openapi.json", openapi_json)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
@@ -355,3 +364,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/docs", docs)
     r.add_get("/", index)
     r.add_static("/static/", STATIC, show_index=False)
+    r.add_static("/docs/ui/", swagger_ui_bundle.swagger_ui_path, show_index=False)

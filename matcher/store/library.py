@@ -88,6 +88,12 @@ class Library:
     def episode_count(self) -> int:
         return sum(len(e) for e in self._episodes.values())
 
+    def stats(self) -> dict[str, int | float]:
+        """What is indexed: seasons, episodes, hours of audio and distinct hashes (GET /api/v1/stats)."""
+        seconds = sum(e.duration for eps in self._episodes.values() for e in eps.values())
+        return {"seasons": len(self.shards), "episodes": self.episode_count(), "hours": round(seconds / 3600, 3),
+                "hashes": sum(int(s.meta()["hash_count"]) for s in self.shards.values())}
+
     def nbytes(self) -> int:
         return sum(s.nbytes() for s in self.shards.values())
 

@@ -33,7 +33,7 @@ def clip_bytes(seed: int, start: float, seconds: float = 5.0, fmt: str = "mp3") 
 
 
 def build_version(data_dir: Path, version: str, episodes: dict[int, str], season: int = 1,
-                  flip: bool = True) -> Path:
+                  flip: bool = True, titles: dict[int, str] | None = None) -> Path:
     """A complete version folder holding the given generated episodes, optionally made `current`."""
     from citywok.matcher.store.shard import Shard
 
@@ -41,7 +41,7 @@ def build_version(data_dir: Path, version: str, episodes: dict[int, str], season
     with Shard.create(vdir / layout.season_name(season), DEFAULT_PARAMS, season) as shard:
         for seed, eid in episodes.items():
             pcm = episode_pcm(seed)
-            shard.add_episode(eid, fingerprint_pcm(pcm), pcm.size / RATE, f"sha-{seed}", eid)
+            shard.add_episode(eid, fingerprint_pcm(pcm), pcm.size / RATE, f"sha-{seed}", (titles or {}).get(seed, eid))
     write_manifest(data_dir, version)
     if flip:
         layout.flip_current(data_dir, version)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
+from citywok.matcher import synth
 
-from tests.http.support import clip_bytes
+from tests.http.support import RATE, build_version, clip_bytes, episode_pcm
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -74,7 +77,7 @@ class Cdp:
 
 
 @contextlib.asynccontextmanager
-async def browser_page(url: str) -> AsyncIterator[Cdp]:
+async def browser_page(url: str, device: dict[str, Any] | None = None) -> AsyncIterator[Cdp]:
     """Headless Chromium with a fresh profile, one page loaded at ``url``; killed afterwards."""
     profile = tempfile.mkdtemp(prefix="citywok-chromium-")
     proc = await asyncio.create_subprocess_exec(CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank",
@@ -94,6 +97,8 @@ async def browser_page(url: str) -> AsyncIterator[Cdp]:
             cdp.session = attached["sessionId"]
             await cdp.send("Page.enable")
             await cdp.send("Runtime.enable")
+            if device:
+                await cdp.send("Emulation.setDeviceMetricsOverride", device)
             await cdp.send("Page.navigate", {"url": url})
             await cdp.wait_for("document.readyState === 'complete'")
             try:
@@ -110,45 +115,108 @@ async def browser_page(url: str) -> AsyncIterator[Cdp]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-async def _drop_clip(page_url: str, clip: Path) -> dict[str, str]:
-    async with browser_page(page_url) as cdp:
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+SHOTS = Path(__file__).parents[2] / "build" / "screenshots"  # kept for people to look at (not in git)
+
+
+async def _screenshot(cdp: Cdp, name: str) -> Path:
+    shot = await cdp.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / name
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path
+
+
+async def _drop_clip(page_url: str, clip: Path, phone: bool = False, shot: str | None = None) -> dict[str, Any]:
+    async with browser_page(page_url, PHONE if phone else None) as cdp:
         await cdp.wait_for("document.getElementById('db').textContent.startsWith('serving')")
         doc = await cdp.send("DOM.getDocument")
         node = await cdp.send("DOM.querySelector", {"nodeId": doc["root"]["nodeId"], "selector": "#file"})
         await cdp.send("DOM.setFileInputFiles", {"files": [str(clip)], "nodeId": node["nodeId"]})
         await cdp.wait_for("document.getElementById('episode').textContent")
         out = await cdp.eval("JSON.stringify({episode: document.getElementById('episode').textContent,"
+                             " title: document.getElementById('title').textContent,"
                              " offset: document.getElementById('offset').textContent,"
                              " headline: document.getElementById('headline').textContent,"
-                             " status: document.getElementById('status').textContent})")
-        return json.loads(out)
+                             " status: document.getElementById('status').textContent,"
+                             " scale: document.getElementById('scale').hidden ? null"
+                             "   : document.getElementById('scale').textContent,"
+                             " runners: [...document.querySelectorAll('#runners li')].map(li => li.textContent),"
+                             " db: document.getElementById('db').textContent,"
+                             " help: document.getElementById('url-help').textContent,"
+                             " width: document.documentElement.scrollWidth})")
+        got = json.loads(out)
+        if shot:
+            got["png"] = str(await _screenshot(cdp, shot))
+        return got
 
 
 async def _try_docs(docs_url: str) -> dict[str, Any]:
     async with browser_page(docs_url) as cdp:
-        await cdp.wait_for("document.querySelectorAll('section.op').length >= 6")
-        ops = await cdp.eval("[...document.querySelectorAll('section.op h2')].map(h => h.textContent)")
-        await cdp.eval("document.getElementById('get-/api/v1/test').querySelector('button').click()")
-        out = await cdp.wait_for("(t => t.startsWith('HTTP') && t)("
-                                 "document.getElementById('get-/api/v1/test').querySelector('pre').textContent)")
-        return {"ops": ops, "out": out}
+        await cdp.wait_for("document.querySelectorAll('.opblock').length >= 7")
+        ops = await cdp.eval("[...document.querySelectorAll('.opblock-summary')].map(s => "
+                             "s.querySelector('.opblock-summary-method').textContent + ' ' + "
+                             "s.querySelector('.opblock-summary-path').textContent.replace(/\u200b/g, ''))")
+        await cdp.eval("document.querySelector('#operations-status-apiTest .opblock-summary-control').click()")
+        await cdp.wait_for("!!document.querySelector('#operations-status-apiTest .execute')")
+        await cdp.eval("document.querySelector('#operations-status-apiTest .execute').click()")
+        out = await cdp.wait_for("(e => e && e.textContent)(document.querySelector("
+                                 "'#operations-status-apiTest .responses-table.live-responses-table'))")
+        curl = await cdp.eval("(e => e && e.textContent)(document.querySelector('#operations-status-apiTest .curl'))")
+        await _screenshot(cdp, "docs.png")
+        return {"ops": ops, "out": out, "curl": curl}
 
 
 @pytest.mark.browser
 def test_page_identifies_a_dropped_clip(server, tmp_path: Path) -> None:
     clip = tmp_path / "clip from the tv.mp3"
     clip.write_bytes(clip_bytes(3, 21.0))
-    shown = asyncio.run(_drop_clip(f"{server.url}/", clip))
-    assert shown["episode"] == "S01E03"
-    seconds = float(re.search(r"\(([\d.]+) s\)", shown["offset"]).group(1))
-    assert abs(seconds - 21.0) < 0.1
+    shown = asyncio.run(_drop_clip(f"{server.url}/", clip, shot="page-desktop.png"))
+    assert shown["episode"] == "S01E03" and shown["title"] == "(no title)"
+    assert shown["offset"].startswith("0:2") and shown["offset"].count(":") == 1  # the offset, once, as m:ss.ss
+    assert abs(float(shown["offset"].replace("0:", "")) - 21.0) < 0.1
     assert shown["headline"].startswith("S01E03 at 0:2")
-    assert shown["status"] == "Found it."
+    assert shown["status"] == "Found it." and shown["scale"] is None
+    assert shown["db"] == "serving v1: 3 episodes in 1 season, 0.0 h"
+
+
+@pytest.mark.browser
+def test_page_on_a_phone_shows_titles_runner_ups_and_a_speed_change(start_server, tmp_path: Path) -> None:
+    """390 px wide: nothing wider than the screen; the title, the runner-ups and the clip's speed change shown."""
+    data = tmp_path / "data"
+    build_version(data, "v1", {1: "S01E01", 2: "S01E02", 3: "S01E03"},
+                  titles={1: "Grand Opening", 2: "The Long Night", 3: "Kitchen Fire"})
+    # S01E04 holds three seconds of the clip's audio (a reused cue): the clip's runner-up
+    from citywok.matcher.engine.fingerprint import fingerprint_pcm
+    from citywok.matcher.store.ingest import write_manifest
+    from citywok.matcher.store.shard import Shard
+
+    from citywok import layout
+
+    other = episode_pcm(5)[: 10 * RATE]
+    cue = np.concatenate([other, episode_pcm(3)[20 * RATE: 23 * RATE], other])
+    with Shard.open(layout.version_dir(data, "v1") / layout.season_name(1), writable=True) as shard:
+        shard.add_episode("S01E04", fingerprint_pcm(cue), cue.size / RATE, "sha-cue", "Delivery")
+    write_manifest(data, "v1")
+    server = start_server(data)
+    x = episode_pcm(3)[int(20 * RATE): int(27 * RATE)]
+    fast = np.interp(np.arange(0, x.size - 1, 1.03), np.arange(x.size), x).astype(np.float32)  # played at 103 %
+    clip = tmp_path / "sped-up.mp3"
+    clip.write_bytes(synth.encode(fast, RATE, "mp3"))
+    shown = asyncio.run(_drop_clip(f"{server.url}/", clip, phone=True, shot="page-phone.png"))
+    assert shown["width"] <= 390, shown["width"]
+    assert shown["headline"].startswith("S01E03 “Kitchen Fire” at ") and shown["title"] == "Kitchen Fire"
+    assert abs(float(shown["offset"].replace("0:", "")) - 20.0) < 0.2
+    assert shown["scale"] == "played at 103 %"
+    assert shown["runners"] and shown["runners"][0].startswith("S01E04 “Delivery”, season 1, at 0:1")
+    assert "straight to an audio or video file" in shown["help"]
+    assert Path(shown["png"]).stat().st_size > 10_000
 
 
 @pytest.mark.browser
 def test_docs_page_renders_the_api_and_tries_a_route(server) -> None:
     got = asyncio.run(_try_docs(f"{server.url}/docs"))
     assert "POST /api/v1/identify" in got["ops"] and "POST /api/v1/ingest" in got["ops"]
-    assert got["out"].startswith("HTTP 200")
-    assert "CityWok API is running (Audio-Only)" in got["out"]
+    assert "GET /api/v1/stats" in got["ops"]
+    assert "CityWok API is running (Audio-Only)" in got["out"] and "200" in got["out"]
+    assert got["curl"] and "curl -X 'GET'" in got["curl"]

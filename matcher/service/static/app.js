@@ -13,31 +13,69 @@ function say(text, isError) {
   $("status").className = isError ? "error" : "";
 }
 
+const RUNNER_UP_HASHES = 3; // fewer align by chance between any two episodes
+
+function named(c) {
+  return c.title && c.title !== c.episode_id ? `${c.episode_id} “${c.title}”` : c.episode_id;
+}
+
+function scaleText(answer) {
+  // the estimated speed/pitch change of an edited clip, when the answer has one
+  if (answer.edit) return answer.edit;
+  const parts = [];
+  const time = answer.time_scale ?? answer.speed;
+  if (typeof time === "number" && Math.abs(time - 1) >= 0.005) parts.push(`played at ${Math.round(time * 100)} %`);
+  const pitch = answer.pitch_scale;
+  if (typeof pitch === "number" && Math.abs(pitch - 1) >= 0.005) {
+    parts.push(`pitch ${(12 * Math.log2(pitch)).toFixed(1)} semitones`);
+  }
+  return parts.join(", ");
+}
+
+function showRunners(answer) {
+  const best = `${answer.episode_id}/${answer.season}`;
+  const others = (answer.candidates || []).filter(
+    (c) => `${c.episode_id}/${c.season}` !== best && c.score >= RUNNER_UP_HASHES);
+  $("runners").replaceChildren(...others.slice(0, 4).map((c) => {
+    const li = document.createElement("li");
+    li.textContent = `${named(c)}, season ${c.season}, at ${clock(c.offset_seconds)} (${c.score} matching hashes)`;
+    return li;
+  }));
+  $("runners-box").hidden = others.length === 0 || !answer.match || answer.ambiguous;
+}
+
 function show(answer) {
   $("result").hidden = false;
+  const scale = answer.match ? scaleText(answer) : "";
+  $("scale").textContent = scale;
+  $("scale").hidden = $("scale-label").hidden = !scale;
   if (answer.match && answer.ambiguous) {
-    const where = answer.episodes.map((e) => `${e.episode_id} at ${clock(e.offset_seconds)}`);
+    const where = answer.episodes.map((e) => `${named(e)} at ${clock(e.offset_seconds)}`);
     $("headline").textContent = `Shared audio: ${answer.shared_segment || "in several episodes"}`;
     $("episode").textContent = where.join(", ");
+    $("title").textContent = "-";
     $("season").textContent = answer.season ?? "several";
     $("offset").textContent = "-";
     $("confidence").textContent = `${Math.round(answer.confidence * 100)} %`;
   } else if (answer.match) {
-    $("headline").textContent = `${answer.episode_id} at ${clock(answer.offset_seconds)}`;
+    $("headline").textContent = `${named(answer)} at ${clock(answer.offset_seconds)}`;
     $("episode").textContent = answer.episode_id;
+    $("title").textContent = answer.title && answer.title !== answer.episode_id ? answer.title : "(no title)";
     $("season").textContent = answer.season;
-    const again = (answer.also_at || []).map(clock);
-    $("offset").textContent = `${clock(answer.offset_seconds)} (${answer.offset_seconds.toFixed(2)} s)`
+    const again = [...(answer.also_at || [])].sort((a, b) => a - b).map(clock);
+    $("offset").textContent = clock(answer.offset_seconds)
       + (again.length ? `; the same audio is also at ${again.join(", ")}` : "");
     $("confidence").textContent = `${Math.round(answer.confidence * 100)} %`;
   } else {
     $("headline").textContent = "No match";
-    for (const id of ["episode", "season", "offset"]) $(id).textContent = "-";
+    for (const id of ["episode", "title", "season", "offset"]) $(id).textContent = "-";
     $("confidence").textContent = "0 %";
   }
+  showRunners(answer);
   $("elapsed").textContent = `${answer.elapsed_ms} ms`;
   if (answer.ambiguous) say("This audio occurs in several episodes: a longer clip can tell them apart.", false);
-  else say(answer.match ? "Found it." : "Not in the library (or too noisy): try a longer or cleaner clip.", false);
+  else say(answer.match ? "Found it." : "Not found: try a longer clip, or one with less music or talk over it.",
+    false);
 }
 
 async function identify(body, headers) {
@@ -112,7 +150,7 @@ $("record").addEventListener("click", async () => {
   setTimeout(() => rec.state !== "inactive" && rec.stop(), 8000);
 });
 
-fetch("/api/v1/test").then((r) => r.json()).then((t) => {
-  $("db").textContent = t.db_version ? `serving ${t.db_version}: ${t.episodes} episodes, seasons ${t.seasons.join(", ")}`
-    : "no fingerprints loaded yet";
+fetch("/api/v1/stats").then((r) => (r.ok ? r.json() : null)).then((t) => {
+  $("db").textContent = t ? `serving ${t.version}: ${t.episodes} episodes in ${t.seasons} `
+    + `season${t.seasons === 1 ? "" : "s"}, ${t.hours.toFixed(1)} h` : "no fingerprints loaded yet";
 }).catch(() => {});
