@@ -30,6 +30,8 @@ def bar(iterable: Any = None, *, file: IO[str] | None = None, **kw: Any) -> tqdm
     """``tqdm`` on stderr; when that is not a terminal, one line every LOG_INTERVAL seconds and one at the end."""
     out = file or sys.stderr
     if not (hasattr(out, "isatty") and out.isatty()):
+        if kw.get("disable", False) is None:  # tqdm's "only on a terminal"
+            kw["disable"] = True
         kw.setdefault("mininterval", LOG_INTERVAL)
         kw.setdefault("maxinterval", LOG_INTERVAL)
         kw.setdefault("ncols", 100)

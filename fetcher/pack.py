@@ -9,9 +9,9 @@ from typing import Any
 
 from citywok.fetcher import manifest
 from citywok.fetcher.archive import DEFAULT_ZSTD_LEVEL, ArchiveError, pack_season, shard_meta
-from tqdm import tqdm
 
 from citywok import layout
+from citywok.progress import bar as tqdm
 
 log = logging.getLogger(__name__)
 

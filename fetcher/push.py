@@ -15,9 +15,9 @@ from citywok.fetcher import manifest
 from citywok.fetcher.archive import sha256_file
 from citywok.fetcher.pack import sha256_line
 from citywok.fetcher.store import Store, StoreError
-from tqdm import tqdm
 
 from citywok import layout
+from citywok.progress import bar as tqdm
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from citywok.fetcher import manifest, metrics
 from citywok.fetcher.archive import DATA_FILE, ArchiveError, sha256_file, shard_meta, unpack_archive
 from citywok.fetcher.manifest import SeasonEntry
 from citywok.fetcher.store import Store
-from tqdm import tqdm
 
 from citywok import layout
+from citywok.progress import bar as tqdm
 
 log = logging.getLogger(__name__)
 LOCK = ".fetch.lock"

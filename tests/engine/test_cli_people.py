@@ -231,6 +231,9 @@ def test_progress_in_a_log_is_plain_lines(root: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr and r.stderr.strip().splitlines()[-1].startswith("100%|")
     assert len(r.stderr.splitlines()) <= 3
+    r = run("pack", data=root / "data")  # the fetcher's bars too
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr and "100%|" in r.stderr.splitlines()[-1]
 
 
 def test_completion_and_help_on_every_argument() -> None:
