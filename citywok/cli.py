@@ -132,6 +132,9 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except _user_errors() as e:
         return report(args, str(e), EXIT_USAGE, "usage")
+    except OSError as e:  # the disk or the volume said no: a full disk, a read-only or missing folder
+        where = f"{e.filename}: " if e.filename else ""
+        return report(args, f"{where}{e.strerror or e}", EXIT_FAILED, "failed")
     except Exception as e:  # noqa: BLE001 - no traceback reaches a user unless asked for with -v
         if args.verbose:
             raise

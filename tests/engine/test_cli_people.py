@@ -103,6 +103,12 @@ def test_a_current_link_to_itself_is_explained(root: Path) -> None:
     assert run("identify", str(root / "clip.mp3"), data=root / "data").returncode == 0
 
 
+def test_a_data_dir_that_is_a_file_is_one_line(root: Path) -> None:
+    (root / "plain-file").write_text("not a folder")
+    r = run("ingest", str(root / "eps"), "--season", "1", "--no-progress", data=root / "plain-file")
+    one_line_error(r, 1, "plain-file")
+
+
 def test_nonsense_numbers_are_refused(root: Path) -> None:
     r = run("ingest", str(root / "eps"), "--season", "-1", data=root / "data")
     assert r.returncode == 2 and "season must be a whole number from 1 to 99" in r.stderr
