@@ -32,7 +32,7 @@ test: setup testbed ## the whole suite: unit, HTTP, S3, browser and Kubernetes t
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
-test-fast: setup ## tests that need neither the Kubernetes test bed nor a browser
+test-fast: setup prometheus-crds ## tests that need neither the Kubernetes test bed nor a browser
 	$(PY) -m pytest -q -m "not k8s and not browser"
 
 lint: setup

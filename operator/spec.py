@@ -130,6 +130,38 @@ def parse_autoscaling(raw: dict[str, Any] | None, matcher: Container) -> Autosca
     return Autoscaling(lo, hi, requests_per_second=float(rps))
 
 
+def _storage(st: dict[str, Any]) -> Storage:
+    storage = Storage(
+        type=st.get("type") or "EmptyDir",
+        size=str(st["size"]) if st.get("size") is not None else None,
+        storage_class=st.get("storageClassName") or None,
+        claim_name=st.get("claimName") or None,
+    )
+    if storage.type not in STORAGE_TYPES:
+        raise SpecError(f"spec.storage.type must be one of {', '.join(STORAGE_TYPES)}")
+    if storage.type == "PersistentVolumeClaim" and not storage.claim_name and not storage.size:
+        raise SpecError("spec.storage: a PersistentVolumeClaim needs claimName or size")
+    return storage
+
+
+def _rollout(ro: dict[str, Any]) -> Rollout:
+    rollout = Rollout(
+        strategy=ro.get("strategy") or "InPlace",
+        progress_deadline_seconds=int(ro.get("progressDeadlineSeconds") or 600),
+        auto_rollback=bool(ro.get("autoRollback", True)),
+    )
+    if rollout.strategy not in STRATEGIES:
+        raise SpecError(f"spec.rollout.strategy must be one of {', '.join(STRATEGIES)}")
+    return rollout
+
+
+def _pod_template(raw: dict[str, Any] | None) -> PodTemplate:
+    try:
+        return parse_pod_template(raw)
+    except PodTemplateError as e:
+        raise SpecError(str(e)) from None
+
+
 def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = DEFAULT_IMAGE) -> Spec:
     """Read a FingerprintDB's ``spec`` dict; raise :class:`SpecError` with a one-line reason."""
     if len(name) > MAX_NAME:
@@ -157,31 +189,10 @@ def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = 
     replicas = spec.get("replicas", 2)
     if not isinstance(replicas, int) or replicas < 0:
         raise SpecError(f"spec.replicas must be an integer >= 0, not {replicas!r}")
-    st = spec.get("storage") or {}
-    storage = Storage(
-        type=st.get("type") or "EmptyDir",
-        size=str(st["size"]) if st.get("size") is not None else None,
-        storage_class=st.get("storageClassName") or None,
-        claim_name=st.get("claimName") or None,
-    )
-    if storage.type not in STORAGE_TYPES:
-        raise SpecError(f"spec.storage.type must be one of {', '.join(STORAGE_TYPES)}")
-    if storage.type == "PersistentVolumeClaim" and not storage.claim_name and not storage.size:
-        raise SpecError("spec.storage: a PersistentVolumeClaim needs claimName or size")
-    ro = spec.get("rollout") or {}
-    rollout = Rollout(
-        strategy=ro.get("strategy") or "InPlace",
-        progress_deadline_seconds=int(ro.get("progressDeadlineSeconds") or 600),
-        auto_rollback=bool(ro.get("autoRollback", True)),
-    )
-    if rollout.strategy not in STRATEGIES:
-        raise SpecError(f"spec.rollout.strategy must be one of {', '.join(STRATEGIES)}")
+    storage = _storage(spec.get("storage") or {})
+    rollout = _rollout(spec.get("rollout") or {})
     matcher = _container(spec.get("matcher"), default_image, "spec.matcher", MATCHER_RESERVED)
     autoscaling = parse_autoscaling(spec.get("autoscaling"), matcher)
-    try:
-        pod = parse_pod_template(spec.get("podTemplate"))
-    except PodTemplateError as e:
-        raise SpecError(str(e)) from None
     return Spec(
         name=name,
         namespace=namespace,
@@ -195,5 +206,5 @@ def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = 
         storage=storage,
         rollout=rollout,
         autoscaling=autoscaling,
-        pod=pod,
+        pod=_pod_template(spec.get("podTemplate")),
     )
