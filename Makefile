@@ -28,15 +28,16 @@ setup: $(VENV)/.installed ## create .venv with citywok and the test tools
 demo: $(VENV)/.base ## ingest generated episodes into ./data and identify a clip (no bucket, no cluster)
 	@$(PY) -P -m citywok.demo
 
-test: setup testbed ## the whole suite: unit, HTTP, S3, browser and Kubernetes test-bed tests
-	$(VENV)/bin/ruff check .
+test: setup testbed lint ## the whole suite: lint, then unit, HTTP, S3, browser and Kubernetes test-bed tests
 	$(PY) -m pytest -q
 
 test-fast: setup prometheus-crds ## tests that need neither the Kubernetes test bed nor a browser
 	$(PY) -m pytest -q -m "not k8s and not browser"
 
-lint: setup
+lint: setup ## ruff, mypy on the package, import-linter's layer contracts, module and function sizes
 	$(VENV)/bin/ruff check .
+	$(PY) hack/lint.py types
+	$(PY) hack/lint.py imports
 
 bench: setup ## engine benchmark on the real-music corpus, beside audfprint2
 	$(PY) -m bench.engine

@@ -88,7 +88,8 @@ class _Walker:
     """Reads every page reachable from a snapshot's roots and checks each lies inside the file."""
 
     def __init__(self, fd: int, head: Header) -> None:
-        self.fd, self.head, self.seen = fd, head, set()
+        self.fd, self.head = fd, head
+        self.seen: set[int] = set()
 
     def page(self, pgno: int) -> bytes:
         if not 2 <= pgno <= self.head.last_page:

@@ -36,5 +36,5 @@ def bar(iterable: Any = None, *, file: IO[str] | None = None, **kw: Any) -> tqdm
         kw.setdefault("maxinterval", LOG_INTERVAL)
         kw.setdefault("ncols", 100)
         kw.setdefault("ascii", True)
-        out = _Lines(out)  # type: ignore[assignment]
+        out = _Lines(out)
     return tqdm(iterable, file=out, **kw)

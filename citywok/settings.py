@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 
 class SettingsError(ValueError):
@@ -62,7 +63,7 @@ class Settings:
     sentry_dsn: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
-    def with_overrides(self, **kwargs: object) -> Settings:
+    def with_overrides(self, **kwargs: Any) -> Settings:
         """Apply command-line flags; a flag left as None keeps the environment's value."""
         return replace(self, **{k: v for k, v in kwargs.items() if v is not None})
 

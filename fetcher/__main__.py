@@ -8,7 +8,7 @@ import sys
 
 from citywok.fetcher import cli
 
-from citywok.cli import run
+from citywok.command import run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import lmdb
 import zstandard
@@ -155,11 +155,11 @@ def pack_season(src: Path, out_dir: Path, fmt: str = "zst", level: int = DEFAULT
             hw = _HashingWriter(raw)
             if fmt == "zst":
                 cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=-1)
-                with cctx.stream_writer(hw, closefd=False) as z:
-                    _write_tar(z, src.name, snap / DATA_FILE)
+                with cctx.stream_writer(cast(IO[bytes], hw), closefd=False) as z:
+                    _write_tar(cast(IO[bytes], z), src.name, snap / DATA_FILE)
             else:
                 with gzip.GzipFile(filename="", mode="wb", fileobj=hw, mtime=0, compresslevel=6) as z:
-                    _write_tar(z, src.name, snap / DATA_FILE)
+                    _write_tar(cast(IO[bytes], z), src.name, snap / DATA_FILE)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(part, final)
@@ -193,7 +193,7 @@ def _member_target(member: tarfile.TarInfo, season_dir: str) -> str | None:
 def _decompressed(f: IO[bytes], archive: str) -> IO[bytes]:
     if archive.endswith(FORMATS["zst"]):
         return zstandard.ZstdDecompressor().stream_reader(f, read_size=CHUNK)
-    return gzip.GzipFile(fileobj=f, mode="rb")
+    return cast(IO[bytes], gzip.GzipFile(fileobj=f, mode="rb"))
 
 
 class _TarReader:

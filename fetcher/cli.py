@@ -13,7 +13,7 @@ from citywok.fetcher.archive import DEFAULT_ZSTD_LEVEL, FORMATS
 
 from citywok import layout
 from citywok import settings as settings_mod
-from citywok.cli import CommandError
+from citywok.errors import CommandError
 from citywok.layout import LayoutError
 
 log = logging.getLogger("fetcher")

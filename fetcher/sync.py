@@ -222,13 +222,13 @@ class Fetcher:
             reuse = reusable(self.base, entries, skip=version)
             todo = [e for e in entries if e.season not in reuse]
             check_space(self.base, version, todo)
-            for e in entries:
-                if e.season in reuse:
-                    _link_or_copy(reuse[e.season], staging / e.name)
-                    verify_season(staging / e.name, e, doc.get("params_digest"))
-                    metrics.BYTES_REUSED.inc(e.data_bytes)
-                    res.reused.append(e.season)
-                    log.info("season %d reused from %s", e.season, reuse[e.season].parent.name)
+            for entry in entries:
+                if entry.season in reuse:
+                    _link_or_copy(reuse[entry.season], staging / entry.name)
+                    verify_season(staging / entry.name, entry, doc.get("params_digest"))
+                    metrics.BYTES_REUSED.inc(entry.data_bytes)
+                    res.reused.append(entry.season)
+                    log.info("season %d reused from %s", entry.season, reuse[entry.season].parent.name)
             self._download_all(version, todo, staging, downloads, doc.get("params_digest"), res)
             layout.write_manifest(staging, doc)
             layout.fsync_dir(staging)

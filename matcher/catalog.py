@@ -11,7 +11,8 @@ from typing import Any
 from citywok.matcher.words import clock, plural
 
 from citywok import layout, progress, settings
-from citywok.cli import EXIT_USAGE, CommandError, int_in
+from citywok.command import int_in
+from citywok.errors import EXIT_USAGE, CommandError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,11 +59,11 @@ def served_dir(s: settings.Settings, flag: str | None) -> Path:
         if not layout.is_complete(vdir):
             raise CommandError(f"version {pin} is incomplete (no {layout.MANIFEST}) and is not served", EXIT_USAGE)
         return vdir
-    vdir = layout.current_dir(s.data_dir)
-    if vdir is None or not layout.is_complete(vdir):
+    cur = layout.current_dir(s.data_dir)
+    if cur is None or not layout.is_complete(cur):
         raise CommandError(f"nothing to search in {s.data_dir}: run `citywok ingest` or `citywok fetch` first",
                            EXIT_USAGE)
-    return vdir
+    return cur
 
 
 def describe(data_dir: Path) -> list[dict[str, Any]]:
@@ -135,7 +136,7 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     if args.season is not None and args.season not in seasons:
         raise CommandError(f"{vdir.name} has no season {args.season} (it holds {season_list(vdir) or 'none'})",
                            EXIT_USAGE)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n, path in seasons.items():
         if args.season is not None and n != args.season:
             continue

@@ -14,9 +14,12 @@ from citywok.matcher import catalog
 from citywok.matcher.words import answer_lines, plural
 
 from citywok import layout, settings
-from citywok.cli import EXIT_FAILED, EXIT_NO_MATCH, EXIT_USAGE, CommandError, int_in
+from citywok.command import EXIT_NO_MATCH, int_in
+from citywok.errors import EXIT_FAILED, EXIT_USAGE, CommandError
 
 URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def season_arg(text: str) -> int:
     """--season: what layout.parse_season takes, refused by argparse in its words."""
     try:
@@ -131,6 +134,7 @@ def _remove(args: argparse.Namespace, s: settings.Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, s: settings.Settings, titles: dict[str, str] | None) -> int:
+    from citywok.matcher.legacy.ingest import ingest_pickle
     from citywok.matcher.legacy.pickles import LegacyError
     from citywok.matcher.store.ingest import ingest_paths, media_files
     from citywok.matcher.store.shard import ShardError
@@ -154,8 +158,12 @@ def _ingest(args: argparse.Namespace, s: settings.Settings, titles: dict[str, st
             bar.write(f"FAILED {r.path}: {r.error}", file=sys.stderr)
 
     try:
-        results = ingest_paths(args.paths, args.season, s.data_dir, s.db_version, workers=args.workers,
-                               on_result=on_result, fmt=args.format, titles=titles)
+        if args.format == "pickle":
+            results = ingest_pickle(args.paths, args.season, s.data_dir, workers=args.workers, on_result=on_result,
+                                    titles=titles)
+        else:
+            results = ingest_paths(args.paths, args.season, s.data_dir, s.db_version, workers=args.workers,
+                                   on_result=on_result, titles=titles)
     except (LegacyError, ShardError) as e:
         raise CommandError(str(e)) from None
     finally:

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from citywok.operator.kube import Kube, api_client
     from citywok.operator.reconcile import Options
 
-    from citywok.cli import CommandError
+    from citywok.errors import CommandError
 
     if args.resync <= 0:
         raise CommandError("--resync must be a positive number of seconds")

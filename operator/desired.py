@@ -208,7 +208,7 @@ def pod_template(spec: Spec, version: str) -> Obj:
     restart = spec.rollout.strategy == "Restart"
     data_mount = {"name": "data", "mountPath": DATA_DIR}
     tmp_mount = {"name": "tmp", "mountPath": "/tmp"}
-    fetch_mounts = [data_mount, tmp_mount]
+    fetch_mounts: list[Obj] = [data_mount, tmp_mount]
     volumes: list[Obj] = [_data_volume(spec), {"name": "tmp", "emptyDir": {}}]
     annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT),
                    "prometheus.io/path": "/metrics"}

@@ -98,10 +98,10 @@ def reconcile(kube: Kube, namespace: str, name: str, options: Options,
     new = status_for(old, d, obs, generation, now, name)
     _write(kube, namespace, name, old, new)
     events = list(d.events) + _availability_events(old, new)
-    for e in events:
-        log.info("%s/%s %s: %s", namespace, name, e.reason, e.message,
+    for ev in events:
+        log.info("%s/%s %s: %s", namespace, name, ev.reason, ev.message,
                  extra={"k8s": {"kind": desired.KIND, "namespace": namespace, "name": name},
-                        "reason": e.reason, "event_type": e.type})
+                        "reason": ev.reason, "event_type": ev.type})
     record_metrics(namespace, name, d, new["readyReplicas"], time.monotonic() - started)
     return Outcome(body, events, d.requeue_after)
 

@@ -23,12 +23,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from citywok.matcher.engine.catalogue import Catalogue, Postings
 from citywok.matcher.engine.fingerprint import fingerprint_pcm
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.match import repeats, spread, vote
-from citywok.matcher.store.library import Library
-from citywok.matcher.store.shard import SLOT_BITS, Postings, lookup_seasons
-from citywok.matcher.store.shared import SharedSegment
 
 MIN_CLIP_SECONDS = 1.0
 MAX_CLIP_SECONDS = 30.0
@@ -106,7 +104,7 @@ def _stretch(pcm: np.ndarray, speed: float) -> np.ndarray:
     return np.interp(np.arange(n) / speed, np.arange(pcm.size), pcm).astype(np.float32)
 
 
-def _rank(library: Library, pcm: np.ndarray, speed: float, policy: MatchPolicy) -> Ranked:
+def _rank(library: Catalogue, pcm: np.ndarray, speed: float, policy: MatchPolicy) -> Ranked:
     stretched = _stretch(pcm, speed) if speed != 1.0 else pcm
     return _rank_hashes(library, fingerprint_pcm(stretched, library.params), policy)
 
@@ -117,37 +115,26 @@ def _halves(hashes: Hashes) -> tuple[Hashes, Hashes]:
     return Hashes(hashes.hash[pick], hashes.t[pick]), Hashes(hashes.hash[~pick], hashes.t[~pick])
 
 
-def _lookup(library: Library, hashes: Hashes) -> Postings:
-    # one vote over every season: each season's slots are moved into a range of their own
-    return lookup_seasons(list(library.shards.values()), hashes)
+def _rank_hashes(library: Catalogue, hashes: Hashes, policy: MatchPolicy) -> Ranked:
+    return _ranked(library, library.lookup(hashes), len(hashes), policy)
 
 
-def _rank_hashes(library: Library, hashes: Hashes, policy: MatchPolicy) -> Ranked:
-    return _ranked(library, _lookup(library, hashes), len(hashes), policy)
-
-
-def _ranked(library: Library, postings: Postings, query_hashes: int, policy: MatchPolicy) -> Ranked:
+def _ranked(library: Catalogue, postings: Postings, query_hashes: int, policy: MatchPolicy) -> Ranked:
     """The best candidates, with the spread of their evidence counted."""
-    seasons = list(library.shards)
     p = library.params
     v = vote(postings, top=64)
     found: list[Candidate] = []
     slots: dict[tuple[str, int], int] = {}
     for gslot, off, score in zip(v.slot.tolist(), v.offset.tolist(), v.score.tolist(), strict=True):
-        season = seasons[gslot >> SLOT_BITS]
-        ep = library.episode(season, gslot & ((1 << SLOT_BITS) - 1))
-        if ep is not None:
+        found_at = library.entry(gslot)
+        if found_at is not None:
+            season, ep = found_at
             found.append(Candidate(ep.id, season, round(off * p.frame_seconds, 3), score, ep.title,
                                    spread(postings, gslot, off, p.bucket_frames, policy.part_cap)))
             slots[(ep.id, season)] = gslot
             if len(found) == policy.kept:
                 break
     return Ranked(found, query_hashes, postings.looked_up, postings, slots)
-
-
-def _joined(a: Postings, b: Postings) -> Postings:
-    return Postings(np.concatenate([a.query_t, b.query_t]), np.concatenate([a.slot, b.slot]),
-                    np.concatenate([a.db_t, b.db_t]), a.looked_up + b.looked_up)
 
 
 def _runner_up(cands: list[Candidate]) -> int:
@@ -177,16 +164,14 @@ def _contenders(cands: list[Candidate], policy: MatchPolicy) -> list[Candidate]:
     return out
 
 
-def _segment_label(library: Library, cands: list[Candidate], seconds: float) -> str | None:
+def _segment_label(library: Catalogue, cands: list[Candidate], seconds: float) -> str:
     best = cands[0]
-    segments: list[SharedSegment] = library.shared.get(best.season, [])
-    for seg in segments:
-        if seg.covers(best.episode_id, best.offset_seconds, best.offset_seconds + seconds, slack=seconds):
-            return seg.label()
-    return f"shared by {len(cands)} episodes"
+    label = library.shared_label(best.season, best.episode_id, best.offset_seconds,
+                                 best.offset_seconds + seconds, slack=seconds)
+    return label or f"shared by {len(cands)} episodes"
 
 
-def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAULT_POLICY) -> Identification:
+def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFAULT_POLICY) -> Identification:
     """Identify mono PCM at the library's sample rate."""
     p = library.params
     seconds = pcm.size / p.sample_rate
@@ -200,7 +185,7 @@ def identify_pcm(library: Library, pcm: np.ndarray, policy: MatchPolicy = DEFAUL
     first, rest = _halves(hashes)
     ranked = _rank_hashes(library, first, policy)
     if not _decisive(ranked.candidates, policy, policy.half_min_score):
-        ranked = _ranked(library, _joined(ranked.postings, _lookup(library, rest)), len(hashes), policy)
+        ranked = _ranked(library, ranked.postings.joined(library.lookup(rest)), len(hashes), policy)
     cands = ranked.candidates
     result.query_hashes, result.hashes_looked_up = ranked.query_hashes, ranked.looked_up
     speed = 1.0

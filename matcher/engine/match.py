@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from citywok.matcher.store.shard import Postings
+from citywok.matcher.engine.catalogue import Postings
 
 _OFFSET_BIAS = 1 << 23
 

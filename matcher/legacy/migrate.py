@@ -119,9 +119,9 @@ def migrate_season(pkl: Path, final: Path, season: int, params: FingerprintParam
             raise legacy.LegacyError(f"{pkl}: holds season {db['season']}, but its name says {season}")
         per_episode = legacy.postings_by_episode(db)
         with Shard.create(build, params, season) as shard:
-            for e in db["episodes"]:
-                shard.add_episode(e["id"], per_episode[e["id"]], float(e.get("duration", 0.0)),
-                                  e.get("sha256", ""), e.get("title"))
+            for ep in db["episodes"]:
+                shard.add_episode(ep["id"], per_episode[ep["id"]], float(ep.get("duration", 0.0)),
+                                  ep.get("sha256", ""), ep.get("title"))
             shared.update(shard)  # what ingest records, so identify can name a shared segment
             repack(shard.env, partial)
         with Shard.open(partial, params) as shard:

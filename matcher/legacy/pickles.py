@@ -18,11 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from citywok.matcher.engine.catalogue import Postings
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
 from citywok.matcher.store.library import Library
-from citywok.matcher.store.shard import GROUP_BITS, MAX_SLOTS, Episode, NewEpisode, Postings
-from citywok.matcher.store.shared import SharedSegment
+from citywok.matcher.store.season import (
+    GROUP_BITS,
+    MAX_POSTINGS,
+    MAX_SLOTS,
+    Episode,
+    NewEpisode,
+    Query,
+    SeasonStore,
+    lookup_seasons,
+)
 
 from citywok import layout
 
@@ -312,30 +321,42 @@ class PickleSeason:
         self._episodes = [_episode(i, e) for i, e in enumerate(db["episodes"])]
         self._slot = {e.id: e.slot for e in self._episodes}
         self._postings: int | None = None
-        self.shared = [SharedSegment.from_json(d) for d in db.get("shared", [])]
+        self._shared: list[dict[str, Any]] = list(db.get("shared", []))
 
     def episodes(self) -> list[Episode]:
         return list(self._episodes)
+
+    def episode(self, episode_id: str) -> Episode | None:
+        slot = self._slot.get(episode_id)
+        return None if slot is None else self._episodes[slot]
+
+    def get_shared(self) -> list[dict[str, Any]]:
+        return list(self._shared)
+
+    def intact(self) -> str | None:
+        """Always: the pickle was read whole into memory when the season was opened."""
+        return None
 
     def meta(self) -> dict[str, Any]:
         """The counts ``Shard.meta()`` records (postings are counted on first use: a full pass)."""
         return {"season": self.season, "hash_count": len(self.table), "posting_count": self.posting_count(),
                 "episode_count": len(self._episodes), "total_seconds": sum(e.duration for e in self._episodes)}
 
-    def lookup(self, hashes: Hashes, max_postings: int = 1024) -> Postings:
-        """Every stored posting of the query's hashes, paired with each query time of that hash.
+    def lookup(self, hashes: Hashes, max_postings: int = MAX_POSTINGS) -> Postings:
+        """Every stored posting of the query's hashes, paired with each query time of that hash."""
+        return lookup_seasons([self], hashes, max_postings)
 
-        Like ``Shard.lookup``, a hash is skipped when the group of hashes it shares (``hash >> GROUP_BITS``)
-        holds more than ``max_postings`` postings, so both modes weigh exactly the same evidence.
-        """
-        qt: list[int] = []
+    def find_postings(self, query: Query, max_postings: int = MAX_POSTINGS
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like ``Shard.find_postings``, a hash is skipped when the group of hashes it shares
+        (``hash >> GROUP_BITS``) holds more than ``max_postings`` postings, so both modes weigh exactly
+        the same evidence."""
+        found_h: list[int] = []
         slots: list[int] = []
         dbt: list[int] = []
-        uniq = np.unique(hashes.hash) if len(hashes) else np.zeros(0, np.uint32)
-        table = self.table
+        table, slot_of = self.table, self._slot
         crowded: dict[int, bool] = {}
-        wanted = {}
-        for h in uniq.tolist():
+        for h in query.distinct.tolist():
             postings = table.get(h)
             if not postings:
                 continue
@@ -343,27 +364,16 @@ class PickleSeason:
             if b not in crowded:
                 base = b << GROUP_BITS
                 crowded[b] = sum(len(table.get(base + i, ())) for i in range(1 << GROUP_BITS)) > max_postings
-            if not crowded[b]:
-                wanted[h] = postings
-        if wanted:
-            slot_of = self._slot
-            for h, t in zip(hashes.hash.tolist(), hashes.t.tolist(), strict=True):
-                postings = wanted.get(h)
-                if postings is None:
+            if crowded[b]:
+                continue
+            for eid, pt in postings:
+                slot = slot_of.get(eid)
+                if slot is None:  # a posting of an unlisted episode (damaged file): no evidence
                     continue
-                for eid, pt in postings:
-                    slot = slot_of.get(eid)
-                    if slot is None:  # a posting of an unlisted episode (damaged file): no evidence
-                        continue
-                    qt.append(t)
-                    slots.append(slot)
-                    dbt.append(pt)
-        return Postings(
-            query_t=np.asarray(qt, np.int64),
-            slot=np.asarray(slots, np.int64),
-            db_t=np.asarray(dbt, np.int64),
-            looked_up=int(uniq.size),
-        )
+                found_h.append(h)
+                slots.append(slot)
+                dbt.append(pt)
+        return np.asarray(found_h, np.uint32), np.asarray(slots, np.int64), np.asarray(dbt, np.int64)
 
     def posting_count(self) -> int:
         if self._postings is None:
@@ -385,13 +395,9 @@ class PickleLibrary(Library):
 
     writable = False
 
-    def __init__(self, shards: dict[int, PickleSeason], params: FingerprintParams,
+    def __init__(self, shards: dict[int, SeasonStore], params: FingerprintParams,
                  version: str = LIBRARY_VERSION) -> None:
         super().__init__(version, shards, params)
-
-    def refresh(self) -> None:
-        self._episodes = {n: {e.slot: e for e in s.episodes()} for n, s in self.shards.items()}
-        self.shared = {n: s.shared for n, s in self.shards.items()}
 
 
 def open_library(data_dir: Path, params: FingerprintParams = DEFAULT_PARAMS,
@@ -404,7 +410,7 @@ def open_library(data_dir: Path, params: FingerprintParams = DEFAULT_PARAMS,
     if not seasons:
         raise LegacyError(f"no legacy season databases (season_NN.pkl) in {data_dir}")
     seasons = layout.pick_seasons(seasons, max_seasons, only)
-    shards: dict[int, PickleSeason] = {}
+    shards: dict[int, SeasonStore] = {}
     for n, path in seasons.items():
         db = load_season(path, params)
         if db["season"] != n:

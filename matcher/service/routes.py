@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import swagger_ui_bundle
 from aiohttp import BodyPartReader, web
@@ -23,9 +23,8 @@ from citywok.matcher.service.admission import Admission, Overloaded
 from citywok.matcher.service.metrics import identify_outcome
 from citywok.matcher.service.swap import NotReady
 from citywok.matcher.service.workers import JobTimeout, WorkerLost
-from citywok.matcher.store.ingest import EPISODE_ID_RE, IngestResult, ingest_bytes, publish
-from citywok.matcher.store.library import Library
-from citywok.matcher.store.shard import Shard, ShardError
+from citywok.matcher.store.ingest import EPISODE_ID_RE, ingest_into
+from citywok.matcher.store.shard import ShardError
 
 from citywok import layout
 
@@ -225,24 +224,6 @@ def check_token(request: web.Request, token: str | None) -> None:
         raise ApiError(403, "forbidden", "the ingest token is not valid")
 
 
-def ingest_into(library: Library, data_dir: Path, season: int, episode_id: str, data: bytes,
-                title: str | None) -> IngestResult:
-    """Write one upload into the served version's season shard and keep its manifest current."""
-    if not getattr(library, "writable", True):
-        raise ShardError("the server serves legacy pickle databases (USE_LMDB=false), which are read-only")
-    shard = library.shards.get(season)
-    if shard is None:
-        vdir = layout.version_dir(data_dir, library.version)
-        shard = Shard.create(vdir / layout.season_name(season), library.params, season)
-        library.shards = {**library.shards, season: shard}  # replaced whole: readers iterate the old dict
-    if not shard.writable:
-        raise ShardError("the served version is open read-only (its volume is not writable)")
-    result = ingest_bytes(shard, episode_id, data, library.params, title)
-    library.refresh()
-    publish(data_dir, library.version, library.params, open_shards=library.shards)
-    return result
-
-
 async def ingest(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     check_token(request, svc.config.ingest_token)
@@ -287,8 +268,8 @@ async def ingest(request: web.Request) -> web.Response:
         svc.metrics.ingest.labels("error").inc()
         raise ApiError(422, "too_short", f"{episode_id}: {r.error}")
     svc.metrics.ingest.labels(r.status).inc()
-    answer = models.IngestAnswer(episode_id=episode_id, season=season, status=r.status, seconds=round(r.seconds, 3),
-                                 hashes=r.hashes, db_version=lib.version)
+    answer = models.IngestAnswer(episode_id=episode_id, season=season, status=cast(Any, r.status),
+                                 seconds=round(r.seconds, 3), hashes=r.hashes, db_version=lib.version)
     return web.json_response(answer.body(), status=201 if r.status == "added" else 200)
 
 

@@ -54,7 +54,7 @@ from citywok.matcher.service.workers import IdentifyPool, settings_for
 
 from citywok import layout
 from citywok import settings as settings_mod
-from citywok.cli import CommandError
+from citywok.errors import CommandError
 
 log = logging.getLogger("citywok.server")
 access_log = logging.getLogger("citywok.access")

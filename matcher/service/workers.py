@@ -22,17 +22,20 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from citywok.matcher.engine.decode import decode
 from citywok.matcher.engine.identify import MAX_CLIP_SECONDS, Identification, identify_pcm
 from citywok.matcher.store.library import Library
 
 from citywok import layout
+
+T = TypeVar("T")
 
 log = logging.getLogger("citywok.workers")
 
@@ -78,7 +81,7 @@ class WorkerSettings:
 
 
 _settings = WorkerSettings()
-_libraries: OrderedDict[str, tuple[int, Library]] = OrderedDict()
+_libraries: OrderedDict[str, tuple[int | None, Library]] = OrderedDict()
 
 
 def _init(settings: WorkerSettings) -> None:
@@ -175,11 +178,11 @@ class IdentifyPool:
             if isinstance(e, BaseException):
                 log.warning("warming %s in a worker failed: %s", vdir.name, e)
 
-    async def _run(self, fn: object, *args: object) -> object:
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
         pool = self._procs
         assert pool is not None
         try:
-            fut = pool.submit(fn, *args)  # type: ignore[arg-type]
+            fut = pool.submit(fn, *args)
             return await asyncio.wait_for(asyncio.wrap_future(fut), JOB_TIME_LIMIT)
         except BrokenProcessPool:
             self._replace(pool)

@@ -19,15 +19,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from citywok.matcher.engine.decode import DecodeError, iter_pcm
 from citywok.matcher.engine.fingerprint import fingerprint_chunks
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
-from citywok.matcher.legacy import pickles as legacy
 from citywok.matcher.store import shared
+from citywok.matcher.store.library import Library
 from citywok.matcher.store.names import episode_id_for, title_for
-from citywok.matcher.store.shard import NewEpisode, Shard, ShardError, compact
+from citywok.matcher.store.season import NewEpisode, SeasonStore, SeasonWriter
+from citywok.matcher.store.shard import Shard, ShardError, compact
 
 from citywok import layout
 
@@ -113,7 +115,7 @@ def season_path(data_dir: Path, version: str, season: int) -> Path:
 
 
 def write_manifest(data_dir: Path, version: str, params: FingerprintParams = DEFAULT_PARAMS,
-                   open_shards: dict[int, Shard] | None = None) -> dict:
+                   open_shards: dict[int, SeasonStore] | None = None) -> dict:
     """Rewrite the version's manifest from its shards, so a locally ingested version is complete.
 
     ``open_shards`` are seasons this process already has open (the server): LMDB forbids a second open.
@@ -122,7 +124,7 @@ def write_manifest(data_dir: Path, version: str, params: FingerprintParams = DEF
 
 
 def write_manifest_at(vdir: Path, params: FingerprintParams = DEFAULT_PARAMS,
-                      open_shards: dict[int, Shard] | None = None) -> dict:
+                      open_shards: dict[int, SeasonStore] | None = None) -> dict:
     """The manifest of the version folder ``vdir`` (named after it), written from its shards."""
     version = layout.check_version(vdir.name)
     seasons = {}
@@ -144,7 +146,7 @@ def write_manifest_at(vdir: Path, params: FingerprintParams = DEFAULT_PARAMS,
     return manifest
 
 
-def _season_entry(n: int, path: Path, shard: Shard) -> dict:
+def _season_entry(n: int, path: Path, shard: SeasonStore) -> dict:
     meta = shard.meta()
     return {
         "season": n,
@@ -158,7 +160,7 @@ def _season_entry(n: int, path: Path, shard: Shard) -> dict:
 
 
 def publish(data_dir: Path, version: str, params: FingerprintParams = DEFAULT_PARAMS,
-            open_shards: dict[int, Shard] | None = None) -> None:
+            open_shards: dict[int, SeasonStore] | None = None) -> None:
     """Keep the version's manifest current, and serve it if nothing is served yet."""
     write_manifest(data_dir, version, params, open_shards)
     if layout.current_version(data_dir) is None:
@@ -173,70 +175,36 @@ def ingest_paths(
     params: FingerprintParams = DEFAULT_PARAMS,
     workers: int | None = None,
     on_result: Callable[[IngestResult], None] | None = None,
-    fmt: str = "lmdb",
     titles: dict[str, str] | None = None,
 ) -> list[IngestResult]:
-    """Ingest files into ``season``: skip unchanged episodes, replace changed ones, add new ones.
+    """Ingest files into ``season``'s shard of ``version``: skip unchanged episodes, replace changed
+    ones, add new ones; then compact the shard and keep the version's manifest current.
 
     Titles come from ``titles`` (episode id -> title, ``--titles``), else from the file name.
-    ``fmt="pickle"`` writes the legacy ``DATA_DIR/season_NN.pkl`` instead (docs/legacy-format.md).
     """
     files = list(media_files(paths))
-    results: list[IngestResult] = []
-    if fmt == "pickle":
-        shard = legacy.PickleSeasonWriter(legacy.pickle_path(data_dir, season), params, season)
-    else:
-        shard = Shard.create(season_path(data_dir, version, season), params, season)
+    shard = Shard.create(season_path(data_dir, version, season), params, season)
+    results = ingest_files(shard, files, params, workers, on_result, titles)
+    if any(r.status in {"added", "replaced"} for r in results):
+        compact(shard.path)
+    publish(data_dir, version, params)
+    return results
 
-    def done(r: IngestResult) -> None:
-        results.append(r)
-        if on_result:
-            on_result(r)
 
+def ingest_files(writer: SeasonWriter, files: list[Path], params: FingerprintParams = DEFAULT_PARAMS,
+                 workers: int | None = None, on_result: Callable[[IngestResult], None] | None = None,
+                 titles: dict[str, str] | None = None) -> list[IngestResult]:
+    """Fingerprint ``files`` in parallel into an open season ``writer`` (any format), recompute its
+    shared segments, and close it."""
+    sink = _Sink(writer, on_result)
     try:
-        todo: dict[str, tuple[str, str, bool]] = {}
-        names: dict[str, str] = {}
-        for f in files:
-            eid = episode_id_for(f)
-            if not EPISODE_ID_RE.match(eid):
-                done(IngestResult(str(f), eid, "failed", error=f"episode id {eid!r} (from the file name) must be "
-                                  "ASCII letters, digits, spaces and ._-:+()[], e.g. S01E02"))
-                continue
-            named = (titles or {}).get(eid) or title_for(f)  # else the title stored before, else the id
-            sha = file_sha256(f)
-            old = shard.episode(eid)
-            names[str(f)] = named or (old.title if old is not None else eid)
-            if old is not None and old.sha256 == sha:
-                if named and old.title != named and isinstance(shard, Shard):
-                    shard.set_title(eid, named)
-                done(IngestResult(str(f), eid, "skipped", old.duration, old.hashes))
-            else:
-                todo[str(f)] = (eid, sha, old is not None)
+        todo, names = _changed_files(writer, files, sink, titles or {})
         n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         # one file: a thread, sparing the start-up of worker processes
         pool_cls = ProcessPoolExecutor if n_workers > 1 else ThreadPoolExecutor
-        batch: list[tuple[str, NewEpisode, bool]] = []
-        last_write = time.monotonic()
-
-        def write() -> None:
-            """Write the fingerprinted episodes waiting in ``batch`` (one transaction if they can)."""
-            nonlocal batch, last_write
-            items, batch, last_write = batch, [], time.monotonic()
-            failed: dict[str, str] = {}
-            try:
-                shard.add_episodes([n for _, n, _ in items])
-            except ShardError:  # find which: one transaction each
-                for path, n, _ in items:
-                    try:
-                        shard.add_episodes([n])
-                    except ShardError as e:
-                        failed[path] = str(e)
-            for path, n, existed in items:
-                status = "failed" if path in failed else "replaced" if existed else "added"
-                done(IngestResult(path, n.id, status, n.duration, 0 if path in failed else len(n.hashes),
-                                  failed.get(path)))
-
-        pool_kw = {"initializer": _die_with, "initargs": (os.getpid(),)} if pool_cls is ProcessPoolExecutor else {}
+        pool_kw: dict[str, Any] = {}
+        if pool_cls is ProcessPoolExecutor:
+            pool_kw = {"initializer": _die_with, "initargs": (os.getpid(),)}
         with pool_cls(max_workers=n_workers, **pool_kw) as pool:
             futures = {pool.submit(_work, path, params): path for path in todo}
             for fut in as_completed(futures):
@@ -244,23 +212,77 @@ def ingest_paths(
                 eid, sha, existed = todo[path]
                 hashes, seconds, err = fut.result()
                 if err is not None or hashes is None:
-                    done(IngestResult(path, eid, "failed", seconds, 0, err))
+                    sink.done(IngestResult(path, eid, "failed", seconds, 0, err))
                     continue
-                batch.append((path, NewEpisode(eid, hashes, seconds, sha, names[path]), existed))
-                if time.monotonic() - last_write >= WRITE_EVERY:
-                    write()
-            if batch:
-                write()
-        changed = [r.episode_id for r in results if r.status in {"added", "replaced"}]
-        if changed or (isinstance(shard, Shard) and shared.stale(shard)):
-            shared.update(shard, changed)  # also what a killed run left unpaired
+                sink.batch.append((path, NewEpisode(eid, hashes, seconds, sha, names[path]), existed))
+                if time.monotonic() - sink.last_write >= WRITE_EVERY:
+                    sink.write()
+            if sink.batch:
+                sink.write()
+        changed = [r.episode_id for r in sink.results if r.status in {"added", "replaced"}]
+        if changed or (isinstance(writer, Shard) and shared.stale(writer)):
+            shared.update(writer, changed)  # also what a killed run left unpaired
     finally:
-        shard.close()
-    if fmt != "pickle":
-        if any(r.status in {"added", "replaced"} for r in results):
-            compact(shard.path)
-        publish(data_dir, version, params)
-    return results
+        writer.close()
+    return sink.results
+
+
+def _changed_files(writer: SeasonWriter, files: list[Path], sink: _Sink, titles: dict[str, str]
+                   ) -> tuple[dict[str, tuple[str, str, bool]], dict[str, str]]:
+    """The files to fingerprint (path -> episode id, sha256, whether the episode exists) and each file's
+    title; unchanged episodes are reported skipped (their title updated if it changed)."""
+    todo: dict[str, tuple[str, str, bool]] = {}
+    names: dict[str, str] = {}
+    for f in files:
+        eid = episode_id_for(f)
+        if not EPISODE_ID_RE.match(eid):
+            sink.done(IngestResult(str(f), eid, "failed", error=f"episode id {eid!r} (from the file name) must be "
+                                   "ASCII letters, digits, spaces and ._-:+()[], e.g. S01E02"))
+            continue
+        named = titles.get(eid) or title_for(f)  # else the title stored before, else the id
+        sha = file_sha256(f)
+        old = writer.episode(eid)
+        names[str(f)] = named or (old.title if old is not None else eid)
+        if old is not None and old.sha256 == sha:
+            if named and old.title != named and isinstance(writer, Shard):
+                writer.set_title(eid, named)
+            sink.done(IngestResult(str(f), eid, "skipped", old.duration, old.hashes))
+        else:
+            todo[str(f)] = (eid, sha, old is not None)
+    return todo, names
+
+
+class _Sink:
+    """Fingerprinted episodes waiting to be written, and the results so far."""
+
+    def __init__(self, writer: SeasonWriter, on_result: Callable[[IngestResult], None] | None) -> None:
+        self.writer = writer
+        self.on_result = on_result
+        self.results: list[IngestResult] = []
+        self.batch: list[tuple[str, NewEpisode, bool]] = []
+        self.last_write = time.monotonic()
+
+    def done(self, r: IngestResult) -> None:
+        self.results.append(r)
+        if self.on_result:
+            self.on_result(r)
+
+    def write(self) -> None:
+        """Write the fingerprinted episodes waiting in ``batch`` (one transaction if they can)."""
+        items, self.batch, self.last_write = self.batch, [], time.monotonic()
+        failed: dict[str, str] = {}
+        try:
+            self.writer.add_episodes([n for _, n, _ in items])
+        except ShardError:  # find which: one transaction each
+            for path, n, _ in items:
+                try:
+                    self.writer.add_episodes([n])
+                except ShardError as e:
+                    failed[path] = str(e)
+        for path, n, existed in items:
+            status = "failed" if path in failed else "replaced" if existed else "added"
+            self.done(IngestResult(path, n.id, status, n.duration, 0 if path in failed else len(n.hashes),
+                                   failed.get(path)))
 
 
 def remove_episodes(episode_ids: Iterable[str], season: int, data_dir: Path, version: str = "v1",
@@ -299,3 +321,21 @@ def ingest_bytes(shard: Shard, episode_id: str, data: bytes, params: Fingerprint
     # not compacted: the shard stays open in the server; `citywok ingest` compacts later
     shared.update(shard, [episode_id])
     return IngestResult("<upload>", episode_id, "replaced" if old is not None else "added", seconds, len(hashes))
+
+
+def ingest_into(library: Library, data_dir: Path, season: int, episode_id: str, data: bytes,
+                title: str | None) -> IngestResult:
+    """Write one upload into the served version's season shard and keep its manifest current."""
+    if not library.writable:
+        raise ShardError("the server serves legacy pickle databases (USE_LMDB=false), which are read-only")
+    shard = library.shards.get(season)
+    if shard is None:
+        vdir = layout.version_dir(data_dir, library.version)
+        shard = Shard.create(vdir / layout.season_name(season), library.params, season)
+        library.shards = {**library.shards, season: shard}  # replaced whole: readers iterate the old dict
+    if not isinstance(shard, Shard) or not shard.writable:
+        raise ShardError("the served version is open read-only (its volume is not writable)")
+    result = ingest_bytes(shard, episode_id, data, library.params, title)
+    library.refresh()
+    publish(data_dir, library.version, library.params, open_shards=library.shards)
+    return result

@@ -7,8 +7,11 @@ from collections.abc import Collection
 from pathlib import Path
 
 import lmdb
+from citywok.matcher.engine.catalogue import Postings
+from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
-from citywok.matcher.store.shard import Episode, Shard, ShardError
+from citywok.matcher.store.season import MAX_SLOTS, SLOT_BITS, Episode, SeasonStore, lookup_seasons
+from citywok.matcher.store.shard import Shard, ShardError
 from citywok.matcher.store.shared import SharedSegment
 from citywok.matcher.store.shared import load as load_shared
 
@@ -18,16 +21,18 @@ log = logging.getLogger("citywok.library")
 
 
 class Library:
-    """Every season shard of one version folder, read-only unless ``writable``."""
+    """Every season of one version folder, read-only unless ``writable``: the engine's ``Catalogue``."""
 
-    def __init__(self, version: str, shards: dict[int, Shard], params: FingerprintParams,
+    writable = True
+
+    def __init__(self, version: str, shards: dict[int, SeasonStore], params: FingerprintParams,
                  path: Path | None = None, failed: dict[int, str] | None = None) -> None:
         self.version = version
         self.path = path  # the version folder
         self.shards = shards
         self.params = params
         self.failed: dict[int, str] = dict(failed or {})  # season -> why it is not served
-        self._dropped: list[Shard] = []  # left out while open; closed with the library
+        self._dropped: list[SeasonStore] = []  # left out while open; closed with the library
         self._episodes: dict[int, dict[int, Episode]] = {}
         self.shared: dict[int, list[SharedSegment]] = {}
         self.refresh()
@@ -43,7 +48,7 @@ class Library:
         """
         vdir = Path(vdir)
         seasons = layout.pick_seasons(layout.season_dirs(vdir), max_seasons, only)
-        shards: dict[int, Shard] = {}
+        shards: dict[int, SeasonStore] = {}
         failed: dict[int, str] = {}
         for n, path in seasons.items():
             try:
@@ -63,7 +68,7 @@ class Library:
     def check(self) -> bool:
         """Leave out every season whose file shrank or went since it was opened (reading it would be a
         SIGBUS); True when one was. Cheap: run before each lookup batch and at each poll."""
-        bad = {n: why for n, s in self.shards.items() if isinstance(s, Shard) and (why := s.intact()) is not None}
+        bad = {n: why for n, s in self.shards.items() if (why := s.intact()) is not None}
         if not bad:
             return False
         for n, why in bad.items():
@@ -80,6 +85,25 @@ class Library:
 
     def episode(self, season: int, slot: int) -> Episode | None:
         return self._episodes.get(season, {}).get(slot)
+
+    def lookup(self, hashes: Hashes) -> Postings:
+        """One lookup over every season: season k's slots are moved past ``k << SLOT_BITS``."""
+        return lookup_seasons(list(self.shards.values()), hashes)
+
+    def entry(self, slot: int) -> tuple[int, Episode] | None:
+        """The season and episode of a slot from :meth:`lookup`."""
+        seasons = list(self.shards)
+        k = slot >> SLOT_BITS
+        if not 0 <= k < len(seasons):
+            return None
+        ep = self.episode(seasons[k], slot & (MAX_SLOTS - 1))
+        return None if ep is None else (seasons[k], ep)
+
+    def shared_label(self, season: int, episode_id: str, start: float, end: float, slack: float) -> str | None:
+        for seg in self.shared.get(season, []):
+            if seg.covers(episode_id, start, end, slack=slack):
+                return seg.label()
+        return None
 
     @property
     def seasons(self) -> list[int]:

@@ -39,19 +39,26 @@ from typing import Any
 
 import lmdb
 import numpy as np
+from citywok.matcher.engine.catalogue import Postings
 from citywok.matcher.engine.landmarks import HASH_BITS, Hashes
 from citywok.matcher.engine.params import FingerprintParams
+from citywok.matcher.store.season import (
+    GROUP_BITS,
+    MAX_POSTINGS,
+    MAX_SLOTS,
+    SLOT_BITS,
+    Episode,
+    NewEpisode,
+    Query,
+    lookup_seasons,
+)
 
 from citywok.lmdbfile import LmdbFileError, check_file, still_whole
 
 FORMAT = "citywok-season-shard"
 FORMAT_VERSION = 3
-SLOT_BITS = 10  # at most; a shard's layout uses what its episodes need
 TIME_BITS = 19
-MAX_SLOTS = 1 << SLOT_BITS
 MAX_FRAME = (1 << TIME_BITS) - 1
-GROUP_BITS = 3  # a query skips a group of 2**3 neighbouring hashes holding more than MAX_POSTINGS postings
-MAX_POSTINGS = 1024  # per group; beyond it a hash is too common to be evidence
 BLOCK_BITS = 6  # narrow offsets: a 32-bit base per 64 buckets, a 16-bit step per bucket
 PAD = 8  # zero bytes after the packed postings, so every posting can be read as one unaligned uint64
 MAP_SIZE = 1 << 36  # address space only; the file grows with the data
@@ -59,46 +66,6 @@ MAP_SIZE = 1 << 36  # address space only; the file grows with the data
 
 class ShardError(Exception):
     """The shard is missing, damaged, or was built with other parameters."""
-
-
-@dataclass(frozen=True)
-class Episode:
-    slot: int
-    id: str
-    title: str
-    duration: float
-    sha256: str
-    hashes: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "duration": self.duration, "sha256": self.sha256,
-                "hashes": self.hashes}
-
-
-@dataclass(frozen=True)
-class NewEpisode:
-    """An episode to write: its fingerprints and what the episode table records of it."""
-
-    id: str
-    hashes: Hashes
-    duration: float
-    sha256: str
-    title: str | None = None
-
-
-@dataclass(frozen=True)
-class Postings:
-    """Matches of a query against one shard: for each hit, the query time, episode slot and stored time."""
-
-    query_t: np.ndarray  # int64 frames
-    slot: np.ndarray  # int64
-    db_t: np.ndarray  # int64 frames
-    looked_up: int  # distinct hashes looked up
-
-    @functools.cached_property
-    def offset(self) -> np.ndarray:
-        """Where each hit puts the clip's start in its episode (frames): what voting counts."""
-        return self.db_t - self.query_t
 
 
 def _slot_key(slot: int) -> bytes:
@@ -174,8 +141,8 @@ def pack_table(keys: np.ndarray) -> tuple[Layout, bytes, bytes]:
     else:
         offsets = base.astype("<u4").tobytes() + step.astype("<u2").tobytes()
     # drop the bucket's bits from the hash and close the gaps left by unused slot and frame bits
-    v = keys & np.uint64((1 << (layout.low_bits + KEY_HASH_SHIFT)) - 1)
-    v = (((v >> np.uint64(KEY_HASH_SHIFT)) << np.uint64(layout.slot_bits + layout.frame_bits))
+    low = keys & np.uint64((1 << (layout.low_bits + KEY_HASH_SHIFT)) - 1)
+    v = (((low >> np.uint64(KEY_HASH_SHIFT)) << np.uint64(layout.slot_bits + layout.frame_bits))
          | (slot.astype(np.uint64) << np.uint64(layout.frame_bits)) | frame.astype(np.uint64))
     return layout, offsets, _pack_bits(v, layout.bits)
 
@@ -285,9 +252,9 @@ def _pack_bits(v: np.ndarray, width: int) -> bytes:
     same word and shift in every group: 64 column operations pack the whole array.
     """
     groups = -(-v.size // 64)
-    vals = np.zeros(groups * 64, np.uint64)
-    vals[: v.size] = v
-    vals = vals.reshape(groups, 64)
+    flat = np.zeros(groups * 64, np.uint64)
+    flat[: v.size] = v
+    vals = flat.reshape(groups, 64)
     words = np.zeros((groups, width), np.uint64)
     for j in range(64):
         w, shift = divmod(j * width, 64)
@@ -337,6 +304,7 @@ class Shard:
         self._episodes_db = env.open_db(b"episodes", create=writable)
         self._ids_db = env.open_db(b"ids", create=writable)
         self._postings_db = env.open_db(b"postings", create=writable)
+        self._shared_db: lmdb._Database | None
         try:
             self._shared_db = env.open_db(b"shared", create=writable)
         except lmdb.NotFoundError:  # a shard written before shared segments were recorded
@@ -382,7 +350,7 @@ class Shard:
             raise ShardError(f"{path}: cannot open LMDB environment ({_lmdb_reason(e)})") from None
         shard = cls(path, env, writable=True, hold=hold)
         try:
-            existing = shard.meta(missing_ok=True)
+            existing = shard._stored_meta()
             if existing is None:
                 meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params.to_dict(),
                         "params_digest": params.digest(), "season": season, "hash_count": 0,
@@ -470,13 +438,17 @@ class Shard:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def meta(self, missing_ok: bool = False) -> dict[str, Any] | None:
+    def meta(self) -> dict[str, Any]:
+        meta = self._stored_meta()
+        if meta is None:
+            raise ShardError("no metadata record (half-written or not a CityWok shard)")
+        return meta
+
+    def _stored_meta(self) -> dict[str, Any] | None:
         with self.env.begin(db=self._meta_db) as txn:
             raw = txn.get(b"meta")
         if raw is None:
-            if missing_ok:
-                return None
-            raise ShardError("no metadata record (half-written or not a CityWok shard)")
+            return None
         try:
             meta = json.loads(raw)
         except ValueError:
@@ -503,7 +475,7 @@ class Shard:
             slot = txn.get(episode_id.encode(), db=self._ids_db)
             if slot is None:
                 return None
-            d = json.loads(txn.get(slot, db=self._episodes_db))
+            d = _json(txn.get(slot, db=self._episodes_db))
         return Episode(int.from_bytes(slot, "big"), d["id"], d.get("title", d["id"]), d["duration"],
                        d["sha256"], d["hashes"])
 
@@ -515,19 +487,14 @@ class Shard:
         """
         return lookup_seasons([self], hashes, max_postings)
 
-    def read_postings(self, uniq: np.ndarray, max_postings: int = MAX_POSTINGS
+    def find_postings(self, query: Query, max_postings: int = MAX_POSTINGS
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The stored postings of these sorted distinct hashes as (hash, slot, frame), skipping every
-        group of 2**GROUP_BITS neighbouring hashes that holds more than ``max_postings`` postings."""
-        with _flagged(uniq) as wanted:
-            return self.find_postings(_buckets(uniq), wanted, max_postings)
-
-    def find_postings(self, buckets: np.ndarray, wanted: np.ndarray, max_postings: int
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`read_postings` with the query's buckets and hash flags worked out by the caller
-        (once for every season of a library)."""
+        """The stored postings of the query's hashes as (hash, slot, frame), skipping every group of
+        2**GROUP_BITS neighbouring hashes that holds more than ``max_postings`` postings. Every layout's
+        bucket is a crowding group (Layout.from_bytes insists), so crowded ones are skipped from their
+        offsets, undecoded."""
         with self._snapshot() as table:
-            return _EMPTY if table is None else table.find(buckets, wanted, max_postings)
+            return _EMPTY if table is None else table.find(query.buckets, query.wanted, max_postings)
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[PackedTable | None]:
@@ -635,7 +602,7 @@ class Shard:
                 raise ShardError(f"{n.id}: longer than a shard can index ({MAX_FRAME} frames)")
         added: list[Episode] = []
         with self._writing() as txn:
-            meta = json.loads(txn.get(b"meta", db=self._meta_db))
+            meta = _json(txn.get(b"meta", db=self._meta_db))
             table = self._table(txn)
             parts: dict[int, np.ndarray] = {}  # this batch's postings by slot
             for n in new:
@@ -666,7 +633,7 @@ class Shard:
             slot = txn.get(episode_id.encode(), db=self._ids_db)
             if slot is None:
                 return False
-            d = json.loads(txn.get(slot, db=self._episodes_db))
+            d = _json(txn.get(slot, db=self._episodes_db))
             txn.put(slot, json.dumps({**d, "title": title}).encode(), db=self._episodes_db)
         return True
 
@@ -678,7 +645,7 @@ class Shard:
             old = txn.get(episode_id.encode(), db=self._ids_db)
             if old is None:
                 return False
-            meta = json.loads(txn.get(b"meta", db=self._meta_db))
+            meta = _json(txn.get(b"meta", db=self._meta_db))
             slot = int.from_bytes(old, "big")
             self._forget(txn, meta, slot, episode_id)
             table = self._table(txn)
@@ -724,7 +691,7 @@ class Shard:
 
     def _forget(self, txn: lmdb.Transaction, meta: dict[str, Any], slot: int, episode_id: str) -> None:
         """Drop an episode's records (its postings go with the next ``_put_table``)."""
-        d = json.loads(txn.get(_slot_key(slot), db=self._episodes_db))
+        d = _json(txn.get(_slot_key(slot), db=self._episodes_db))
         txn.delete(_slot_key(slot), db=self._episodes_db)
         txn.delete(episode_id.encode(), db=self._ids_db)
         meta["episode_count"] -= 1
@@ -752,61 +719,7 @@ def repack(env: lmdb.Environment, dst: Path) -> None:
         out.close()
 
 
-def lookup_seasons(shards: list, hashes: Hashes, max_postings: int = MAX_POSTINGS) -> Postings:
-    """Look a query up in several seasons at once; season k's slots come back as ``slot + (k << SLOT_BITS)``.
-
-    Each season decodes only the buckets the query touches; the pairing of postings with query times
-    is done once over all of them. Shard-likes that are not :class:`Shard` (the legacy pickle
-    seasons) answer through their own ``lookup``.
-    """
-    z = np.zeros(0, np.int64)
-    if len(hashes) == 0:
-        return Postings(z, z, z, 0)
-    uniq, q_inv = hashes.distinct
-    found_h, found_slot, found_t, others = [], [], [], []
-    buckets = _buckets(uniq)
-    with _flagged(uniq) as wanted:
-        for k, shard in enumerate(shards):
-            if not isinstance(shard, Shard):
-                p = shard.lookup(hashes, max_postings)
-                others.append(Postings(p.query_t, p.slot + (k << SLOT_BITS), p.db_t, p.looked_up))
-                continue
-            h, slot, t = shard.find_postings(buckets, wanted, max_postings)
-            found_h.append(h)
-            found_slot.append(slot.astype(np.int64) + (k << SLOT_BITS))
-            found_t.append(t)
-    looked_up = int(uniq.size) * (len(shards) - len(others)) + sum(p.looked_up for p in others)
-    if found_h:
-        h, gslot, db_t = np.concatenate(found_h), np.concatenate(found_slot), np.concatenate(found_t)
-        u = np.searchsorted(uniq, h)
-        # pair each posting with every query time of its hash (usually one)
-        order = np.argsort(q_inv, kind="stable")
-        q_count = np.bincount(q_inv, minlength=uniq.size)
-        q_start = np.cumsum(q_count) - q_count
-        reps = q_count[u]
-        pi = np.repeat(np.arange(h.size), reps)
-        within = np.arange(pi.size) - np.repeat(np.cumsum(reps) - reps, reps)
-        qi = order[q_start[u[pi]] + within]
-        others.append(Postings(
-            query_t=hashes.t[qi].astype(np.int64),
-            slot=gslot[pi],
-            db_t=db_t[pi].astype(np.int64),
-            looked_up=0,
-        ))
-    if not others:
-        return Postings(z, z, z, looked_up)
-    return Postings(np.concatenate([p.query_t for p in others]), np.concatenate([p.slot for p in others]),
-                    np.concatenate([p.db_t for p in others]), looked_up)
-
-
 _EMPTY = (np.zeros(0, np.uint32),) * 3
-
-
-def _buckets(uniq: np.ndarray) -> np.ndarray:
-    """The distinct buckets of sorted distinct hashes. Every layout's bucket is a crowding group
-    (Layout.from_bytes insists), so crowded ones can be skipped from their offsets, undecoded."""
-    wanted = uniq >> np.uint32(GROUP_BITS)
-    return wanted[np.r_[True, wanted[1:] != wanted[:-1]]].astype(np.int64)
 
 
 def compact(path: Path) -> int | None:
@@ -873,26 +786,16 @@ def _lmdb_reason(e: lmdb.Error) -> str:
     return str(e)
 
 
+def _json(raw: Any) -> Any:
+    """A record the shard's own bookkeeping guarantees (a slot's episode, the metadata)."""
+    if raw is None:
+        raise ShardError("a record is missing (damaged shard)")
+    return json.loads(bytes(raw))
+
+
 def _distinct(sorted_values: np.ndarray) -> int:
     """How many distinct values a sorted array holds."""
     return int(np.count_nonzero(sorted_values[1:] != sorted_values[:-1])) + 1 if sorted_values.size else 0
-
-
-_per_thread = threading.local()
-
-
-@contextlib.contextmanager
-def _flagged(uniq: np.ndarray) -> Iterator[np.ndarray]:
-    """A flag per possible hash, raised for ``uniq`` while the block runs: membership by one gather
-    (a binary search per decoded posting cost more than decoding it). One table per thread, 2 MB."""
-    flags = getattr(_per_thread, "flags", None)
-    if flags is None:
-        flags = _per_thread.flags = np.zeros(1 << HASH_BITS, bool)
-    flags[uniq] = True
-    try:
-        yield flags
-    finally:
-        flags[uniq] = False
 
 
 @functools.lru_cache(maxsize=64)

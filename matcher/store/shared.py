@@ -12,7 +12,8 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from citywok.matcher.store.shard import SLOT_BITS, Shard, table_keys
+from citywok.matcher.store.season import SLOT_BITS, SeasonStore, SeasonWriter
+from citywok.matcher.store.shard import table_keys
 
 MAX_POSTINGS_PER_HASH = 64  # hashes shared by more places than this are too common to pair
 
@@ -62,13 +63,13 @@ def _clock(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
-def find_shared(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, max_gap_seconds: float = 2.0
+def find_shared(shard: SeasonWriter, min_hashes: int = 24, min_seconds: float = 3.0, max_gap_seconds: float = 2.0
                 ) -> list[SharedSegment]:
     """Every segment of at least ``min_seconds`` that two or more episodes of the shard share."""
     return _group(find_pairs(shard, min_hashes, min_seconds, max_gap_seconds))
 
 
-def find_pairs(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, max_gap_seconds: float = 2.0,
+def find_pairs(shard: SeasonWriter, min_hashes: int = 24, min_seconds: float = 3.0, max_gap_seconds: float = 2.0,
                new_slots: Collection[int] | None = None) -> list[tuple[Occurrence, Occurrence]]:
     """Every stretch of audio two episodes share, as a pair of occurrences; with ``new_slots``, only
     pairs with at least one of those episodes (the others' pairs have not changed)."""
@@ -76,36 +77,12 @@ def find_pairs(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, max
     h, slot, t = shard.all_postings()
     if h.size == 0:
         return []
-    keys = table_keys(h, slot, t)
-    if np.any(keys[1:] < keys[:-1]):  # a shard's table is sorted already; other writers' may not be
-        order = np.argsort(keys)
-        h, slot, t = h[order], slot[order], t[order]
-    starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
-    counts = np.diff(np.r_[starts, h.size])
-    ok = (counts >= 2) & (counts <= MAX_POSTINGS_PER_HASH)
-    is_new = None
-    if new_slots is not None:
-        is_new = np.isin(slot, np.fromiter(new_slots, np.int64))
-        ok &= np.add.reduceat(is_new.astype(np.int64), starts) > 0  # hashes a new episode holds
-    # all pairs (i < j) inside each hash group, built one offset k at a time
     time_bits = max(1, int(t.max()).bit_length())
-    keys, times = [], []
-    starts, counts = starts[ok], counts[ok]
-    for k in range(1, int(counts.max(initial=1))):
-        g = counts > k
-        i = np.repeat(starts[g], counts[g] - k) + _ranges(counts[g] - k)
-        j = i + k
-        keep = slot[i] != slot[j]
-        if is_new is not None:
-            keep &= is_new[i] | is_new[j]
-        i, j = i[keep], j[keep]  # within a hash the postings are sorted by slot: slot[i] < slot[j]
-        keys.append(_pair_keys(slot[i], slot[j], t[j].astype(np.int64) - t[i].astype(np.int64), time_bits))
-        times.append(t[i])
-    key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    key, times = _hash_pairs(h, slot, t, new_slots, time_bits)
     if key.size == 0:
         return []
     # one sort groups the pairs by (episode pair, shift), each group's times in order
-    key, ta = _sort_pairs(key, np.concatenate(times), time_bits)
+    key, ta = _sort_pairs(key, times, time_bits)
     key_start = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
     uniq, votes = key[key_start[:-1]], np.diff(key_start)
     same_pair = uniq >> np.uint64(time_bits + 1)  # the episode pair of each (pair, shift)
@@ -127,6 +104,39 @@ def find_pairs(shard: Shard, min_hashes: int = 24, min_seconds: float = 3.0, max
                 pairs.append((Occurrence(episodes[sa], round(a0, 2), round(a1, 2)),
                               Occurrence(episodes[sb], round(b0, 2), round(b1, 2))))
     return pairs
+
+
+def _hash_pairs(h: np.ndarray, slot: np.ndarray, t: np.ndarray, new_slots: Collection[int] | None,
+                time_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of postings of one hash from two episodes (with ``new_slots``, one of them new), as
+    (pair key, first posting's time)."""
+    keys = table_keys(h, slot, t)
+    if np.any(keys[1:] < keys[:-1]):  # a shard's table is sorted already; other writers' may not be
+        order = np.argsort(keys)
+        h, slot, t = h[order], slot[order], t[order]
+    starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+    counts = np.diff(np.r_[starts, h.size])
+    ok = (counts >= 2) & (counts <= MAX_POSTINGS_PER_HASH)
+    is_new = None
+    if new_slots is not None:
+        is_new = np.isin(slot, np.fromiter(new_slots, np.int64))
+        ok &= np.add.reduceat(is_new.astype(np.int64), starts) > 0  # hashes a new episode holds
+    # all pairs (i < j) inside each hash group, built one offset k at a time
+    key_parts, time_parts = [], []
+    starts, counts = starts[ok], counts[ok]
+    for k in range(1, int(counts.max(initial=1))):
+        g = counts > k
+        i = np.repeat(starts[g], counts[g] - k) + _ranges(counts[g] - k)
+        j = i + k
+        keep = slot[i] != slot[j]
+        if is_new is not None:
+            keep &= is_new[i] | is_new[j]
+        i, j = i[keep], j[keep]  # within a hash the postings are sorted by slot: slot[i] < slot[j]
+        key_parts.append(_pair_keys(slot[i], slot[j], t[j].astype(np.int64) - t[i].astype(np.int64), time_bits))
+        time_parts.append(t[i])
+    if not key_parts:
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint32)
+    return np.concatenate(key_parts), np.concatenate(time_parts)
 
 
 def _pair_keys(slot_a: np.ndarray, slot_b: np.ndarray, shift: np.ndarray, time_bits: int) -> np.ndarray:
@@ -193,7 +203,7 @@ def _group(pairs: list[tuple[Occurrence, Occurrence]]) -> list[SharedSegment]:
     return [SharedSegment(tuple(sorted(g, key=lambda o: (o.episode_id, o.start)))) for g in groups.values()]
 
 
-def update(shard: Shard, changed: Collection[str] | None = None) -> list[SharedSegment]:
+def update(shard: SeasonWriter, changed: Collection[str] | None = None) -> list[SharedSegment]:
     """Recompute and store a season's shared segments (after ingest, or on demand).
 
     ``changed``: the episodes added or replaced since the stored segments were found. When none of
@@ -212,7 +222,7 @@ def update(shard: Shard, changed: Collection[str] | None = None) -> list[SharedS
     return segments
 
 
-def stale(shard: Shard) -> set[str]:
+def stale(shard: SeasonWriter) -> set[str]:
     """Episodes the stored segments were not found over (an ingest killed between writing episodes
     and their segments): the next update pairs them too. A shard that never recorded what its
     segments cover is taken as covered."""
@@ -222,7 +232,7 @@ def stale(shard: Shard) -> set[str]:
     return {e.id for e in shard.episodes() if covers.get(e.id) != e.sha256}
 
 
-def _updated(shard: Shard, changed: Collection[str]) -> list[SharedSegment] | None:
+def _updated(shard: SeasonWriter, changed: Collection[str]) -> list[SharedSegment] | None:
     """The stored segments joined with the pairs of the ``changed`` episodes; None when a stored
     episode changed or went: an occurrence spans every pair it was found in, and only a pass over
     the whole season knows what is left of it."""
@@ -236,5 +246,5 @@ def _updated(shard: Shard, changed: Collection[str]) -> list[SharedSegment] | No
     return _group(kept + (find_pairs(shard, new_slots=slots) if slots else []))
 
 
-def load(shard: Shard) -> list[SharedSegment]:
+def load(shard: SeasonStore | SeasonWriter) -> list[SharedSegment]:
     return [SharedSegment.from_json(d) for d in shard.get_shared()]

@@ -3,8 +3,8 @@
 from collections import Counter
 
 import numpy as np
+from citywok.matcher.engine.catalogue import Postings
 from citywok.matcher.engine.match import vote
-from citywok.matcher.store.shard import Postings
 
 
 def _reference(query_t, slot, db_t):

@@ -133,7 +133,8 @@ def test_compact_shrinks_and_keeps_everything(tmp_path):
 
 def test_a_batch_writes_what_single_adds_write(tmp_path):
     from citywok.matcher.engine.landmarks import Hashes
-    from citywok.matcher.store.shard import MAX_FRAME, NewEpisode
+    from citywok.matcher.store.season import NewEpisode
+    from citywok.matcher.store.shard import MAX_FRAME
 
     hashes = [fingerprint_pcm(synth.episode(20 + i, 15, 8000)) for i in range(3)]
     with Shard.create(tmp_path / "one", DEFAULT_PARAMS, 1) as a, \

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import requests
 from citywok.matcher import synth
-from citywok.matcher.store.ingest import ingest_paths
+from citywok.matcher.legacy.ingest import ingest_pickle
 
 from tests.http.support import RATE, SEASON1, clip_bytes, episode_pcm
 
@@ -17,7 +17,7 @@ def _pickle_data(tmp_path: Path) -> Path:
     for seed, eid in SEASON1.items():
         (src / f"Show.{eid}.wav").write_bytes(synth.encode(episode_pcm(seed), RATE, "wav"))
     data = tmp_path / "data"
-    results = ingest_paths([src], 1, data, fmt="pickle", workers=1)
+    results = ingest_pickle([src], 1, data, workers=1)
     assert {r.status for r in results} == {"added"}
     assert (data / "season_01.pkl").is_file()
     return data

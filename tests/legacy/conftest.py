@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from citywok.matcher import synth
+from citywok.matcher.legacy.ingest import ingest_pickle
 from citywok.matcher.legacy.migrate import migrate
 from citywok.matcher.store.ingest import ingest_paths
 
@@ -51,8 +52,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
         for i, seed in enumerate(seeds, 1):
             (d / f"Show.S{season:02d}E{i:02d}.flac").write_bytes(
                 synth.encode(episode_audio(season, seed), RATE, "flac"))
-        for data_dir, fmt in ((pickles, "pickle"), (native, "lmdb")):
-            results = ingest_paths([d], season, data_dir, workers=1, fmt=fmt)
+        for results in (ingest_pickle([d], season, pickles, workers=1), ingest_paths([d], season, native, workers=1)):
             assert [r.status for r in results] == ["added"] * len(seeds)
     migrated = root / "migrated"
     reports = migrate(pickles, migrated)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from citywok.matcher.engine.catalogue import Postings
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
 from citywok.matcher.legacy import pickles as legacy
-from citywok.matcher.store.shard import Postings, Shard
+from citywok.matcher.store.shard import Shard
 
 from .conftest import Corpus
 
