@@ -34,6 +34,10 @@ class DecodeError(Exception):
     """The input is not decodable audio (or video with an audio track)."""
 
 
+class NoAudioTrack(DecodeError):
+    """A readable file with no audio in it (a silent video)."""
+
+
 # The demuxers an upload may be read by: containers of real audio and video. Left out on purpose are
 # those that make FFmpeg open something else: sdp and rtp/rtsp (sockets), hls and dash (playlists of
 # URLs), concat/ffconcat (files on the server's disk), image2 (file patterns), and every other
@@ -204,7 +208,7 @@ def iter_pcm(
     container = _open(source, time_limit)
     try:
         if not container.streams.audio:
-            raise DecodeError("the file has no audio track")
+            raise NoAudioTrack("the file has no audio track")
         yield from _chunks(container, sample_rate, chunk_seconds, max_seconds, deadline)
     except (av.FFmpegError, ValueError, KeyError, OverflowError) as e:
         # a stream FFmpeg opens but cannot convert: 255 channels, an absurd sample rate

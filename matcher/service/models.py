@@ -8,20 +8,42 @@ pydantic), extended with what the HTTP layer adds; pydantic reads its fields, ne
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from dataclasses import field as dc_field
 from typing import Any, Literal
 
 from citywok.matcher.engine.identify import Identification
+from citywok.matcher.service.timeline import Stretch
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 @dataclass
+class SourceInfo:
+    """Where the clip came from; for a link, what yt-dlp reported about it (links.py)."""
+
+    kind: Literal["upload", "url", "body"] = "upload"
+    url: str | None = None
+    title: str | None = None
+    uploader: str | None = None
+    webpage_url: str | None = None
+    extractor: str | None = None
+    duration: float | None = None
+    start_seconds: float = 0.0
+
+
+@dataclass
 class IdentifyAnswer(Identification):
-    """An identification as the API sends it: the engine's answer plus this request's timings and source."""
+    """An identification as the API sends it: the engine's answer plus this request's timings and source,
+    and for audio longer than a clip its timeline (timeline.py)."""
 
     elapsed_ms: float = 0.0
     decode_ms: float = 0.0
     match_ms: float = 0.0
-    source: str = "upload"
+    source: SourceInfo = dc_field(default_factory=SourceInfo)
+    cached: bool = False
+    download_ms: float | None = None
+    timeline: list[Stretch] | None = None
+    timeline_text: str | None = None
+    windows: int | None = None
 
     @classmethod
     def of(cls, result: Identification, **extra: Any) -> IdentifyAnswer:

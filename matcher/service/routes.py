@@ -7,6 +7,7 @@ server's middleware with the status it carries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import time
@@ -16,10 +17,10 @@ from typing import Any, cast
 
 import swagger_ui_bundle
 from aiohttp import BodyPartReader, web
-from citywok.matcher.engine.decode import DecodeError
+from citywok.matcher.engine.decode import DecodeError, NoAudioTrack
 from citywok.matcher.engine.identify import ClipTooShort
-from citywok.matcher.service import bodies, models, openapi, urlfetch
-from citywok.matcher.service.admission import Admission, Overloaded
+from citywok.matcher.service import bodies, models, openapi, timeline, urlfetch
+from citywok.matcher.service.admission import Overloaded
 from citywok.matcher.service.metrics import identify_outcome
 from citywok.matcher.service.swap import NotReady
 from citywok.matcher.service.workers import JobTimeout, WorkerLost
@@ -60,15 +61,12 @@ def not_ready() -> ApiError:
 class Clip:
     data: bytes
     source: str  # "upload" | "url" | "body"
+    url: str | None = None  # for "url": the link, downloaded by links.py
 
 
-async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch.FetchPolicy,
-                    downloads: Admission, body_timeout: float = bodies.BODY_TIMEOUT) -> Clip:
+async def read_clip(request: web.Request, max_bytes: int, body_timeout: float = bodies.BODY_TIMEOUT) -> Clip:
     """The clip of an identify request: a multipart/form ``file`` or ``url``, a JSON ``url``, or a raw body.
-
-    URL downloads are bounded apart from identify jobs (``downloads``): each may hold a connection and
-    up to ``max_bytes`` of memory for the whole URL timeout.
-    """
+    A ``url`` is not downloaded here: links.py does that, in download threads of its own."""
     declared = request.content_length
     if declared is not None and declared > max_bytes + UPLOAD_SLACK:
         raise too_large(max_bytes)
@@ -104,14 +102,7 @@ async def read_clip(request: web.Request, max_bytes: int, fetch_policy: urlfetch
                        "send the clip as a multipart 'file' field, or a 'url' to download it from")
     if not isinstance(url, str):
         raise ApiError(400, "bad_request", "'url' must be a string")
-    try:
-        with downloads.slot():
-            fetched = await urlfetch.fetch(url.strip(), fetch_policy)
-    except Overloaded:
-        raise overloaded() from None
-    except urlfetch.FetchError as e:
-        raise ApiError(e.status, e.code, str(e)) from None
-    return Clip(fetched.data, "url")
+    return Clip(b"", "url", url.strip())
 
 
 async def _read_multipart(request: web.Request, max_bytes: int) -> tuple[bytes | None, str | None]:
@@ -158,6 +149,67 @@ def overloaded() -> ApiError:
     return ApiError(429, "overloaded", "the server is at capacity; retry in a moment", {"Retry-After": "1"})
 
 
+async def _answer_data(svc: Any, data: bytes, start: float = 0.0, admitted: bool = False) -> dict[str, Any]:
+    """Decode once and identify: a clip's answer, or a timeline for audio longer than a clip.
+    ``admitted``: the caller holds an admission slot already (it read the body under it)."""
+    m = svc.metrics
+    try:
+        with contextlib.nullcontext() if admitted else svc.admission.slot():
+            m.queue.set(svc.admission.admitted)
+            with svc.holder.acquire() as lib:
+                got = await svc.identify_pool.run(lib, timeline.decode_job, data, start, timeline.CLIP_SECONDS,
+                                                  svc.config.timeline_max_seconds)
+                if isinstance(got, timeline.Long):
+                    got = await timeline.identify_windows(svc.identify_pool, lib, got)
+        svc.admission.record(got.decode_s + got.match_s)
+    except Overloaded:
+        m.rejected.inc()
+        raise overloaded() from None
+    except NotReady:
+        raise not_ready() from None
+    except WorkerLost as e:
+        m.workers_lost.inc()
+        raise ApiError(503, "worker_lost", f"{e}; retry the request", {"Retry-After": "1"}) from None
+    except NoAudioTrack as e:
+        raise ApiError(415, "no_audio", f"{e}: nothing to identify") from None
+    except DecodeError as e:
+        raise ApiError(415, "unsupported_media", f"the clip is not decodable as audio: {e}") from None
+    except JobTimeout as e:
+        raise ApiError(415, "unsupported_media", f"the clip could not be decoded in time: {e}") from None
+    except ClipTooShort as e:
+        raise ApiError(422, "too_short", str(e)) from None
+    finally:
+        m.queue.set(svc.admission.admitted)
+    m.decode_seconds.observe(got.decode_s)
+    m.match_seconds.observe(got.match_s)
+    if isinstance(got, timeline.TimelineResult):
+        body = timeline.timeline_json(got, lib.version)
+    else:
+        m.hashes.observe(got.result.hashes_looked_up)
+        body = got.result.to_json()
+    body["decode_ms"] = round(got.decode_s * 1000, 1)
+    body["match_ms"] = round(got.match_s * 1000, 1)
+    return body
+
+
+async def _answer_link(svc: Any, url: str) -> dict[str, Any]:
+    """A link's answer: downloaded once (links.py, no identify slot held meanwhile), then identified."""
+    h = svc.holder.current
+    if h is None:
+        raise not_ready()
+
+    async def compute(got: Any) -> dict[str, Any]:
+        svc.metrics.url_bytes.inc(len(got.data))
+        return await _answer_data(svc, got.data, got.source.start_seconds)
+
+    try:
+        return await svc.links.answer(url, h.library.version, compute)
+    except Overloaded:
+        raise overloaded() from None
+    except urlfetch.FetchError as e:
+        raise ApiError(e.status, e.code, str(e)) from None
+
+
 async def identify(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     m = svc.metrics
@@ -165,42 +217,28 @@ async def identify(request: web.Request) -> web.Response:
     try:
         if not svc.holder.ready:
             raise not_ready()
+        body: dict[str, Any] | None = None
         try:
-            # the slot is taken before the body is read: every upload held in memory is a job admitted
+            # the slot is taken before the body is read: every upload held in memory is a job admitted;
+            # a link gives it back before its download (a slow site must not hold an identify slot)
             with svc.admission.slot():
                 m.queue.set(svc.admission.admitted)
-                clip = await read_clip(request, svc.config.max_upload_bytes, svc.fetch_policy, svc.downloads,
-                                       svc.config.body_timeout)
-                with svc.holder.acquire() as lib:
-                    timed = await svc.identify_pool.identify(lib, clip.data)
-            svc.admission.record(timed.decode_s + timed.match_s)
+                clip = await read_clip(request, svc.config.max_upload_bytes, svc.config.body_timeout)
+                if clip.url is None:
+                    body = await _answer_data(svc, clip.data, admitted=True)
+                    body["source"] = {"kind": clip.source}
         except Overloaded:
             m.rejected.inc()
             raise overloaded() from None
         except bodies.BadBody as e:
             raise ApiError(e.status, e.code, e.message) from None
-        except NotReady:
-            raise not_ready() from None
-        except WorkerLost as e:
-            m.workers_lost.inc()
-            raise ApiError(503, "worker_lost", f"{e}; retry the request", {"Retry-After": "1"}) from None
-        except DecodeError as e:
-            raise ApiError(415, "unsupported_media", f"the clip is not decodable as audio: {e}") from None
-        except JobTimeout as e:
-            raise ApiError(415, "unsupported_media", f"the clip could not be decoded in time: {e}") from None
-        except ClipTooShort as e:
-            raise ApiError(422, "too_short", str(e)) from None
         finally:
             m.queue.set(svc.admission.admitted)
-        m.decode_seconds.observe(timed.decode_s)
-        m.match_seconds.observe(timed.match_s)
-        m.hashes.observe(timed.result.hashes_looked_up)
-        if clip.source == "url":
-            m.url_bytes.inc(len(clip.data))
-        outcome = "match" if timed.result.match else "no_match"
-        answer = models.IdentifyAnswer.of(timed.result, elapsed_ms=round((time.perf_counter() - request[T0]) * 1000, 1),
-                                          decode_ms=round(timed.decode_s * 1000, 1),
-                                          match_ms=round(timed.match_s * 1000, 1), source=clip.source)
+        if body is None:
+            body = await _answer_link(svc, clip.url or "")
+        outcome = "match" if body["match"] else "no_match"
+        body["elapsed_ms"] = round((time.perf_counter() - request[T0]) * 1000, 1)
+        answer = models.IDENTIFY.validate_python(body)
         return web.json_response(models.IDENTIFY.dump_python(answer, mode="json"))
     except ApiError as e:
         outcome = identify_outcome(e.status, e.code)

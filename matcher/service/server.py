@@ -10,8 +10,8 @@ Settings, flags first, then the environment, then the default:
     SEASONS             all (a list, e.g. 1,3,5: serve only these)
     USE_LMDB            true; false serves the legacy DATA_DIR/season_NN.pkl files (read-only, no swaps)
     INGEST_TOKEN        unset: POST /api/v1/ingest answers 404 "ingest is disabled"
-    URL_ALLOW_HOSTS     comma-separated hosts or networks a URL may reach although private/loopback
-                        (e.g. 127.0.0.1 in tests); default none
+    URL_ALLOW_HOSTS     comma-separated hosts or networks, each optionally with a port (127.0.0.1:8080), that a
+                        URL or link may reach although private/loopback (tests); default none
     MAX_UPLOAD_BYTES    52428800 (uploads and URL downloads)
     WORKERS             identify worker processes (one clip at a time each); default: the CPUs this process may use
                         (its affinity, capped by a container's CPU limit);
@@ -21,8 +21,11 @@ Settings, flags first, then the environment, then the default:
     MAX_QUEUE_WAIT      seconds a new job may be expected to wait (recent job times); 0.5; past it: 429
     MAX_DOWNLOADS       URL downloads at once; 8; past it: 429
     POLL_INTERVAL       seconds between looks at `current`; 0.5
-    URL_TIMEOUT         seconds for a whole URL download, redirects included; 15
     BODY_TIMEOUT        seconds a client may take to send its request body; 30; past it: 408
+    URL_TIMEOUT         seconds for a whole URL or link download (page, redirects, media, segments); 15
+    TIMELINE_MAX_SECONDS  audio identified as a timeline, at most (longer links: 413 too_long); 600
+    LINK_CACHE_SIZE     links whose answers are remembered (by link and version); 256; 0: none
+    LINK_CACHE_TTL      seconds a link's answer is remembered; 600
     SHUTDOWN_TIMEOUT    seconds to drain in-flight requests on SIGTERM; 30
     SENTRY_DSN          unset: no Sentry; set: errors go to Sentry (needs the `sentry` extra)
 """
@@ -48,6 +51,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from citywok.matcher.service import routes, urlfetch
 from citywok.matcher.service.admission import Admission
+from citywok.matcher.service.links import Links
 from citywok.matcher.service.metrics import Metrics
 from citywok.matcher.service.swap import Handle, ServedVersion
 from citywok.matcher.service.workers import IdentifyPool, settings_for
@@ -84,6 +88,9 @@ class ServerConfig:
     poll_interval: float = 0.5
     url_timeout: float = 15.0
     body_timeout: float = 30.0
+    timeline_max_seconds: float = 600.0
+    link_cache_size: int = 256
+    link_cache_ttl: float = 600.0
     shutdown_timeout: float = 30.0
     sentry_dsn: str | None = None
     use_lmdb: bool = True
@@ -126,6 +133,9 @@ class ServerConfig:
             poll_interval=float(num("POLL_INTERVAL", float, d.poll_interval)),
             url_timeout=float(num("URL_TIMEOUT", float, d.url_timeout)),
             body_timeout=float(num("BODY_TIMEOUT", float, d.body_timeout)),
+            timeline_max_seconds=float(num("TIMELINE_MAX_SECONDS", float, d.timeline_max_seconds)),
+            link_cache_size=int(num("LINK_CACHE_SIZE", int, d.link_cache_size, least=0)),
+            link_cache_ttl=float(num("LINK_CACHE_TTL", float, d.link_cache_ttl)),
             shutdown_timeout=float(num("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout)),
             sentry_dsn=s.sentry_dsn,
             use_lmdb=s.use_lmdb,
@@ -156,8 +166,8 @@ class Service:
         self.admission = Admission(slots, queue, config.max_queue_wait)
         self.downloads = Admission(config.max_downloads, 0)
         self.ingest_lock = asyncio.Lock()
-        self.fetch_policy = urlfetch.FetchPolicy(allow=config.url_allow, max_bytes=config.max_upload_bytes,
-                                                 timeout=config.url_timeout)
+        self.links = Links(config.url_allow, config.url_timeout, config.max_upload_bytes, config.timeline_max_seconds,
+                           self.downloads, config.link_cache_size, config.link_cache_ttl)
         self.report_error: Callable[[BaseException], None] = lambda e: None
 
     def _on_swap(self, old: Handle | None, new: Handle) -> None:
@@ -187,6 +197,7 @@ class Service:
                 log.exception("version poll failed")
 
     def close(self) -> None:
+        self.links.close()
         self.identify_pool.close()
         self.ingest_pool.shutdown(wait=True)
         self.swap_pool.shutdown(wait=True)
@@ -268,6 +279,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     # serve at once whatever is there (every worker started and holding it open, before the first
     # request); if nothing is, readyz says 503 until it appears
     await svc.poll(hold=0.05)
+    svc.links.start()  # yt-dlp imported and warmed in a thread of its own, once the shards are open
     if not svc.holder.ready:
         log.warning("no complete version under %s yet: answering 503 until one appears",
                     svc.config.data_dir / "fingerprints")

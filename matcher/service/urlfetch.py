@@ -4,7 +4,8 @@ Every hop (the first URL and each redirect, followed by hand) is checked: http(s
 addresses, as resolved, must be public. The check happens in the connector's resolver, so the socket
 connects to exactly the addresses that were checked (a DNS answer that changes between check and
 connect, "DNS rebinding", cannot slip through). IP literals skip the resolver and are checked first.
-Hosts or networks in the allow list (``URL_ALLOW_HOSTS``) are exempt, which is how tests reach 127.0.0.1.
+Hosts or networks in the allow list (``URL_ALLOW_HOSTS``), on any port or on one (``127.0.0.1:8080``), are exempt,
+which is how tests reach 127.0.0.1. Links to video pages go through the same checks (links.py, linkguard.py).
 """
 
 from __future__ import annotations
@@ -55,12 +56,35 @@ class FetchTimeout(FetchError):
     code = "url_timeout"
 
 
+class LinkError(FetchError):
+    """A link that cannot be answered (links.py), with its own status and stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message  # type: ignore[misc]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _split_port(entry: str) -> tuple[str, int | None]:
+    """``host:port``, ``[v6]:port`` or ``net/len:port`` -> (host, port); a bare host or IPv6 address has no port."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    host, sep, port = entry.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return entry, None
+
+
 @dataclass(frozen=True)
 class AllowList:
-    """Hosts (exact names) and networks exempt from the address check."""
+    """Hosts (exact names) and networks exempt from the address check, each on any port or on one port
+    (``127.0.0.1:8080``, ``[::1]:8080``, ``media.example:443``, ``10.0.0.0/8``)."""
 
-    hosts: frozenset[str] = frozenset()
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    hosts: frozenset[tuple[str, int | None]] = frozenset()
+    networks: tuple[tuple[Network, int | None], ...] = ()
 
     @classmethod
     def parse(cls, entries: Iterable[str] | str | None) -> AllowList:
@@ -72,17 +96,19 @@ class AllowList:
         for e in (x.strip() for x in entries):
             if not e:
                 continue
+            host, port = _split_port(e)
             try:
-                nets.append(ipaddress.ip_network(e.strip("[]"), strict=False))
+                nets.append((ipaddress.ip_network(host.strip("[]"), strict=False), port))
             except ValueError:
-                hosts.add(e.lower().rstrip("."))
+                hosts.add((host.lower().rstrip("."), port))
         return cls(frozenset(hosts), tuple(nets))
 
-    def host_allowed(self, host: str) -> bool:
-        return host.lower().rstrip(".") in self.hosts
+    def host_allowed(self, host: str, port: int | None = None) -> bool:
+        h = host.lower().rstrip(".")
+        return (h, None) in self.hosts or (port is not None and (h, port) in self.hosts)
 
-    def address_allowed(self, addr: IPAddress) -> bool:
-        return any(addr in n for n in self.networks)
+    def address_allowed(self, addr: IPAddress, port: int | None = None) -> bool:
+        return any(addr in n and (p is None or p == port) for n, p in self.networks)
 
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -119,12 +145,13 @@ def forbidden_reason(addr: IPAddress) -> str | None:
     return None
 
 
-def check_address(host: str, addr: IPAddress, allow: AllowList) -> None:
-    if allow.host_allowed(host) or allow.address_allowed(addr):
+def check_address(host: str, addr: IPAddress, allow: AllowList, port: int | None = None) -> None:
+    if allow.host_allowed(host, port) or allow.address_allowed(addr, port):
         return
     why = forbidden_reason(addr)
     if why:
-        raise UrlForbidden(f"refusing to fetch from {host}: it resolves to {addr}, {why}")
+        where = f"{host}:{port}" if port is not None else host
+        raise UrlForbidden(f"refusing to fetch from {where}: it resolves to {addr}, {why}")
 
 
 class CheckingResolver(ThreadedResolver):
@@ -138,7 +165,7 @@ class CheckingResolver(ThreadedResolver):
                       ) -> list[ResolveResult]:
         results = await super().resolve(host, port, family)
         for r in results:
-            check_address(host, ipaddress.ip_address(r["host"].split("%")[0]), self.allow)
+            check_address(host, ipaddress.ip_address(r["host"].split("%")[0]), self.allow, port or None)
         return results
 
 
@@ -158,7 +185,7 @@ def check_url(url: str, allow: AllowList) -> URL:
         addr = ipaddress.ip_address(u.host.strip("[]").split("%")[0])
     except ValueError:
         return u
-    check_address(u.host, addr, allow)
+    check_address(u.host, addr, allow, u.port)
     return u
 
 

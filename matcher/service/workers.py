@@ -27,7 +27,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from citywok.matcher.engine.decode import decode
 from citywok.matcher.engine.identify import MAX_CLIP_SECONDS, Identification, identify_pcm
@@ -134,6 +134,11 @@ def identify_job(vdir: str, data: bytes) -> Timed:
     return identify_bytes(library(vdir), data)
 
 
+def library_job(fn: Callable[..., object], vdir: str, *args: object) -> object:
+    """Run ``fn(library, *args)`` on this worker's Library of ``vdir`` (timeline.py's decode and windows)."""
+    return fn(library(vdir), *args)
+
+
 def warm_job(vdir: str, hold: float) -> None:
     """Open a version ahead of its first clip; held a moment so that each worker takes one."""
     library(vdir)
@@ -167,6 +172,13 @@ class IdentifyPool:
         if self._threads is not None:
             return await asyncio.get_running_loop().run_in_executor(self._threads, identify_bytes, library, data)
         return await self._run(identify_job, str(library.path), data)
+
+    async def run(self, library: Library, fn: Callable[..., object], *args: object) -> Any:
+        """``fn(library, *args)`` in a worker (by the library's version folder) or a thread; ``fn`` must be
+        a module-level function, its arguments and result picklable."""
+        if self._threads is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, fn, library, *args)
+        return await self._run(library_job, fn, str(library.path), *args)
 
     async def warm(self, vdir: Path, hold: float = 0.05) -> None:
         """Start every worker and open ``vdir`` in each (at startup and after a swap)."""
