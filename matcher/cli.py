@@ -177,7 +177,8 @@ def _ingest(args: argparse.Namespace, s: settings.Settings, titles: dict[str, st
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from citywok.matcher.engine.decode import DecodeError, decode
+    from citywok.matcher import cli_links
+    from citywok.matcher.engine.decode import DecodeError
     from citywok.matcher.engine.identify import ClipTooShort, identify_pcm
     from citywok.matcher.legacy.pickles import LegacyError, open_library
     from citywok.matcher.store.library import Library
@@ -185,18 +186,21 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     source: str | Path = args.clip if URL_RE.match(args.clip) else Path(args.clip)
-    if isinstance(source, str):
-        raise CommandError(f"{source}: identify reads files; send links to a server's /api/v1/identify", EXIT_USAGE)
     vdir = catalog.served_dir(s, getattr(args, "db_version", None)) if s.use_lmdb else None
-    if not source.is_file():
+    if isinstance(source, Path) and not source.is_file():
         raise CommandError(f"{source}: no such file", EXIT_USAGE)
     t0 = time.perf_counter()
+    clip: bytes | Path | str = source
+    link = None
+    if isinstance(source, str):  # a link: downloaded under the server's checks and limits (cli_links)
+        clip, link = cli_links.fetch(source)
     try:
         lib = (Library.open(vdir, max_seasons=s.max_seasons, only=s.seasons) if vdir is not None
                else open_library(s.data_dir, max_seasons=s.max_seasons, only=s.seasons))
         with lib:
-            pcm = decode(source, lib.params.sample_rate, max_seconds=30)
-            result = identify_pcm(lib, pcm)
+            pcm = cli_links.decode_from(clip, lib.params.sample_rate, link.start_seconds if link else 0.0)
+            long = cli_links.timeline(lib, pcm)
+            result = identify_pcm(lib, pcm) if long is None else None
             searched = (lib.episode_count(), lib.seasons)
     except LegacyError as e:
         raise CommandError(str(e)) from None
@@ -204,11 +208,17 @@ def cmd_identify(args: argparse.Namespace) -> int:
         raise CommandError(f"{source}: {e}", EXIT_USAGE) from None
     except ShardError as e:
         raise CommandError(str(e)) from None
+    if long is not None or result is None:
+        return cli_links.report_timeline(long or {}, link, args.json, t0)
     out = result.to_json()
     out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    if link is not None:
+        out["source"] = link.to_json()
     if args.json:
         print(json.dumps(out, indent=2))
     else:
+        if link is not None:
+            print(cli_links.source_line(link))
         print("\n".join(answer_lines(out, *searched)))
     return 0 if result.match else EXIT_NO_MATCH
 

@@ -168,6 +168,13 @@ class Downloader:
         return Downloaded(data, source, budget.requests)
 
 
+def download_once(url: str, allow: urlfetch.AllowList, timeout: float, max_bytes: int, max_seconds: float
+                  ) -> Downloaded:
+    """One link, here and now (``citywok identify URL``), under the same checks and limits as the server's."""
+    urlfetch.check_url(url, allow)
+    return Downloader(allow, timeout, max_bytes, max_seconds).download(url, Budget(max_bytes, timeout))
+
+
 LOGIN = re.compile(r"log ?in|sign in|cookies|registered users|account|authenticat|age[- ]restrict|confirm your age"
                    r"|members only|subscribers", re.I)
 GONE = re.compile(r"private|unavailable|removed|deleted|does not exist|no longer|not found|taken down|terminated"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from citywok.matcher.engine.identify import DEFAULT_POLICY
-from citywok.matcher.service import models
+from citywok.matcher.service import models, openapi_links
 
 from citywok import __version__
 
@@ -36,7 +36,15 @@ IDENTIFY_FIELDS = {
     "elapsed_ms": "server time for this request",
     "decode_ms": "time decoding the clip",
     "match_ms": "time looking it up and deciding",
-    "source": "where the clip came from: upload, url or body",
+    "source": "where the clip came from (kind: upload, url or body); for a link, the page title, uploader, "
+              "page URL, yt-dlp extractor, duration and the start time (t=) it named",
+    "cached": "a link's answer given again from the recent-links cache (by link and fingerprint version)",
+    "download_ms": "for a link: time downloading its audio",
+    "timeline": "audio longer than a clip (30 s): each stretch of it with the episode and offset it matched, or "
+                "none; episode_id, season and offset_seconds are then the longest matched stretch's, and "
+                "confidence the share of the audio matched",
+    "timeline_text": "the timeline in one line, e.g. 0:00-0:42 S03E02 at 12:10; 0:42-1:30 no match",
+    "windows": "overlapping windows identified for the timeline",
 }
 
 
@@ -102,7 +110,7 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
     clip_form = {"type": "object", "properties": {
         "file": {"type": "string", "format": "binary", "description": "audio or video with an audio track; "
                  "1-30 s are used"},
-        "url": {"type": "string", "format": "uri", "description": "http(s) link to the clip (public addresses only)"},
+        "url": {"type": "string", "format": "uri", "description": openapi_links.URL_DESCRIPTION},
     }}
     identify = _op(
         "identify", "identify", "Identify a clip", f"curl -F file=@clip.mp3 {HOST}/api/v1/identify",
@@ -115,12 +123,10 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
         }},
         responses={"200": _json("the answer (match true or false)", "Identification", EXAMPLE_MATCH),
                    **_errors(**{"400": "malformed request: no file or url, bad JSON, bad URL",
-                                "403": "the URL points at a private, loopback or metadata address",
-                                "413": f"larger than {mb}", "415": "not decodable as audio",
-                                "422": "too short to identify (under 1 s of audio)",
+                                "413": f"larger than {mb}; " + openapi_links.LINK_ERRORS["413"],
+                                **{k: openapi_links.LINK_ERRORS[k] for k in ("403", "415", "422", "502", "504")},
                                 "429": "overloaded: retry after Retry-After seconds",
-                                "502": "the URL could not be downloaded", "503": "no fingerprint version loaded yet",
-                                "504": "the URL download timed out"})})
+                                "503": "no fingerprint version loaded yet"})})
     ingest = _op(
         "ingestEpisode", "ingest", "Add an episode (needs the ingest token)",
         f"curl -H 'Authorization: Bearer $INGEST_TOKEN' -F episode_id=S01E02 -F season=1 -F title='Second Wind' "

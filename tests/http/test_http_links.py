@@ -4,6 +4,7 @@ errors with stable codes, the answer cache, and timelines of compilations."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import re
 import subprocess
 import time
@@ -169,3 +170,45 @@ def test_uploaded_compilation_gets_a_timeline_too(link_server, site) -> None:
     assert r.status_code == 200, r.text
     assert [p["episode_id"] for p in r.json()["timeline"] if p["match"]] == ["S01E01", "S01E02", "S01E03"]
     assert r.json()["source"] == {"kind": "upload"}
+
+
+def _cli(data_dir, site, *args: str) -> subprocess.CompletedProcess:  # noqa: ANN001
+    import os
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DATA_DIR": str(data_dir), "URL_ALLOW_HOSTS": f"127.0.0.1:{site.port}", "URL_TIMEOUT": "5"}
+    exe = Path(sys.executable).with_name("citywok")
+    return subprocess.run([str(exe), "identify", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_identifies_a_link_and_a_compilation(data_dir, site) -> None:
+    r = _cli(data_dir, site, f"{site.url}/watch/clip")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("from: Scene clip")
+    assert re.search(r"^S01E02 \(season 1\) at 0:0(8\.9|9\.0)", r.stdout, re.M), r.stdout
+    r = _cli(data_dir, site, f"{site.url}/watch/comp")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"timeline of 1:00: 0:00-0:\d\d S01E01 at 0:0\d; .* S01E02 .* S01E03 at 0:0\d", r.stdout), r.stdout
+    r = _cli(data_dir, site, f"{site.url}/watch/comp", "--json")
+    assert [p["episode_id"] for p in json.loads(r.stdout)["timeline"]] == ["S01E01", "S01E02", "S01E03"]
+
+
+def test_cli_link_errors_say_what_and_the_code(data_dir, site, listener) -> None:
+    for path, code in (("/empty", "unsupported_url"), ("/evil", "url_forbidden"), ("/status/401", "login_required")):
+        r = _cli(data_dir, site, f"{site.url}{path}")
+        assert r.returncode == 2 and f"[{code}]" in r.stderr, (path, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert listener.connections == 0
+
+
+def test_openapi_describes_links_and_timelines(link_server) -> None:
+    spec = requests.get(f"{link_server.url}/api/v1/openapi.json", timeout=5).json()
+    props = spec["components"]["schemas"]["Identification"]["properties"]
+    assert props["source"] == {"$ref": "#/components/schemas/Source"}
+    assert props["timeline"]["items"] == {"$ref": "#/components/schemas/Stretch"}
+    assert {"Source", "Stretch"} <= set(spec["components"]["schemas"])
+    responses = spec["paths"]["/api/v1/identify"]["post"]["responses"]
+    for status, code in (("422", "login_required"), ("422", "video_unavailable"), ("413", "too_long"),
+                         ("415", "no_audio"), ("422", "unsupported_url"), ("504", "url_timeout")):
+        assert code in responses[status]["description"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import requests
 from citywok.matcher import synth
 from citywok.matcher.service.urlfetch import AllowList
@@ -52,6 +53,8 @@ def test_responses_and_schema_agree(start_server, data_dir) -> None:
             ("/api/v1/identify", "post", requests.post(f"{u}/api/v1/identify",
                                                        json={"url": f"{origin.url}/clip.mp3"}, timeout=30)),
             ("/api/v1/identify", "post", requests.post(f"{u}/api/v1/identify", data=b"", timeout=30)),
+            ("/api/v1/identify", "post", requests.post(f"{u}/api/v1/identify", timeout=60, files={  # a timeline
+                "file": ("long.mp3", synth.encode(np.concatenate([episode_pcm(1), episode_pcm(2)]), RATE, "mp3"))})),
             ("/api/v1/ingest", "post", requests.post(f"{u}/api/v1/ingest", headers={"Authorization": "Bearer t0ken"},
                                                      data={"episode_id": "S01E04", "title": "Four"},
                                                      files={"file": ("e.flac", episode)}, timeout=120)),
@@ -71,7 +74,7 @@ def test_responses_and_schema_agree(start_server, data_dir) -> None:
     for name, schema in spec["components"]["schemas"].items():
         unsent = set(schema.get("properties", {})) - seen.get(name, set())
         assert not unsent, f"the schema {name} names {sorted(unsent)}, which no answer sent"
-    stats = calls[5][2].json()
+    stats = calls[6][2].json()
     assert stats == {"version": "v1", "seasons": 1, "episodes": 4, "hours": stats["hours"],
                      "hashes": stats["hashes"]}
     assert abs(stats["hours"] - 4 * 40 / 3600) < 0.001 and stats["hashes"] > 1000

@@ -44,8 +44,56 @@ function showRunners(answer) {
   $("runners-box").hidden = others.length === 0 || !answer.match || answer.ambiguous;
 }
 
+function clockShort(seconds) {
+  const t = Math.round(seconds);
+  return `${Math.floor(t / 60)}:${String(t % 60).padStart(2, "0")}`;
+}
+
+function showSource(src) {
+  const el = $("source");
+  el.hidden = !(src && src.kind === "url");
+  if (el.hidden) return;
+  const by = src.uploader ? ` by ${src.uploader}` : "";
+  const site = src.extractor ? ` (${src.extractor})` : "";
+  const from = src.start_seconds ? `, from ${clockShort(src.start_seconds)}` : "";
+  el.textContent = `From: ${src.title || src.webpage_url || src.url}${by}${site}${from}`;
+}
+
+function showTimeline(answer) {
+  const list = $("timeline");
+  list.replaceChildren();
+  list.hidden = !answer.timeline;
+  if (!answer.timeline) return false;
+  for (const part of answer.timeline) {
+    const li = document.createElement("li");
+    const when = `${clockShort(part.start_seconds)}-${clockShort(part.end_seconds)}`;
+    li.textContent = part.match ? `${when} ${part.episode_id} at ${clockShort(part.offset_seconds)}`
+      : `${when} no match`;
+    li.className = part.match ? "match" : "none";
+    list.append(li);
+  }
+  const found = answer.timeline.filter((p) => p.match).length;
+  $("headline").textContent = `Timeline: ${found} of ${answer.timeline.length} stretches matched`;
+  for (const id of ["episode", "title", "season", "offset"]) $(id).textContent = "-";
+  $("scale").hidden = $("scale-label").hidden = true;
+  if (answer.match) {
+    $("episode").textContent = `${answer.episode_id} (the longest stretch)`;
+    $("season").textContent = answer.season;
+  }
+  $("confidence").textContent = `${Math.round(answer.confidence * 100)} % of the video matched`;
+  $("elapsed").textContent = `${answer.elapsed_ms} ms`;
+  say(answer.match ? "Found where each part of the video comes from." : "No part of the video is in the library.",
+    false);
+  return true;
+}
+
 function show(answer) {
   $("result").hidden = false;
+  showSource(answer.source);
+  if (showTimeline(answer)) {
+    showRunners({ ...answer, candidates: [] });
+    return;
+  }
   const scale = answer.match ? scaleText(answer) : "";
   $("scale").textContent = scale;
   $("scale").hidden = $("scale-label").hidden = !scale;
@@ -85,7 +133,8 @@ async function identify(body, headers) {
     const resp = await fetch("/api/v1/identify", { method: "POST", body, headers });
     const answer = await resp.json();
     if (!resp.ok) {
-      say(answer.message || `HTTP ${resp.status}`, true);
+      const code = answer.error ? ` [${answer.error}]` : "";
+      say(`${answer.message || `HTTP ${resp.status}`}${code}`, true);
       return;
     }
     show(answer);
@@ -118,7 +167,10 @@ drop.addEventListener("drop", (e) => {
 $("url-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const url = $("url").value.trim();
-  if (url) identify(JSON.stringify({ url }), { "Content-Type": "application/json" });
+  if (url) {
+    identify(JSON.stringify({ url }), { "Content-Type": "application/json" });
+    say("Downloading the video's audio…", false);
+  }
 });
 
 $("record").addEventListener("click", async () => {
