@@ -212,3 +212,34 @@ def test_openapi_describes_links_and_timelines(link_server) -> None:
     for status, code in (("422", "login_required"), ("422", "video_unavailable"), ("413", "too_long"),
                          ("415", "no_audio"), ("422", "unsupported_url"), ("504", "url_timeout")):
         assert code in responses[status]["description"]
+
+
+async def _paste(page_url: str, links: list[str]) -> list[dict]:
+    from tests.http.test_http_browser import browser_page
+
+    shown = []
+    async with browser_page(page_url) as cdp:
+        await cdp.wait_for("document.getElementById('db').textContent.startsWith('serving')")
+        for link in links:
+            await cdp.eval("document.getElementById('status').textContent = ''")
+            await cdp.eval(f"document.getElementById('url').value = {json.dumps(link)};"
+                           "document.getElementById('url-form').requestSubmit()")
+            await cdp.wait_for("(s => s && !s.endsWith('…'))(document.getElementById('status').textContent)", 40)
+            out = await cdp.eval("JSON.stringify({status: document.getElementById('status').textContent,"
+                                 " headline: document.getElementById('headline').textContent,"
+                                 " source: document.getElementById('source').textContent,"
+                                 " parts: [...document.querySelectorAll('#timeline li')].map(li => li.textContent)})")
+            shown.append(json.loads(out))
+    return shown
+
+
+@pytest.mark.browser
+def test_page_shows_a_links_timeline_source_and_errors(link_server, site) -> None:
+    import asyncio
+
+    comp, gone = asyncio.run(_paste(f"{link_server.url}/", [f"{site.url}/watch/comp", f"{site.url}/status/401"]))
+    assert comp["headline"] == "Timeline: 3 of 3 stretches matched", comp
+    assert [p.split(" ")[1] for p in comp["parts"]] == ["S01E01", "S01E02", "S01E03"]
+    assert comp["parts"][0].startswith("0:00-0:") and " at 0:0" in comp["parts"][0]
+    assert comp["source"].startswith("From: Scene comp")
+    assert gone["status"].endswith("[login_required]"), gone

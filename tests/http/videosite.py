@@ -166,7 +166,10 @@ class VideoSite(LoopbackServer):
 
 def _page(make):  # noqa: ANN001, ANN202
     async def handle(request: web.Request) -> web.StreamResponse:
-        return make(request)
+        resp = make(request)
+        if isinstance(resp, web.HTTPException) and resp.status >= 300:
+            raise resp
+        return resp
 
     return handle
 
