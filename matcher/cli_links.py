@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from citywok.cli import CommandError
+from citywok.errors import CommandError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from citywok.matcher.service.linkdl import Source
     from citywok.matcher.store.library import Library
 
@@ -41,7 +43,7 @@ def fetch(url: str) -> tuple[bytes, Source]:
     return got.data, got.source
 
 
-def decode_from(clip: bytes | str, rate: int, start: float) -> np.ndarray:
+def decode_from(clip: bytes | str | Path, rate: int, start: float) -> np.ndarray:
     """Mono PCM from ``start`` s on, up to the timeline limit (a clip is short anyway)."""
     from citywok.matcher.engine.decode import decode
 

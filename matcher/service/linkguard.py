@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.request
 import zlib
+from http.cookiejar import CookieJar
 
 from citywok.matcher.service import urlfetch
 from yt_dlp.networking._urllib import (
@@ -109,7 +110,7 @@ class Guard:
             raise Refused(urlfetch.FetchError(f"{host} has no addresses"))
         for info in infos:
             try:
-                urlfetch.check_address(host, ipaddress.ip_address(info[4][0].split("%")[0]), self.allow, port)
+                urlfetch.check_address(host, ipaddress.ip_address(str(info[4][0]).split("%")[0]), self.allow, port)
             except urlfetch.UrlForbidden as e:
                 raise Refused(e) from None
         return infos
@@ -186,7 +187,7 @@ class _Budgeted(Response):
     a response dropped unread would close the connection under the new one)."""
 
     def __init__(self, inner: Response, budget: Budget) -> None:
-        super().__init__(fp=inner, url=inner.url, headers=inner.headers, status=inner.status,  # type: ignore[arg-type]
+        super().__init__(fp=inner, url=inner.url, headers=inner.headers, status=inner.status,
                          reason=inner.reason)
         self.budget = budget
 
@@ -212,7 +213,7 @@ class CityWokGuardRH(UrllibRH):
 
     def __init__(self, *, guard: Guard, **kwargs: object) -> None:
         kwargs.pop("enable_file_urls", None)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.guard = guard
 
     def _check_proxies(self, proxies: dict) -> None:
@@ -221,7 +222,7 @@ class CityWokGuardRH(UrllibRH):
     def _prepare_headers(self, _request: Request, headers: dict) -> None:
         headers["Accept-Encoding"] = "gzip, deflate"
 
-    def _create_instance(self, proxies: dict, cookiejar: object, legacy_ssl_support: bool | None = None
+    def _create_instance(self, proxies: dict, cookiejar: CookieJar | None, legacy_ssl_support: bool | None = None
                          ) -> urllib.request.OpenerDirector:
         opener = urllib.request.OpenerDirector()
         for h in (_GuardedHTTP(self.guard, self._make_sslcontext(legacy_ssl_support=legacy_ssl_support)),

@@ -61,7 +61,7 @@ class LinkError(FetchError):
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message  # type: ignore[misc]
+        self.status, self.code, self.message = status, code, message
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
