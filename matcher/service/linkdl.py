@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +22,7 @@ import yt_dlp
 import yt_dlp.downloader.hls as _hls
 from citywok.matcher.service import urlfetch
 from citywok.matcher.service.linkguard import Budget, CityWokGuardRH, Guard, Refused
+from citywok.matcher.service.models import SourceInfo as Source
 from citywok.matcher.service.urlfetch import LinkError
 from yt_dlp.downloader import DashSegmentsFD, HlsFD, HttpFD, get_suitable_downloader
 from yt_dlp.downloader.external import FFmpegFD
@@ -43,22 +44,6 @@ class _NoFFmpeg(FFmpegFD):
 
 
 _hls.FFmpegFD = _NoFFmpeg  # the native HLS downloader must never hand a playlist to the ffmpeg binary
-
-
-@dataclass
-class Source:
-    """Where the audio came from, as yt-dlp reported it."""
-
-    url: str
-    title: str | None = None
-    uploader: str | None = None
-    webpage_url: str | None = None
-    extractor: str | None = None
-    duration: float | None = None
-    start_seconds: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": "url", **asdict(self)}
 
 
 @dataclass
@@ -161,9 +146,9 @@ class Downloader:
             if not ok or not path.exists():
                 raise LinkError(502, "url_fetch_failed", "the site did not deliver the audio")
             data = path.read_bytes()
-        source = Source(url=url, title=info.get("title"), uploader=info.get("uploader") or info.get("channel"),
-                        webpage_url=info.get("webpage_url"), extractor=info.get("extractor_key") or
-                        info.get("extractor"), duration=info.get("duration"),
+        source = Source(kind="url", url=url, title=info.get("title"),
+                        uploader=info.get("uploader") or info.get("channel"), webpage_url=info.get("webpage_url"),
+                        extractor=info.get("extractor_key") or info.get("extractor"), duration=info.get("duration"),
                         start_seconds=float(info.get("start_time") or start_time(url) or 0.0))
         return Downloaded(data, source, budget.requests)
 

@@ -7,7 +7,7 @@ pydantic), extended with what the HTTP layer adds; pydantic reads its fields, ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from dataclasses import field as dc_field
 from typing import Any, Literal
 
@@ -28,6 +28,9 @@ class SourceInfo:
     extractor: str | None = None
     duration: float | None = None
     start_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
