@@ -4,7 +4,8 @@
     DATA_DIR/fingerprints/<version>/manifest.json     written last: its presence means "complete"
     DATA_DIR/fingerprints/current -> <version>        flipped atomically
 
-This module is the whole contract between the two: paths, the manifest file, and the `current` flip.
+This module is the whole contract between the two: paths, the manifest file, and the `current` flip;
+and, for the operator, the Pod annotations through which the fetcher sidecar says what it serves.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 MANIFEST = "manifest.json"
+DATA_FILE = "data.mdb"  # the one file of a season's LMDB folder (archives carry only it)
 CURRENT = "current"
 MANIFEST_FORMAT = 1
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 SEASON_RE = re.compile(r"^season_([0-9]{2,})\.lmdb$")
 SEASON_NUMBER_RE = re.compile(r"^[0-9]{1,2}$")  # ASCII digits only: int() also takes "١" and "1_0"
+
+# Set by the fetcher on its own Pod, read by the operator (DESIGN.md, "The FingerprintDB resource").
+SERVED_ANNOTATION = "citywok.io/served-version"
+ERROR_ANNOTATION = "citywok.io/fetch-error"
 
 
 class LayoutError(Exception):

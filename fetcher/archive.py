@@ -14,7 +14,7 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -22,10 +22,10 @@ from typing import IO, Any, cast
 import lmdb
 import zstandard
 
+from citywok.layout import DATA_FILE
 from citywok.lmdbfile import LmdbFileError, check_file
 
 FORMATS = {"zst": ".tar.zst", "gz": ".tar.gz"}
-DATA_FILE = "data.mdb"
 CHUNK = 1 << 20
 DEFAULT_ZSTD_LEVEL = 6
 
@@ -164,16 +164,6 @@ def pack_season(src: Path, out_dir: Path, fmt: str = "zst", level: int = DEFAULT
             os.fsync(raw.fileno())
         os.replace(part, final)
     return PackedSeason(final, hw.size, hw.sha.hexdigest(), data_bytes, source_bytes)
-
-
-def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            sha.update(chunk)
-            if progress:
-                progress(len(chunk))
-    return sha.hexdigest()
 
 
 def _member_target(member: tarfile.TarInfo, season_dir: str) -> str | None:

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from citywok.fetcher import manifest
-from citywok.fetcher.archive import sha256_file
 from citywok.fetcher.pack import sha256_line
 from citywok.fetcher.store import Store, StoreError
 
 from citywok import layout
+from citywok.checksum import sha256_file
 from citywok.progress import bar as tqdm
 
 log = logging.getLogger(__name__)

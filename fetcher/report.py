@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from citywok import layout
+from citywok.layout import ERROR_ANNOTATION, SERVED_ANNOTATION
 
 log = logging.getLogger(__name__)
-SERVED_ANNOTATION = "citywok.io/served-version"
-ERROR_ANNOTATION = "citywok.io/fetch-error"
 MAX_ERROR_CHARS = 1024
 
 

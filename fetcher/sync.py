@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from citywok.fetcher import manifest, metrics
-from citywok.fetcher.archive import DATA_FILE, ArchiveError, sha256_file, shard_meta, unpack_archive
+from citywok.fetcher.archive import ArchiveError, shard_meta, unpack_archive
 from citywok.fetcher.manifest import SeasonEntry
 from citywok.fetcher.store import Store
 
 from citywok import layout
+from citywok.checksum import sha256_file
+from citywok.layout import DATA_FILE
 from citywok.progress import bar as tqdm
 
 log = logging.getLogger(__name__)

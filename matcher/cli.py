@@ -123,7 +123,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace, s: settings.Settings) -> int:
     from citywok.matcher.store.ingest import remove_episodes, season_path
 
-    if not (season_path(s.data_dir, s.db_version, args.season) / "data.mdb").is_file():
+    if not (season_path(s.data_dir, s.db_version, args.season) / layout.DATA_FILE).is_file():
         have = catalog.season_list(layout.version_dir(s.data_dir, s.db_version))
         raise CommandError(f"there is no season {args.season} in {s.db_version} to remove from"
                            f" (it holds {have or 'no seasons'})", EXIT_USAGE)

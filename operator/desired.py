@@ -30,8 +30,6 @@ API_VERSION = f"{GROUP}/v1alpha1"
 KIND = "FingerprintDB"
 PLURAL = "fingerprintdbs"
 
-SERVED_ANNOTATION = f"{GROUP}/served-version"
-ERROR_ANNOTATION = f"{GROUP}/fetch-error"
 VERSION_ANNOTATION = f"{GROUP}/version"
 INSTANCE_LABEL = f"{GROUP}/fingerprintdb"
 MANAGED_BY = "citywok-operator"

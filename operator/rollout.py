@@ -166,27 +166,10 @@ def decide(intent: Intent, rec: Record, obs: Observation, now: datetime) -> Deci
 
     ready = obs.ready
     serving_target = obs.served_versions().get(rec.target, 0)
-    complete = len(ready) >= intent.replicas and serving_target == len(ready)
     elapsed = (now - rec.started).total_seconds() if rec.started else None
-
     recovered = rec.failed == rec.target  # failed without rollback, then served after all
-    if complete:
-        seconds = outcome = None
-        if rec.current != rec.target or recovered:
-            events.append(Event("Normal", "RolloutComplete",
-                                f"{rec.target} is served by all {len(ready)} ready pods"))
-            seconds, outcome = elapsed, ("rolled_back" if rolled_back else "complete")
-        rec = replace(rec, current=rec.target, last_good=rec.target)
-        if rolled_back:
-            msg = rec.failure or f"version {rec.failed} failed; rolled back to {rec.target}"
-            return Decision(rec, "Degraded", available,
-                            Cond("False", "RolledBack", f"serving {rec.target} after rolling back"),
-                            Cond("True", "RolledBack", msg), tuple(events), seconds, outcome)
-        rec = replace(rec, failed=None, failure=None)
-        return Decision(rec, "Available", available,
-                        Cond("False", "RolloutComplete", f"{rec.target} is served by all ready pods"),
-                        Cond("False", "AsExpected", "the target version is served"),
-                        tuple(events), seconds, outcome)
+    if len(ready) >= intent.replicas and serving_target == len(ready):
+        return _completed(rec, available, events, len(ready), elapsed, rolled_back, recovered)
 
     progress = f"{serving_target}/{intent.replicas} ready pods serve {rec.target}; serving {_serving(obs)}"
     if rolled_back:
@@ -203,7 +186,32 @@ def decide(intent: Intent, rec: Record, obs: Observation, now: datetime) -> Deci
         return Decision(rec, "Progressing", available, Cond("True", "RollingOut", progress),
                         Cond("False", "AsExpected", "no failure reported"), tuple(events),
                         requeue_after=max(requeue, 0.0) + 1.0 if requeue is not None else None)
+    return _failed(intent, rec, available, progress, events, failure, elapsed, now)
 
+
+def _completed(rec: Record, available: Cond, events: list[Event], ready: int, elapsed: float | None,
+               rolled_back: bool, recovered: bool) -> Decision:
+    """Every ready pod serves the target: it becomes current and last good (a rollback stays Degraded)."""
+    seconds = outcome = None
+    if rec.current != rec.target or recovered:
+        events.append(Event("Normal", "RolloutComplete", f"{rec.target} is served by all {ready} ready pods"))
+        seconds, outcome = elapsed, ("rolled_back" if rolled_back else "complete")
+    rec = replace(rec, current=rec.target, last_good=rec.target)
+    if rolled_back:
+        msg = rec.failure or f"version {rec.failed} failed; rolled back to {rec.target}"
+        return Decision(rec, "Degraded", available,
+                        Cond("False", "RolledBack", f"serving {rec.target} after rolling back"),
+                        Cond("True", "RolledBack", msg), tuple(events), seconds, outcome)
+    rec = replace(rec, failed=None, failure=None)
+    return Decision(rec, "Available", available,
+                    Cond("False", "RolloutComplete", f"{rec.target} is served by all ready pods"),
+                    Cond("False", "AsExpected", "the target version is served"),
+                    tuple(events), seconds, outcome)
+
+
+def _failed(intent: Intent, rec: Record, available: Cond, progress: str, events: list[Event],
+            failure: tuple[str, str], elapsed: float | None, now: datetime) -> Decision:
+    """The target cannot become served: roll back to the last good version if allowed, else say why not."""
     reason, message = failure
     first = rec.failed != rec.target
     if first:

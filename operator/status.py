@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from citywok.operator.desired import ERROR_ANNOTATION, SERVED_ANNOTATION, VERSION_ANNOTATION
+from citywok.operator.desired import VERSION_ANNOTATION
+
+from citywok.layout import ERROR_ANNOTATION, SERVED_ANNOTATION
 
 CONDITION_TYPES = ("Available", "Progressing", "Degraded")
 

@@ -63,7 +63,7 @@ class ValidateReport:
 
 def lmdb_bytes(path: Path) -> int:
     """Size of a shard on disk (its data file; the lock file is not data)."""
-    f = Path(path) / "data.mdb"
+    f = Path(path) / layout.DATA_FILE
     return f.stat().st_size if f.is_file() else 0
 
 
@@ -98,7 +98,7 @@ def migrate_season(pkl: Path, final: Path, season: int, params: FingerprintParam
     """One season: load the pickle, add its episodes to a new shard, repack it, check it, rename it in."""
     t0 = time.monotonic()
     report = MigrateReport(season, "migrated", pickle_bytes=pkl.stat().st_size)
-    if (final / "data.mdb").is_file():
+    if (final / layout.DATA_FILE).is_file():
         report.status = "skipped"
         report.lmdb_bytes = lmdb_bytes(final)
         try:

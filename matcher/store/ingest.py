@@ -32,6 +32,7 @@ from citywok.matcher.store.season import NewEpisode, SeasonStore, SeasonWriter
 from citywok.matcher.store.shard import Shard, ShardError, compact
 
 from citywok import layout
+from citywok.checksum import sha256_file
 
 MEDIA_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".m4a", ".aac", ".wma", ".mka",
                   ".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".m4v", ".mpg", ".mpeg"}
@@ -65,14 +66,6 @@ def media_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield p
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fingerprint_file(path: str, params: FingerprintParams = DEFAULT_PARAMS) -> tuple[Hashes, float]:
@@ -240,7 +233,7 @@ def _changed_files(writer: SeasonWriter, files: list[Path], sink: _Sink, titles:
                                    "ASCII letters, digits, spaces and ._-:+()[], e.g. S01E02"))
             continue
         named = titles.get(eid) or title_for(f)  # else the title stored before, else the id
-        sha = file_sha256(f)
+        sha = sha256_file(f)
         old = writer.episode(eid)
         names[str(f)] = named or (old.title if old is not None else eid)
         if old is not None and old.sha256 == sha:

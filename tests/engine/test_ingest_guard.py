@@ -40,8 +40,10 @@ def test_a_rerun_after_a_killed_ingest_finds_the_shared_segments_it_missed(tmp_p
     """The kill came after the episodes were written and before their shared segments were: the
     rerun skips the unchanged files, and must still pair them."""
     from citywok.matcher.engine.params import DEFAULT_PARAMS
-    from citywok.matcher.store.ingest import file_sha256, fingerprint_file, season_path
+    from citywok.matcher.store.ingest import fingerprint_file, season_path
     from citywok.matcher.store.shard import NewEpisode, Shard
+
+    from citywok.checksum import sha256_file as file_sha256
 
     theme = synth.episode(50, 12.0, 8000)
     eps = tmp_path / "eps"

@@ -239,8 +239,10 @@ def test_a_verified_archive_holding_a_truncated_lmdb_is_refused_without_a_crash(
     """The archive's sha256 matches the manifest, but the data.mdb inside is cut short: `citywok
     fetch` (a real process, where a SIGBUS would show) names the damage and keeps `current`."""
     import zstandard
-    from citywok.fetcher.archive import _write_tar, sha256_file
+    from citywok.fetcher.archive import _write_tar
     from citywok.fetcher.pack import sha256_line
+
+    from citywok.checksum import sha256_file
 
     build, node = settings_for("build"), settings_for("node")
     publish(build, "v1", {1: [1]})
