@@ -5,7 +5,8 @@
 
 Downloads are ranged and resumable: bytes land in a ``.part`` file, and every retry (5xx, throttling,
 a dropped connection, a stalled read) asks for ``Range: bytes=<size of .part>-``. The sha256 is computed
-while streaming, so a finished download is verified without reading it again.
+while streaming, so a finished download is verified without reading it again. Retries on top of
+botocore's own are tenacity's (exponential backoff with full jitter).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import json
 import logging
 import os
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
@@ -36,7 +36,9 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from citywok.fetcher import metrics
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from citywok.checksum import hash_file
 from citywok.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,31 @@ class RetryPolicy:
     sdk_attempts: int = 3
 
     def delay(self, failure: int) -> float:
+        """The pause after the ``failure``-th failure in a row (tenacity's wait_random_exponential)."""
         return random.uniform(0, min(self.cap, self.base * 2 ** (failure - 1)))
+
+
+@dataclass
+class _Cursor:
+    """Where a ranged download stands: the bytes and hash so far, and its failures in a row without progress."""
+
+    part: Path
+    size: int
+    sha: Any
+    have: int = 0
+    started_at: int = 0  # ``have`` when the current attempt began
+    failures: int = 0
+
+    def count_failure(self, _state: RetryCallState | None = None) -> None:
+        """A failed attempt; one that brought bytes starts the count afresh."""
+        self.failures = 1 if self.have > self.started_at else self.failures + 1
+
+
+def _error(state: RetryCallState) -> BaseException:
+    assert state.outcome is not None
+    err = state.outcome.exception()
+    assert err is not None
+    return err
 
 
 def redact(url: str | None) -> str:
@@ -153,20 +179,18 @@ class Store:
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         """A request with our own retries on top of botocore's (a 5xx burst can outlast botocore's)."""
-        failures = 0
-        while True:
-            try:
-                return fn()
-            except (ClientError, BotoCoreError, urllib3.exceptions.HTTPError, OSError) as e:
-                if not is_retryable(e):
-                    raise
-                failures += 1
-                if failures >= self.retry.attempts:
-                    raise StoreError(f"{what}: gave up after {failures} attempts ({short_error(e)})") from None
-                metrics.RETRIES.inc()
-                delay = self.retry.delay(failures)
-                log.warning("%s failed (%s); retry %d in %.1fs", what, short_error(e), failures, delay)
-                time.sleep(delay)
+
+        def before_sleep(state: RetryCallState) -> None:
+            metrics.RETRIES.inc()
+            log.warning("%s failed (%s); retry %d in %.1fs", what, short_error(_error(state)),
+                        state.attempt_number, state.upcoming_sleep)
+
+        def give_up(state: RetryCallState) -> NoReturn:
+            raise StoreError(f"{what}: gave up after {state.attempt_number} attempts ({short_error(_error(state))})")
+
+        return Retrying(retry=retry_if_exception(is_retryable), stop=stop_after_attempt(self.retry.attempts),
+                        wait=lambda state: self.retry.delay(state.attempt_number), before_sleep=before_sleep,
+                        retry_error_callback=give_up)(fn)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -230,76 +254,70 @@ class Store:
         """Fetch one archive into ``dest``, resuming ``dest.part``; raise ChecksumError unless it is exactly
         ``size`` bytes with this ``sha256``. The part file is deleted when the bytes are wrong."""
         key, url = self.key(version, name), self.url(version, name)
-        part = dest.with_name(dest.name + ".part")
-        sha = hashlib.sha256()
-        have = 0
-        if part.exists():
-            if part.stat().st_size > size:
-                part.unlink()
-            else:
-                with open(part, "rb") as f:
-                    while chunk := f.read(CHUNK):
-                        sha.update(chunk)
-                        have += len(chunk)
-                if have:
-                    log.info("resuming %s at byte %d of %d", name, have, size)
-        failures = 0
-        with open(part, "ab") as out:
-            while have < size:
-                got = 0
-                try:
-                    resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={have}-{size - 1}")
-                    body = resp["Body"]
-                    try:
-                        for chunk in body.iter_chunks(CHUNK):
-                            out.write(chunk)
-                            sha.update(chunk)
-                            have += len(chunk)
-                            got += len(chunk)
-                            metrics.BYTES_DOWNLOADED.inc(len(chunk))
-                            if on_bytes:
-                                on_bytes(len(chunk))
-                    finally:
-                        body.close()
-                    if have < size:
-                        raise ResponseStreamingError(error=f"body ended at byte {have} of {size}")
-                except ClientError as e:
-                    if _status(e) == 416 or e.response.get("Error", {}).get("Code") == "InvalidRange":
-                        _discard(part)
-                        metrics.VERIFY_FAILURES.inc()
-                        raise ChecksumError(
-                            f"{name}: truncated in the bucket: the object ends before byte "
-                            f"{have}, the manifest says {size} bytes ({url})"
-                        ) from None
-                    if _is_missing(e):
-                        raise StoreError(f"{name}: missing from the bucket ({url})") from None
-                    if not is_retryable(e):
-                        raise StoreError(f"{name}: {short_error(e)} ({url})") from None
-                    failures = self._failed(name, e, failures, got)
-                except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as e:
-                    if not is_retryable(e):
-                        raise StoreError(f"{name}: {short_error(e)} ({url})") from None
-                    failures = self._failed(name, e, failures, got)
+        cur = _resume(dest.with_name(dest.name + ".part"), size, name)
+        with open(cur.part, "ab") as out:
+            if cur.have < size:
+                self._resuming(name, cur)(self._get_range, key, url, name, cur, out, on_bytes)
             # No fsync: the archive is a scratch copy, hashed again before any later use, and deleted once
             # unpacked; forcing it to disk would only compete with the LMDB writes that must be durable.
             out.flush()
-        got_sha = sha.hexdigest()
-        if have != size or got_sha != sha256:
-            _discard(part)
+        got_sha = cur.sha.hexdigest()
+        if cur.have != size or got_sha != sha256:
+            _discard(cur.part)
             metrics.VERIFY_FAILURES.inc()
-            raise ChecksumError(f"{name}: sha256 mismatch: expected {sha256}, got {got_sha} ({have} bytes, {url})")
-        os.replace(part, dest)
+            raise ChecksumError(
+                f"{name}: sha256 mismatch: expected {sha256}, got {got_sha} ({cur.have} bytes, {url})")
+        os.replace(cur.part, dest)
 
-    def _failed(self, name: str, exc: BaseException, failures: int, progressed: int) -> int:
-        """Count a failed attempt (progress resets the count) and sleep before the ranged retry."""
-        failures = 1 if progressed else failures + 1
-        if failures >= self.retry.attempts:
-            raise StoreError(f"{name}: gave up after {failures} attempts without progress ({short_error(exc)})")
-        metrics.RETRIES.inc()
-        delay = self.retry.delay(failures)
-        log.warning("%s: %s; resuming in %.1fs", name, short_error(exc), delay)
-        time.sleep(delay)
-        return failures
+    def _resuming(self, name: str, cur: _Cursor) -> Retrying:
+        """Retries of a ranged download: ``attempts`` failures in a row without a byte of progress give up."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            metrics.RETRIES.inc()
+            log.warning("%s: %s; resuming in %.1fs", name, short_error(_error(state)), state.upcoming_sleep)
+
+        def give_up(state: RetryCallState) -> NoReturn:
+            raise StoreError(f"{name}: gave up after {cur.failures} attempts without progress "
+                             f"({short_error(_error(state))})")
+
+        return Retrying(retry=retry_if_exception(is_retryable), after=cur.count_failure,
+                        stop=lambda _state: cur.failures >= self.retry.attempts,
+                        wait=lambda _state: self.retry.delay(cur.failures), before_sleep=before_sleep,
+                        retry_error_callback=give_up)
+
+    def _get_range(self, key: str, url: str, name: str, cur: _Cursor, out: IO[bytes],
+                   on_bytes: Callable[[int], None] | None) -> None:
+        """One ranged GET from where the part file ends; errors not worth a retry become StoreErrors."""
+        cur.started_at = cur.have
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={cur.have}-{cur.size - 1}")["Body"]
+            try:
+                for chunk in body.iter_chunks(CHUNK):
+                    out.write(chunk)
+                    cur.sha.update(chunk)
+                    cur.have += len(chunk)
+                    metrics.BYTES_DOWNLOADED.inc(len(chunk))
+                    if on_bytes:
+                        on_bytes(len(chunk))
+            finally:
+                body.close()
+        except ClientError as e:
+            if _status(e) == 416 or e.response.get("Error", {}).get("Code") == "InvalidRange":
+                _discard(cur.part)
+                metrics.VERIFY_FAILURES.inc()
+                raise ChecksumError(f"{name}: truncated in the bucket: the object ends before byte "
+                                    f"{cur.have}, the manifest says {cur.size} bytes ({url})") from None
+            if _is_missing(e):
+                raise StoreError(f"{name}: missing from the bucket ({url})") from None
+            if not is_retryable(e):
+                raise StoreError(f"{name}: {short_error(e)} ({url})") from None
+            raise
+        except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as e:
+            if not is_retryable(e):
+                raise StoreError(f"{name}: {short_error(e)} ({url})") from None
+            raise
+        if cur.have < cur.size:
+            raise ResponseStreamingError(error=f"body ended at byte {cur.have} of {cur.size}")
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -340,6 +358,18 @@ class Store:
             f"put s3://{self.bucket}/{key}",
             lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type),
         )
+
+
+def _resume(part: Path, size: int, name: str) -> _Cursor:
+    """The cursor of a download that may have been cut: the part file's bytes hashed again (one that is
+    longer than the archive can only be wrong, and is dropped)."""
+    if part.exists() and part.stat().st_size > size:
+        part.unlink()
+    cur = _Cursor(part, size, hash_file(part) if part.exists() else hashlib.sha256())
+    cur.have = part.stat().st_size if part.exists() else 0
+    if cur.have:
+        log.info("resuming %s at byte %d of %d", name, cur.have, size)
+    return cur
 
 
 def _discard(part: Path) -> None:

@@ -18,11 +18,12 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from citywok.fetcher import manifest, metrics
 from citywok.fetcher.archive import ArchiveError, shard_meta, unpack_archive
@@ -149,6 +150,22 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src / DATA_FILE, dst / DATA_FILE)
 
 
+def _run_all(fn: Callable[[SeasonEntry], None], todo: list[SeasonEntry], jobs: int) -> None:
+    """``fn`` on every entry, ``jobs`` at a time; the first error is raised once the others finished or failed."""
+    if not todo:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
+        futures = [pool.submit(fn, e) for e in todo]
+        first_error: BaseException | None = None
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as err:  # keep the first; let the others finish or fail
+                first_error = first_error or err
+        if first_error:
+            raise first_error
+
+
 def _remove(path: Path) -> None:
     """Remove a folder by first renaming it to a hidden name, so a crash never leaves half of a version."""
     if not path.exists():
@@ -199,21 +216,41 @@ class Fetcher:
             raise FetchError(f"{where} describes version {doc.get('version')!r}, not {version!r}")
         res = FetchResult(version)
         vdir = layout.version_dir(self.data_dir, version)
-        if layout.is_complete(vdir):
-            try:
-                local = manifest.season_shas(layout.read_manifest(vdir))
-            except layout.LayoutError:
-                local = {}
-            if local == {e.season: e.sha256 for e in entries}:
-                log.info("version %s is already complete on the volume", version)
-                self._install(version, res)
-                return res
-            if layout.current_version(self.data_dir) == version:
-                raise FetchError(
-                    f"version {version} on the volume differs from the bucket's and is being served; "
-                    "publish changed shards under a new version name"
-                )
-            log.warning("version %s on the volume differs from the bucket's; replacing it", version)
+        if self._already_here(version, vdir, entries):
+            log.info("version %s is already complete on the volume", version)
+            self._install(version, res)
+            return res
+        staging = self._stage(version, entries, doc, res)
+        if vdir.exists():
+            _remove(vdir)
+        os.rename(staging, vdir)
+        layout.fsync_dir(self.base)
+        shutil.rmtree(downloads_dir(self.base, version), ignore_errors=True)
+        self._install(version, res)
+        return res
+
+    def _already_here(self, version: str, vdir: Path, entries: list[SeasonEntry]) -> bool:
+        """True when the volume's copy of ``version`` holds the bucket's archives; FetchError when it differs
+        while it is served (it cannot be replaced under the matcher)."""
+        if not layout.is_complete(vdir):
+            return False
+        try:
+            local = manifest.season_shas(layout.read_manifest(vdir))
+        except layout.LayoutError:
+            local = {}
+        if local == {e.season: e.sha256 for e in entries}:
+            return True
+        if layout.current_version(self.data_dir) == version:
+            raise FetchError(
+                f"version {version} on the volume differs from the bucket's and is being served; "
+                "publish changed shards under a new version name"
+            )
+        log.warning("version %s on the volume differs from the bucket's; replacing it", version)
+        return False
+
+    def _stage(self, version: str, entries: list[SeasonEntry], doc: dict[str, Any], res: FetchResult) -> Path:
+        """Every season verified in the staging folder (reused from other versions or downloaded), then the
+        manifest inside it; the staging folder goes on any failure."""
         staging = staging_dir(self.base, version)
         downloads = downloads_dir(self.base, version)
         if staging.exists():
@@ -237,13 +274,7 @@ class Fetcher:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        if vdir.exists():
-            _remove(vdir)
-        os.rename(staging, vdir)
-        layout.fsync_dir(self.base)
-        shutil.rmtree(downloads, ignore_errors=True)
-        self._install(version, res)
-        return res
+        return staging
 
     def _download_all(
         self,
@@ -270,38 +301,32 @@ class Fetcher:
                     res.bytes_downloaded += n
 
             def one(e: SeasonEntry) -> None:
-                archive = downloads / f"{e.sha256[:16]}-{e.archive}"
-                if archive.is_file():
-                    got = sha256_file(archive)
-                    if got != e.sha256:
-                        archive.unlink()
-                if not archive.is_file():
-                    self.store.download(version, e.archive, archive, e.bytes, e.sha256, on_bytes)
-                else:
-                    on_bytes(0)
-                try:
-                    unpack_archive(archive, staging, e.name)
-                except ArchiveError as err:
-                    archive.unlink()
-                    metrics.VERIFY_FAILURES.inc()
-                    raise FetchError(f"{e.archive}: {err}") from None
-                verify_season(staging / e.name, e, params_digest)
+                self._fetch_season(version, e, staging, downloads, params_digest, on_bytes)
                 with lock:
                     res.downloaded.append(e.season)
-                log.info("season %d fetched and verified (%d bytes, sha256 %s)", e.season, e.bytes, e.sha256)
 
-            if not todo:
-                return
-            with ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(todo)))) as pool:
-                futures = [pool.submit(one, e) for e in todo]
-                first_error: BaseException | None = None
-                for f in futures:
-                    try:
-                        f.result()
-                    except BaseException as err:  # keep the first; let the others finish or fail
-                        first_error = first_error or err
-                if first_error:
-                    raise first_error
+            _run_all(one, todo, self.jobs)
+
+    def _fetch_season(self, version: str, e: SeasonEntry, staging: Path, downloads: Path,
+                      params_digest: str | None, on_bytes: Callable[[int], None]) -> None:
+        """Download one archive (or keep a whole earlier download), unpack it into staging and verify it."""
+        archive = downloads / f"{e.sha256[:16]}-{e.archive}"
+        if archive.is_file():
+            got = sha256_file(archive)
+            if got != e.sha256:
+                archive.unlink()
+        if not archive.is_file():
+            self.store.download(version, e.archive, archive, e.bytes, e.sha256, on_bytes)
+        else:
+            on_bytes(0)
+        try:
+            unpack_archive(archive, staging, e.name)
+        except ArchiveError as err:
+            archive.unlink()
+            metrics.VERIFY_FAILURES.inc()
+            raise FetchError(f"{e.archive}: {err}") from None
+        verify_season(staging / e.name, e, params_digest)
+        log.info("season %d fetched and verified (%d bytes, sha256 %s)", e.season, e.bytes, e.sha256)
 
     def _install(self, version: str, res: FetchResult) -> None:
         layout.flip_current(self.data_dir, version)

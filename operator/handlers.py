@@ -19,6 +19,7 @@ from citywok.operator.reconcile import reconcile
 
 VERSION = "v1alpha1"
 FINALIZER = f"{GROUP}/operator"
+RETRY_CAP = 60.0  # seconds: the longest pause between failed reconciles
 # The children the operator applies (and pods, whose annotations carry what each one serves).
 CHILD_RESOURCES = [
     ("v1", "pods"), ("v1", "configmaps"), ("v1", "services"), ("v1", "serviceaccounts"),
@@ -51,8 +52,18 @@ def wake(memo: kopf.Memo, namespace: str | None, name: str | None) -> None:
         waker.set()
 
 
+def forget(memo: kopf.Memo, namespace: str, name: str) -> None:
+    """Drop a FingerprintDB's waker and metric series."""
+    memo.get("wakers", {}).pop((namespace, name), None)
+    metrics.forget(namespace, name)
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def fingerprintdb_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def fingerprintdb_changed(namespace: str, name: str, memo: kopf.Memo, event: kopf.RawEvent,
+                                **_: Any) -> None:
+    if event.get("type") == "DELETED":  # also when its daemon was between runs, waiting out a failure
+        forget(memo, namespace, name)
+        return
     wake(memo, namespace, name)
 
 
@@ -64,25 +75,32 @@ for _resource in CHILD_RESOURCES:
     kopf.on.event(*_resource, labels=CHILD_LABELS, id=f"child-{_resource[-1]}")(_child_changed)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
-async def reconciler(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    """Reconcile now, then again on every wake-up, at a rollout deadline, or at the resync interval."""
+def retry_delay(failures: int) -> float:
+    """Seconds kopf waits before running the daemon again after ``failures`` failed reconciles in a row."""
+    return min(2.0 ** failures, RETRY_CAP)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, retries=None)
+async def reconciler(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger, retry: int,
+                     **_: Any) -> None:
+    """Reconcile now, then again on every wake-up, at a rollout deadline, or at the resync interval.
+
+    A failed reconcile ends this run with kopf.TemporaryError, and kopf runs the daemon again after the
+    delay; ``retry`` is kopf's count of the runs that failed so far, all in a row until one reconciles.
+    """
     key = (namespace, name)
     waker = memo.wakers.setdefault(key, asyncio.Event())
-    failures = 0
+    failures = retry
     try:
         while True:
             waker.clear()
             try:
                 outcome = await asyncio.to_thread(reconcile, memo.kube, namespace, name, memo.options)
             except Exception as e:
-                failures += 1
                 metrics.RECONCILES.labels(namespace, name, "error").inc()
                 metrics.ERRORS.labels(namespace, name, type(e).__name__).inc()
-                delay = min(2.0 ** failures, 60.0)
-                logger.warning("reconcile failed (retry in %.0fs): %s", delay, e)
-                await asyncio.sleep(delay)
-                continue
+                delay = retry_delay(failures + 1)
+                raise kopf.TemporaryError(f"reconcile failed (retry in {delay:.0f}s): {e}", delay=delay) from e
             failures = 0
             for ev in outcome.events:
                 if outcome.body is not None:
@@ -91,6 +109,8 @@ async def reconciler(namespace: str, name: str, memo: kopf.Memo, logger: logging
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waker.wait(), timeout=delay)
             await asyncio.sleep(memo.debounce)  # fold a burst of watch events into one reconcile
-    finally:  # the resource is gone (or no longer ours to reconcile): so are its series
-        memo.wakers.pop(key, None)
-        metrics.forget(namespace, name)
+    except kopf.TemporaryError:
+        raise  # kopf runs the daemon again: the resource's waker and series stay
+    except BaseException:  # the resource is gone (or no longer ours to reconcile): so are its series
+        forget(memo, namespace, name)
+        raise
