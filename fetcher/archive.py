@@ -1,4 +1,4 @@
-"""Season shard archives: reproducible packing, strict unpacking, and the one read of a shard's meta record.
+"""Season shard archives: reproducible packing and strict unpacking.
 
 An archive holds exactly one folder ``season_NN.lmdb/`` with its ``data.mdb``. Packing the same shard
 twice gives the same bytes (fixed tar metadata, zstd and gzip without timestamps), so an unchanged
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import shutil
 import tarfile
@@ -17,13 +16,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, cast
 
 import lmdb
 import zstandard
 
 from citywok.layout import DATA_FILE
-from citywok.lmdbfile import LmdbFileError, check_file
+from citywok.shardfile import ShardFileError, shard_summary
 
 FORMATS = {"zst": ".tar.zst", "gz": ".tar.gz"}
 CHUNK = 1 << 20
@@ -57,39 +56,6 @@ def season_dir_of(archive: str) -> str:
         if archive.endswith(suffix):
             return archive[: -len(suffix)]
     raise ArchiveError(f"{archive}: not a season archive (expected {' or '.join(FORMATS.values())})")
-
-
-def shard_meta(path: Path) -> dict[str, Any]:
-    """The shard's meta record plus its episode ids and the key count of its postings B-tree.
-
-    Reads the documented LMDB format directly (see matcher/store/shard.py) so the fetcher needs no matcher code.
-    """
-    if not (Path(path) / DATA_FILE).is_file():
-        raise ArchiveError(f"{path}: not a season shard (no {DATA_FILE})")
-    try:
-        check_file(Path(path) / DATA_FILE)  # mapping a truncated file is a SIGBUS, not an error
-    except LmdbFileError as e:
-        raise ArchiveError(f"{path}: damaged {DATA_FILE} ({e})") from None
-    try:
-        env = lmdb.open(str(path), readonly=True, lock=False, max_dbs=4, subdir=True, create=False)
-    except lmdb.Error as e:
-        raise ArchiveError(f"{path}: cannot open LMDB environment ({e})") from None
-    try:
-        meta_db = env.open_db(b"meta", create=False)
-        episodes_db = env.open_db(b"episodes", create=False)
-        postings_db = env.open_db(b"postings", create=False)
-        with env.begin() as txn:
-            raw = txn.get(b"meta", db=meta_db)
-            if raw is None:
-                raise ArchiveError(f"{path}: no meta record (half-written or not a CityWok shard)")
-            meta = json.loads(raw)
-            meta["episodes"] = [json.loads(v)["id"] for _k, v in txn.cursor(db=episodes_db)]
-            meta["postings_entries"] = txn.stat(postings_db)["entries"]
-    except (lmdb.Error, ValueError, TypeError, KeyError) as e:
-        raise ArchiveError(f"{path}: damaged LMDB environment ({e})") from None
-    finally:
-        env.close()
-    return meta
 
 
 class _HashingWriter:
@@ -140,7 +106,10 @@ def pack_season(src: Path, out_dir: Path, fmt: str = "zst", level: int = DEFAULT
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / name
     source_bytes = (src / DATA_FILE).stat().st_size if (src / DATA_FILE).is_file() else 0
-    shard_meta(src)  # refuse anything that is not a readable shard before doing work
+    try:
+        shard_summary(src)  # refuse anything that is not a readable shard before doing work
+    except ShardFileError as e:
+        raise ArchiveError(str(e)) from None
     with tempfile.TemporaryDirectory(prefix=".pack-", dir=out_dir) as tmp:
         snap = Path(tmp) / src.name
         snap.mkdir()

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from citywok.fetcher import manifest, metrics
-from citywok.fetcher.archive import ArchiveError, shard_meta, unpack_archive
-from citywok.fetcher.manifest import SeasonEntry
+from citywok.fetcher.archive import ArchiveError, unpack_archive
 from citywok.fetcher.store import Store
 
 from citywok import layout
 from citywok.checksum import sha256_file
-from citywok.layout import DATA_FILE
+from citywok.layout import DATA_FILE, SeasonEntry
 from citywok.progress import bar as tqdm
+from citywok.shardfile import ShardFileError, shard_summary
 
 log = logging.getLogger(__name__)
 LOCK = ".fetch.lock"
@@ -111,7 +111,7 @@ def reusable(base: Path, entries: list[SeasonEntry], skip: str) -> dict[int, Pat
         if name == skip:
             continue
         try:
-            shas = manifest.season_shas(layout.read_manifest(vdir))
+            shas = layout.load_manifest(vdir).shas()
         except layout.LayoutError:
             continue
         for season, sha in shas.items():
@@ -124,19 +124,19 @@ def reusable(base: Path, entries: list[SeasonEntry], skip: str) -> dict[int, Pat
 def verify_season(path: Path, entry: SeasonEntry, params_digest: str | None) -> None:
     """The unpacked LMDB opens and holds what the manifest says (hash count, episodes, parameters)."""
     try:
-        meta = shard_meta(path)
-    except ArchiveError as e:
+        got = shard_summary(path)
+    except ShardFileError as e:
         raise FetchError(f"season {entry.season}: {e}") from None
     problems = []
-    if meta.get("hash_count") != entry.hash_count:
-        problems.append(f"hash count {meta.get('hash_count')}, manifest says {entry.hash_count}")
-    keys = meta.get("postings_entries", 0)
+    if got.hash_count != entry.hash_count:
+        problems.append(f"hash count {got.hash_count}, manifest says {entry.hash_count}")
+    keys = got.postings_entries or 0
     if (keys == 0) != (entry.hash_count == 0):
         problems.append(f"{'no' if keys == 0 else 'a'} postings table, manifest says {entry.hash_count} hashes")
-    if entry.episode_count and meta.get("episode_count") != entry.episode_count:
-        problems.append(f"{meta.get('episode_count')} episodes, manifest says {entry.episode_count}")
-    if params_digest and meta.get("params_digest") != params_digest:
-        problems.append(f"parameters {meta.get('params_digest')}, manifest says {params_digest}")
+    if entry.episode_count and got.episode_count != entry.episode_count:
+        problems.append(f"{got.episode_count} episodes, manifest says {entry.episode_count}")
+    if params_digest and got.params_digest != params_digest:
+        problems.append(f"parameters {got.params_digest}, manifest says {params_digest}")
     if problems:
         metrics.VERIFY_FAILURES.inc()
         raise FetchError(f"{path.name} failed verification: " + "; ".join(problems))
@@ -235,7 +235,7 @@ class Fetcher:
         if not layout.is_complete(vdir):
             return False
         try:
-            local = manifest.season_shas(layout.read_manifest(vdir))
+            local = layout.load_manifest(vdir).shas()
         except layout.LayoutError:
             local = {}
         if local == {e.season: e.sha256 for e in entries}:

@@ -33,6 +33,7 @@ from citywok.matcher.store.shard import Shard, ShardError, compact
 
 from citywok import layout
 from citywok.checksum import sha256_file
+from citywok.shardfile import summarize
 
 MEDIA_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".m4a", ".aac", ".wma", ".mka",
                   ".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".m4v", ".mpg", ".mpeg"}
@@ -120,36 +121,23 @@ def write_manifest_at(vdir: Path, params: FingerprintParams = DEFAULT_PARAMS,
                       open_shards: dict[int, SeasonStore] | None = None) -> dict:
     """The manifest of the version folder ``vdir`` (named after it), written from its shards."""
     version = layout.check_version(vdir.name)
-    seasons = {}
+    entries = []
     for n, path in layout.season_dirs(vdir).items():
         if open_shards and n in open_shards:
-            seasons[f"{n:02d}"] = _season_entry(n, path, open_shards[n])
+            entries.append(_season_entry(n, open_shards[n]))
             continue
         with Shard.open(path, params) as shard:
-            seasons[f"{n:02d}"] = _season_entry(n, path, shard)
-    manifest = {
-        "format_version": layout.MANIFEST_FORMAT,
-        "version": version,
-        "params": params.to_dict(),
-        "params_digest": params.digest(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seasons": seasons,
-    }
+            entries.append(_season_entry(n, shard))
+    manifest = layout.Manifest(version=version, seasons=tuple(entries), params=params.to_dict(),
+                               params_digest=params.digest(),
+                               created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     layout.write_manifest(vdir, manifest)
-    return manifest
+    return manifest.to_json()
 
 
-def _season_entry(n: int, path: Path, shard: SeasonStore) -> dict:
-    meta = shard.meta()
-    return {
-        "season": n,
-        "lmdb": path.name,
-        "hash_count": meta["hash_count"],
-        "posting_count": meta["posting_count"],
-        "episodes": sorted(e.id for e in shard.episodes()),
-        "titles": {e.id: e.title for e in shard.episodes() if e.title and e.title != e.id},
-        "seconds": round(sum(e.duration for e in shard.episodes()), 3),
-    }
+def _season_entry(n: int, shard: SeasonStore) -> layout.SeasonEntry:
+    episodes = [(e.id, e.title, e.duration) for e in shard.episodes()]
+    return summarize(shard.meta(), episodes).entry(n)
 
 
 def publish(data_dir: Path, version: str, params: FingerprintParams = DEFAULT_PARAMS,

@@ -55,3 +55,55 @@ def test_a_container_cpu_limit_caps_the_workers(line, cpus):
 
     assert cpu_quota(line) == cpus
     assert 1 <= cpu_budget() <= (os.cpu_count() or 1)
+
+
+# A manifest `citywok ingest` wrote before the fetcher's and the ingest's were one shape (volumes hold it).
+OLD_INGEST = {
+    "format_version": 1, "version": "v1", "params": {"sample_rate": 8000}, "params_digest": "58666fca8b0f3b02",
+    "created": "2026-11-30T10:00:00Z",
+    "seasons": {"02": {"season": 2, "lmdb": "season_02.lmdb", "hash_count": 120, "posting_count": 130,
+                       "episodes": ["S02E01", "S02E02"], "titles": {"S02E01": "Pilot"}, "seconds": 80.0}},
+}
+# One the fetcher wrote from a bucket then (no titles, no seconds, no created).
+OLD_FETCHED = {
+    "format": "citywok-fingerprints", "format_version": 1, "version": "v2", "params": {}, "params_digest": "x",
+    "seasons": {"01": {"season": 1, "lmdb": "season_01.lmdb", "archive": "season_01.lmdb.tar.zst", "bytes": 10,
+                       "sha256": "a" * 64, "data_bytes": 20, "hash_count": 5, "posting_count": 6,
+                       "episode_count": 1, "episodes": ["S01E01"]}},
+}
+
+
+def test_manifests_already_on_volumes_are_read_in_the_one_shape(tmp_path):
+    import json
+
+    for old in (OLD_INGEST, OLD_FETCHED):
+        vdir = tmp_path / old["version"]
+        vdir.mkdir()
+        (vdir / layout.MANIFEST).write_text(json.dumps(old))
+        m = layout.load_manifest(vdir)
+        doc = layout.read_manifest(vdir)
+        assert doc["format"] == layout.FORMAT and doc["version"] == old["version"]
+        for key, s in old["seasons"].items():
+            assert {k: doc["seasons"][key][k] for k in s} == s, "every field kept as it was"
+        layout.write_manifest(vdir, doc)
+        assert layout.read_manifest(vdir) == doc and layout.load_manifest(vdir) == m, "the shape is stable"
+    ingest = layout.load_manifest(tmp_path / "v1").seasons[0]
+    assert ingest.episode_count == 2 and ingest.archive == "" and ingest.titles == {"S02E01": "Pilot"}
+    assert layout.load_manifest(tmp_path / "v1").shas() == {}
+    assert layout.load_manifest(tmp_path / "v2").shas() == {1: "a" * 64}
+
+
+def test_a_malformed_manifest_names_the_file_and_the_entry(tmp_path):
+    import json
+
+    cases = [({**OLD_INGEST, "format": "other"}, "not a CityWok fingerprints manifest"),
+             ({**OLD_INGEST, "format_version": 2}, "manifest format 2"),
+             ({**OLD_INGEST, "seasons": "x"}, "neither an object nor a list"),
+             ({**OLD_INGEST, "seasons": {"01": {"season": 1}}}, "season entry 0 is malformed"),
+             ({**OLD_INGEST, "seasons": [{"season": 1, "hash_count": 1}, {"season": 1, "hash_count": 2}]},
+              "listed twice")]
+    for doc, message in cases:
+        (tmp_path / layout.MANIFEST).write_text(json.dumps(doc))
+        with pytest.raises(layout.ManifestError, match=message) as got:
+            layout.read_manifest(tmp_path)
+        assert str(tmp_path / layout.MANIFEST) in str(got.value)

@@ -17,6 +17,7 @@ from citywok.fetcher.pack import PackError, pack_version
 from fetcher_testkit import make_season
 
 from citywok import layout
+from citywok.shardfile import shard_summary
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,8 @@ def test_pack_is_reproducible_and_writes_checksums_and_manifest(shard_root: Path
     data = (tmp_path / "a" / s1["archive"]).read_bytes()
     assert s1["bytes"] == len(data) and s1["sha256"] == hashlib.sha256(data).hexdigest()
     assert (tmp_path / "a" / "season_01.lmdb.tar.zst.sha256").read_text() == f"{s1['sha256']}  {s1['archive']}\n"
-    meta = archive.shard_meta(shard_root / "fingerprints/v1/season_01.lmdb")
-    assert s1["hash_count"] == meta["hash_count"] > 1000
+    meta = shard_summary(shard_root / "fingerprints/v1/season_01.lmdb")
+    assert s1["hash_count"] == meta.hash_count > 1000
 
 
 def test_archive_is_smaller_and_holds_only_the_season_folder(shard_root: Path, tmp_path: Path) -> None:
@@ -71,8 +72,8 @@ def test_gz_format_and_unpack_round_trip(shard_root: Path, tmp_path: Path) -> No
     ]
     out = archive.unpack_archive(tmp_path / "gz" / "season_01.lmdb.tar.gz", tmp_path / "unpacked")
     assert out.name == "season_01.lmdb"
-    meta = archive.shard_meta(out)
-    assert meta["hash_count"] == res.manifest["seasons"]["01"]["hash_count"] >= meta["postings_entries"] > 0
+    meta = shard_summary(out)
+    assert meta.hash_count == res.manifest["seasons"]["01"]["hash_count"] >= (meta.postings_entries or 0) > 0
 
 
 def test_unpack_refuses_foreign_members_and_truncation(tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_unpacks_a_seed_style_tar_gz_with_lock_file_and_pax_headers(tmp_path: Pa
     out = archive.unpack_archive(seed, tmp_path / "out")
     assert (out / "data.mdb").read_bytes() == data
     assert sorted(p.name for p in out.iterdir()) == ["data.mdb"]
-    assert archive.shard_meta(out)["episodes"] == ["S03E07"]
+    assert list(shard_summary(out).episodes) == ["S03E07"]
 
 
 def test_manifest_parse_names_the_bad_field() -> None:

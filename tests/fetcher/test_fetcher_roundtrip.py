@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-from citywok.fetcher.archive import shard_meta
 from citywok.fetcher.pack import archives_dir, pack_version
 from citywok.fetcher.push import push_version
 from citywok.fetcher.store import RetryPolicy, Store, StoreError
@@ -15,6 +14,7 @@ from faultproxy import FaultProxy
 from fetcher_testkit import make_season
 
 from citywok import layout
+from citywok.shardfile import shard_summary
 
 FAST = RetryPolicy(sdk_attempts=2, attempts=6, base=0.01, cap=0.05)
 
@@ -43,8 +43,8 @@ def test_push_then_fetch_round_trips_byte_for_byte(settings_for, proxy: FaultPro
     served = layout.version_dir(node.data_dir, "v1")
     # the compacted copy inside the archive holds the same records as the source shard
     for season in (1, 2):
-        src = shard_meta(layout.version_dir(build.data_dir, "v1") / layout.season_name(season))
-        got = shard_meta(served / layout.season_name(season))
+        src = shard_summary(layout.version_dir(build.data_dir, "v1") / layout.season_name(season))
+        got = shard_summary(served / layout.season_name(season))
         assert got == src
     archives = archives_dir(build.data_dir, "v1")
     assert (served / "manifest.json").read_bytes() == (archives / "manifest.json").read_bytes()
@@ -89,7 +89,7 @@ def test_unchanged_seasons_are_neither_pushed_nor_fetched_again(settings_for, pr
     assert layout.current_version(node.data_dir) == "v2"
     n1, n2 = (layout.version_dir(node.data_dir, v) for v in ("v1", "v2"))
     assert os.stat(n1 / "season_01.lmdb/data.mdb").st_ino == os.stat(n2 / "season_01.lmdb/data.mdb").st_ino
-    assert shard_meta(n2 / "season_02.lmdb")["episodes"] == ["S02E03", "S02E05"]
+    assert list(shard_summary(n2 / "season_02.lmdb").episodes) == ["S02E03", "S02E05"]
 
 
 def test_keep_prunes_old_versions_but_never_current(settings_for) -> None:

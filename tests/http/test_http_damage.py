@@ -119,7 +119,7 @@ def test_a_manifest_removed_while_serving_keeps_the_version_answering(data: Path
 
 _OPEN_EVERYTHING = r"""
 import sys
-from citywok.fetcher.archive import ArchiveError, shard_meta
+from citywok.shardfile import ShardFileError, shard_summary
 from citywok.matcher.store.shard import Shard, ShardError
 try:
     with Shard.open(sys.argv[1]) as s:
@@ -127,8 +127,8 @@ try:
 except ShardError:
     pass
 try:
-    shard_meta(sys.argv[1])
-except ArchiveError:
+    shard_summary(sys.argv[1])
+except ShardFileError:
     pass
 """
 
