@@ -165,7 +165,7 @@ def damage(data: Path) -> None:
         case = data.with_name(f"damage-{size}")
         shutil.copytree(data, case, symlinks=True)
         with ServeProcess(case) as s:
-            f = layout.version_dir(case, "v1") / layout.season_name(2) / "data.mdb"
+            f = layout.version_dir(case, "v1") / layout.season_name(2) / layout.DATA_FILE
             with open(f, "r+b") as fh:
                 fh.truncate(size)
             got = [requests.post(f"{s.url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(seed, 12.0))},

@@ -211,7 +211,7 @@ def main() -> None:
     entries = parse(doc, "v1")
     archive_bytes = sum(e.bytes for e in entries)
     lmdb_bytes = sum(
-        (p / "data.mdb").stat().st_size for p in layout.season_dirs(layout.version_dir(build, "v1")).values()
+        (p / layout.DATA_FILE).stat().st_size for p in layout.season_dirs(layout.version_dir(build, "v1")).values()
     )
     data_bytes = sum(e.data_bytes for e in entries)
     print(
@@ -220,7 +220,8 @@ def main() -> None:
         f"archives {archive_bytes / MB:.1f} MB = {archive_bytes / lmdb_bytes:.1%} of the LMDB files "
         f"({1 - archive_bytes / lmdb_bytes:.1%} smaller), {t_pack:.1f} s"
     )
-    print(compression_ceiling([p / "data.mdb" for p in layout.season_dirs(layout.version_dir(build, "v1")).values()]))
+    seasons = layout.season_dirs(layout.version_dir(build, "v1")).values()
+    print(compression_ceiling([p / layout.DATA_FILE for p in seasons]))
 
     with tempfile.TemporaryDirectory(dir=args.work) as tmp_s:
         tmp = Path(tmp_s)

@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     vdir = layout.version_dir(args.data, "v1")
     manifest = layout.read_manifest(vdir)
     hours = SEASONS * EPISODES_PER_SEASON * EPISODE_SECONDS / 3600
-    size = sum(f.stat().st_size for f in vdir.rglob("data.mdb"))
+    size = sum(f.stat().st_size for f in vdir.rglob(layout.DATA_FILE))
     print(f"data: {args.data} ({len(manifest['seasons'])} season shards, {SEASONS * EPISODES_PER_SEASON} episodes, "
           f"{hours:.1f} h of audio at {RATE} Hz, {size / 2**20:.0f} MiB per version; ready in "
           f"{time.monotonic() - t0:.0f} s)")

@@ -31,6 +31,7 @@ from bench.engine import CACHE, Audfprint, corpus_tracks, cpu_seconds
 from bench.series_cut import Clip, cut_clips, row_name, rows
 from bench.series_gen import GENERATOR, build_series
 from bench.series_http import TOLERANCE, Tally, pct, serve_clips
+from citywok.layout import DATA_FILE
 
 UNINDEXED_ROW = "false matches (unindexed clips)"
 
@@ -49,7 +50,7 @@ def peer_clips(peer: Audfprint, clips: list[Clip]) -> dict[str, Tally]:
 
 
 def index_bytes(data_dir: Path) -> int:
-    return sum(f.stat().st_size for f in data_dir.rglob("data.mdb"))
+    return sum(f.stat().st_size for f in data_dir.rglob(DATA_FILE))
 
 
 def _cells(t: Tally | None, unindexed: bool, server: bool) -> list[str]:

@@ -109,7 +109,7 @@ def data_dir_for(series_dir: Path, pool: Path, plan: list[tuple[int, int]], targ
     for n, path in [(SERIES_SEASON, src)] + [(n, _pool_season(pool, n, k)) for n, k in plan]:
         dst = vdir / layout.season_name(n)
         dst.mkdir(parents=True)
-        os.link(path / "data.mdb", dst / "data.mdb")
+        os.link(path / layout.DATA_FILE, dst / layout.DATA_FILE)
     write_manifest(target, "v1")
     layout.flip_current(target, "v1")
     return target
@@ -131,7 +131,7 @@ def run(series_dir: Path, clips: list, hours: list[float], series_hours: float, 
         data = data_dir_for(series_dir, pool, plans[h], cache / f"data-{int(h)}h")
         vdir = layout.version_dir(data, "v1")
         total_h = series_hours + sum(e["duration"] for e in _episodes(vdir, skip=SERIES_SEASON)) / 3600
-        size = sum(f.stat().st_size for f in vdir.rglob("data.mdb"))
+        size = sum(f.stat().st_size for f in vdir.rglob(layout.DATA_FILE))
         tallies, (rss, pss) = serve_clips(data, chosen, lambda c: c.container, rounds=2)
         mp4, mp3 = tallies.get("mp4"), tallies.get("mp3")
         every = [x for t in tallies.values() for x in t.client_ms]

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from citywok.layout import DATA_FILE
+
 CACHE = Path(os.environ.get("CITYWOK_BENCH_CACHE", "/tmp/citywok-bench-startup"))
 RATE = 8000  # episodes are synthesised at the fingerprint rate: this benchmark is about storage, not decoding
 
@@ -148,7 +150,7 @@ def measure(mode: str, root: Path) -> dict:
 def _du(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum(f.stat().st_size for f in path.iterdir() if f.name == "data.mdb")
+    return sum(f.stat().st_size for f in path.iterdir() if f.name == DATA_FILE)
 
 
 def report(root: Path, seasons: int, runs: int) -> None:
