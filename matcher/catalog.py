@@ -76,14 +76,13 @@ def describe(data_dir: Path) -> list[dict[str, Any]]:
             continue
         row: dict[str, Any] = {"version": d.name, "current": d.name == current, "complete": layout.is_complete(d)}
         if row["complete"]:
-            m = layout.read_manifest(d)
-            seasons = m["seasons"].values()
-            row.update(seasons=sorted(int(s.get("season", k)) for k, s in m["seasons"].items()),
-                       episodes=sum(len(s.get("episodes", [])) for s in seasons),
-                       hashes=sum(int(s.get("hash_count", 0)) for s in seasons),
-                       hours=round(sum(float(s.get("seconds", 0)) for s in seasons) / 3600, 2)
-                       if all("seconds" in s for s in seasons) else None,
-                       created=m.get("created"))
+            m = layout.load_manifest(d)
+            seconds = [s.seconds for s in m.seasons]
+            row.update(seasons=sorted(s.season for s in m.seasons),
+                       episodes=sum(len(s.episodes) for s in m.seasons),
+                       hashes=sum(s.hash_count for s in m.seasons),
+                       hours=round(sum(x or 0.0 for x in seconds) / 3600, 2) if None not in seconds else None,
+                       created=m.created)
         else:
             row["seasons"] = list(layout.season_dirs(d))
         out.append(row)
