@@ -184,3 +184,24 @@ def test_unpack_refuses_a_member_larger_than_the_free_space_before_writing(tmp_p
     with pytest.raises(ArchiveError, match="not enough space"):
         unpack_archive(archive, tmp_path / "out")
     assert not (tmp_path / "out" / "season_01.lmdb" / "data.mdb").exists()
+
+
+def test_the_packed_manifest_is_the_ingested_one_plus_the_archives(shard_root: Path, tmp_path: Path) -> None:
+    """One shape: what `citywok ingest` keeps for a version is what pack publishes, with each archive added."""
+    import shutil
+
+    from citywok.matcher.store.ingest import write_manifest
+
+    data = tmp_path / "data"
+    shutil.copytree(shard_root, data)
+    write_manifest(data, "v1")
+    local = layout.read_manifest(layout.version_dir(data, "v1"))
+    res = pack_version(data, "v1", out_dir=tmp_path / "out", progress=False)
+    assert {k: v for k, v in res.manifest.items() if k != "seasons"} == {
+        k: v for k, v in local.items() if k != "seasons"}
+    assert sorted(res.manifest["seasons"]) == sorted(local["seasons"]) == ["01", "02"]
+    for key, season in local["seasons"].items():
+        packed = res.manifest["seasons"][key]
+        assert {k: packed[k] for k in season} == season
+        assert set(packed) - set(season) == {"archive", "bytes", "sha256", "data_bytes"}
+    assert local["seasons"]["01"]["seconds"] == 180.0 and local["seasons"]["01"]["episode_count"] == 3
