@@ -87,7 +87,7 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _closed_pipe()
     except CommandError as e:
-        return report(args, str(e), e.code, "usage" if e.code == EXIT_USAGE else "failed")
+        return report(args, str(e), e.exit_code, e.code)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except _user_errors() as e:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from citywok.errors import CityWokError
+
 T = TypeVar("T")
 
 MANIFEST = "manifest.json"
@@ -46,12 +48,16 @@ SERVED_ANNOTATION = "citywok.io/served-version"
 ERROR_ANNOTATION = "citywok.io/fetch-error"
 
 
-class LayoutError(Exception):
+class LayoutError(CityWokError):
     """The volume does not hold what the layout promises."""
+
+    code = "bad_layout"
 
 
 class ManifestError(LayoutError):
     """A manifest that is malformed or inconsistent; the message names the file and the field."""
+
+    code = "bad_manifest"
 
 
 def check_version(version: str) -> str:

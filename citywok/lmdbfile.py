@@ -20,6 +20,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from citywok.errors import CityWokError
+
 MAGIC = 0xBEEFC0DE
 DATA_VERSION = 1
 HEADER = 16  # page header bytes
@@ -31,8 +33,10 @@ MAX_DEPTH = 32
 _DB = struct.Struct("<IHHQQQQQ")  # MDB_db: pad, flags, depth, branch, leaf, overflow, entries, root
 
 
-class LmdbFileError(Exception):
+class LmdbFileError(CityWokError):
     """The file is not a whole, consistent LMDB data file: mapping it could kill the process."""
+
+    code = "bad_lmdb_file"
 
 
 @dataclass(frozen=True)

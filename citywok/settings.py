@@ -10,9 +10,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from citywok.errors import CityWokError
 
-class SettingsError(ValueError):
+
+class SettingsError(CityWokError, ValueError):
     """An environment variable holds a value that cannot mean anything; the message names it."""
+
+    code = "bad_setting"
 
 
 def _bool(name: str, value: str | None, default: bool) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 import lmdb
 
+from citywok.errors import CityWokError
 from citywok.layout import DATA_FILE, SeasonEntry, season_name
 from citywok.lmdbfile import LmdbFileError, check_file
 
@@ -23,8 +24,10 @@ META_DB, EPISODES_DB, POSTINGS_DB = b"meta", b"episodes", b"postings"
 META_KEY = b"meta"
 
 
-class ShardFileError(Exception):
+class ShardFileError(CityWokError):
     """The folder is not a readable season shard (missing, damaged, or half-written)."""
+
+    code = "bad_shard_file"
 
 
 @dataclass(frozen=True)

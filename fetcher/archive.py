@@ -21,6 +21,7 @@ from typing import IO, cast
 import lmdb
 import zstandard
 
+from citywok.errors import CityWokError
 from citywok.layout import DATA_FILE
 from citywok.shardfile import ShardFileError, shard_summary
 
@@ -29,8 +30,10 @@ CHUNK = 1 << 20
 DEFAULT_ZSTD_LEVEL = 6
 
 
-class ArchiveError(Exception):
+class ArchiveError(CityWokError):
     """An archive or shard is damaged, truncated, or not what it claims to be."""
+
+    code = "bad_archive"
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,17 @@ from typing import Any
 from citywok.fetcher.archive import DEFAULT_ZSTD_LEVEL, ArchiveError, pack_season
 
 from citywok import layout
+from citywok.errors import CityWokError
 from citywok.progress import bar as tqdm
 from citywok.shardfile import ShardFileError, ShardSummary, shard_summary
 
 log = logging.getLogger(__name__)
 
 
-class PackError(Exception):
+class PackError(CityWokError):
     """Nothing to pack, or a shard that cannot be packed."""
+
+    code = "pack_failed"
 
 
 @dataclass(frozen=True)

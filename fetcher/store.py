@@ -39,6 +39,7 @@ from citywok.fetcher import metrics
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from citywok.checksum import hash_file
+from citywok.errors import CityWokError
 from citywok.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,16 @@ THROTTLE_CODES = {
 MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
-class StoreError(Exception):
+class StoreError(CityWokError):
     """The bucket cannot be reached, or lacks what was asked for."""
+
+    code = "store_failed"
 
 
 class ChecksumError(StoreError):
     """A downloaded archive is not the one the manifest describes."""
+
+    code = "checksum_mismatch"
 
 
 @dataclass(frozen=True)

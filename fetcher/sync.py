@@ -31,6 +31,7 @@ from citywok.fetcher.store import Store
 
 from citywok import layout
 from citywok.checksum import sha256_file
+from citywok.errors import CityWokError
 from citywok.layout import DATA_FILE, SeasonEntry
 from citywok.progress import bar as tqdm
 from citywok.shardfile import ShardFileError, shard_summary
@@ -40,8 +41,10 @@ LOCK = ".fetch.lock"
 SPACE_MARGIN = 1.1
 
 
-class FetchError(Exception):
+class FetchError(CityWokError):
     """The version cannot be fetched; what is served is untouched."""
+
+    code = "fetch_failed"
 
 
 @dataclass

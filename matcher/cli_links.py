@@ -38,7 +38,7 @@ def fetch(url: str) -> tuple[bytes, Source]:
     try:
         got = linkdl.download_once(url.strip(), cfg.url_allow, cfg.url_timeout, cfg.max_upload_bytes,
                                    cfg.timeline_max_seconds)
-    except urlfetch.FetchError as e:
+    except urlfetch.UrlFetchError as e:
         raise CommandError(f"{url}: {e} [{e.code}]", 2) from None
     return got.data, got.source
 

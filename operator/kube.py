@@ -15,6 +15,8 @@ from citywok.operator.desired import API_VERSION, PLURAL
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 
+from citywok.errors import CityWokError
+
 FIELD_MANAGER = "citywok-operator"
 
 # kind -> (API path prefix, plural) for the namespaced children the operator applies.
@@ -30,8 +32,10 @@ CHILD_PATHS = {
 }
 
 
-class KubeError(Exception):
+class KubeError(CityWokError):
     """An API call failed; ``status`` is the HTTP status (0 when the server was not reached)."""
+
+    code = "kube_api"
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from citywok.errors import CityWokError
+
 Obj = dict[str, Any]
 
 # Names the CRD rejects with a plain value too (crds/fingerprintdb.yaml repeats this pattern).
@@ -29,8 +31,10 @@ OWN_LABEL_KEYS = frozenset({"app.kubernetes.io/name", "app.kubernetes.io/instanc
                             "app.kubernetes.io/managed-by", "citywok.io/fingerprintdb"})
 
 
-class PodTemplateError(ValueError):
+class PodTemplateError(CityWokError, ValueError):
     """Raised for a knob the operator cannot apply; :mod:`citywok.operator.spec` reports it as a SpecError."""
+
+    code = "bad_pod_template"
 
 
 @dataclass(frozen=True)

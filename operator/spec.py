@@ -22,6 +22,8 @@ from citywok.operator.podtemplate import (
     parse_pod_template,
 )
 
+from citywok.errors import CityWokError
+
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 STRATEGIES = ("InPlace", "Restart")
 STORAGE_TYPES = ("EmptyDir", "PersistentVolumeClaim")
@@ -30,8 +32,10 @@ MAX_NAME = 50
 DEFAULT_IMAGE = "ghcr.io/citywok/citywok:latest"
 
 
-class SpecError(ValueError):
+class SpecError(CityWokError, ValueError):
     """A spec the schema let through but the operator cannot act on (reported in the status)."""
+
+    code = "bad_spec"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from citywok.errors import CityWokError
+
 try:
     import av
 except ImportError as e:  # pragma: no cover - exercised only on a broken install
@@ -30,12 +32,25 @@ Source = str | os.PathLike | bytes | BinaryIO
 CHUNK_SECONDS = 30.0
 
 
-class DecodeError(Exception):
+class DecodeError(CityWokError):
     """The input is not decodable audio (or video with an audio track)."""
+
+    status = 415
+    code = "unsupported_media"
+
+    @property
+    def message(self) -> str:
+        return f"the clip is not decodable as audio: {self}"
 
 
 class NoAudioTrack(DecodeError):
     """A readable file with no audio in it (a silent video)."""
+
+    code = "no_audio"
+
+    @property
+    def message(self) -> str:
+        return f"{self}: nothing to identify"
 
 
 # The demuxers an upload may be read by: containers of real audio and video. Left out on purpose are

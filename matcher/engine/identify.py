@@ -28,12 +28,17 @@ from citywok.matcher.engine.fingerprint import fingerprint_pcm
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.match import repeats, spread, vote
 
+from citywok.errors import CityWokError
+
 MIN_CLIP_SECONDS = 1.0
 MAX_CLIP_SECONDS = 30.0
 
 
-class ClipTooShort(ValueError):
+class ClipTooShort(CityWokError, ValueError):
     """Not enough audio to fingerprint."""
+
+    status = 422
+    code = "too_short"
 
 
 @dataclass(frozen=True)

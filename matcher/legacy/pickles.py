@@ -34,6 +34,7 @@ from citywok.matcher.store.season import (
 )
 
 from citywok import layout
+from citywok.errors import CityWokError
 
 LEGACY_VERSION = 1
 PROTOCOL = 4
@@ -44,8 +45,10 @@ Posting = tuple[str, int]
 HashTable = dict[int, list[Posting]]
 
 
-class LegacyError(Exception):
+class LegacyError(CityWokError):
     """A legacy pickle is missing, truncated, foreign, or built with other parameters."""
+
+    code = "bad_legacy_pickle"
 
 
 class _NoGlobalsUnpickler(pickle.Unpickler):

@@ -10,9 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from citywok.errors import RETRY_SOON, CityWokError
 
-class Overloaded(Exception):
-    """No room: the caller should answer 429 with Retry-After."""
+
+class Overloaded(CityWokError):
+    """No room: answered 429 with Retry-After."""
+
+    status = 429
+    code = "overloaded"
+    headers = RETRY_SOON
+
+    def __init__(self, message: str = "the server is at capacity; retry in a moment") -> None:
+        super().__init__(message)
 
 
 class Admission:

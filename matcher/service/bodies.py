@@ -15,6 +15,8 @@ from typing import TypeVar
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from citywok.errors import CityWokError
+
 T = TypeVar("T")
 
 BODY_TIMEOUT = 30.0  # seconds a client may take to send its whole body
@@ -23,12 +25,18 @@ MALFORMED = (ValueError, AssertionError, LookupError, RuntimeError, RecursionErr
              UnicodeError, TypeError, IndexError, KeyError)
 
 
-class BadBody(Exception):
-    """The body is malformed (400) or too slow to arrive (408); ``code`` names which."""
+class BadBody(CityWokError):
+    """The body is malformed."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+    status = 400
+    code = "bad_request"
+
+
+class BodyTimeout(BadBody):
+    """The body is too slow to arrive: a client trickling its upload holds a slot otherwise."""
+
+    status = 408
+    code = "body_timeout"
 
 
 @contextmanager
@@ -40,7 +48,7 @@ def malformed_is_400(what: str) -> Iterator[None]:
         raise
     except MALFORMED as e:
         detail = "nested too deep" if isinstance(e, RecursionError) else (str(e) or type(e).__name__)
-        raise BadBody(400, "bad_request", f"the {what} is malformed: {detail[:200]}") from None
+        raise BadBody(f"the {what} is malformed: {detail[:200]}") from None
 
 
 async def within(aw: Awaitable[T], seconds: float = BODY_TIMEOUT) -> T:
@@ -48,7 +56,7 @@ async def within(aw: Awaitable[T], seconds: float = BODY_TIMEOUT) -> T:
     try:
         return await asyncio.wait_for(aw, seconds)
     except TimeoutError:
-        raise BadBody(408, "body_timeout", f"the request body did not arrive within {seconds:g} s") from None
+        raise BodyTimeout(f"the request body did not arrive within {seconds:g} s") from None
 
 
 def header_bytes(value: str) -> bytes:

@@ -38,15 +38,18 @@ from yt_dlp.networking._urllib import (
 from yt_dlp.networking.common import Request, Response
 from yt_dlp.networking.exceptions import RequestError
 
+from citywok.errors import CityWokError
+
 MAX_REDIRECTS = 5
 
 
-class Refused(RequestError):
+class Refused(RequestError, CityWokError):
     """A request the guard stopped; ``error`` is the urlfetch error that says why (status and code)."""
 
-    def __init__(self, error: urlfetch.FetchError) -> None:
+    def __init__(self, error: urlfetch.UrlFetchError) -> None:
         super().__init__(str(error))
         self.error = error
+        self.status, self.code = error.status, error.code
 
 
 class Budget:
@@ -105,9 +108,9 @@ class Guard:
         try:
             infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
         except socket.gaierror as e:
-            raise Refused(urlfetch.FetchError(f"{host} could not be resolved ({e.strerror})")) from None
+            raise Refused(urlfetch.UrlFetchError(f"{host} could not be resolved ({e.strerror})")) from None
         if not infos:
-            raise Refused(urlfetch.FetchError(f"{host} has no addresses"))
+            raise Refused(urlfetch.UrlFetchError(f"{host} has no addresses"))
         for info in infos:
             try:
                 urlfetch.check_address(host, ipaddress.ip_address(str(info[4][0]).split("%")[0]), self.allow, port)
@@ -163,7 +166,7 @@ class _GuardedHTTP(HTTPHandler):
         if encoding in ("", "identity"):
             return resp
         if encoding not in ("gzip", "deflate", "x-gzip"):
-            raise Refused(urlfetch.FetchError(f"the site sent a body in an encoding not accepted ({encoding})"))
+            raise Refused(urlfetch.UrlFetchError(f"the site sent a body in an encoding not accepted ({encoding})"))
         budget = self.guard.budget
         raw = resp.read(budget.max_bytes + 1)
         budget.spend(len(raw))

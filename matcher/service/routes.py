@@ -1,7 +1,8 @@
 """The HTTP routes of the matcher, in one place. Handlers parse and answer; the work runs in pools.
 
-Every failure is an :class:`ApiError`, answered as ``{"error": code, "message": sentence}`` by the
-server's middleware with the status it carries.
+Every failure is a :class:`~citywok.errors.CityWokError` (an :class:`ApiError` for the request's own
+faults), answered as ``{"error": code, "message": sentence}`` by the server's middleware with the status
+and headers its class carries.
 """
 
 from __future__ import annotations
@@ -17,17 +18,17 @@ from typing import Any, cast
 
 import swagger_ui_bundle
 from aiohttp import BodyPartReader, web
-from citywok.matcher.engine.decode import DecodeError, NoAudioTrack
-from citywok.matcher.engine.identify import ClipTooShort
-from citywok.matcher.service import bodies, models, openapi, timeline, urlfetch
+from citywok.matcher.engine.decode import DecodeError
+from citywok.matcher.service import bodies, models, openapi, timeline
 from citywok.matcher.service.admission import Overloaded
 from citywok.matcher.service.metrics import identify_outcome
 from citywok.matcher.service.swap import NotReady
-from citywok.matcher.service.workers import JobTimeout, WorkerLost
+from citywok.matcher.service.workers import WorkerLost
 from citywok.matcher.store.ingest import EPISODE_ID_RE, ingest_into
 from citywok.matcher.store.shard import ShardError
 
 from citywok import layout
+from citywok.errors import CityWokError
 
 STATIC = Path(__file__).parent / "static"
 UPLOAD_SLACK = 1 << 20  # multipart framing and small fields around the file
@@ -37,21 +38,14 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 T0: web.RequestKey[float] = web.RequestKey("t0")
 
 
-class ApiError(Exception):
-    """A client-visible failure: HTTP status, a stable code, and a sentence for people."""
+class ApiError(CityWokError):
+    """A request the routes refuse: HTTP status, a stable code, and a sentence for people."""
+
+    status = 400
+    code = "bad_request"
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-    def response(self) -> web.Response:
-        return web.json_response({"error": self.code, "message": self.message}, status=self.status,
-                                 headers=self.headers)
-
-
-def not_ready() -> ApiError:
-    return ApiError(503, "not_ready", "no verified fingerprint version is loaded yet; try again shortly",
-                    {"Retry-After": "1"})
+        super().__init__(message, status=status, code=code, headers=headers)
 
 
 # -- identify ------------------------------------------------------------------------------------
@@ -145,10 +139,6 @@ def too_large(max_bytes: int) -> ApiError:
                     f"the clip is larger than the {max_bytes}-byte limit; send a few seconds of audio")
 
 
-def overloaded() -> ApiError:
-    return ApiError(429, "overloaded", "the server is at capacity; retry in a moment", {"Retry-After": "1"})
-
-
 async def _answer_data(svc: Any, data: bytes, start: float = 0.0, admitted: bool = False) -> dict[str, Any]:
     """Decode once and identify: a clip's answer, or a timeline for audio longer than a clip.
     ``admitted``: the caller holds an admission slot already (it read the body under it)."""
@@ -163,21 +153,12 @@ async def _answer_data(svc: Any, data: bytes, start: float = 0.0, admitted: bool
                     got = await timeline.identify_windows(svc.identify_pool, lib, got)
         svc.admission.record(got.decode_s + got.match_s)
     except Overloaded:
-        m.rejected.inc()
-        raise overloaded() from None
-    except NotReady:
-        raise not_ready() from None
-    except WorkerLost as e:
+        if not admitted:  # the caller counts its own
+            m.rejected.inc()
+        raise
+    except WorkerLost:
         m.workers_lost.inc()
-        raise ApiError(503, "worker_lost", f"{e}; retry the request", {"Retry-After": "1"}) from None
-    except NoAudioTrack as e:
-        raise ApiError(415, "no_audio", f"{e}: nothing to identify") from None
-    except DecodeError as e:
-        raise ApiError(415, "unsupported_media", f"the clip is not decodable as audio: {e}") from None
-    except JobTimeout as e:
-        raise ApiError(415, "unsupported_media", f"the clip could not be decoded in time: {e}") from None
-    except ClipTooShort as e:
-        raise ApiError(422, "too_short", str(e)) from None
+        raise
     finally:
         m.queue.set(svc.admission.admitted)
     m.decode_seconds.observe(got.decode_s)
@@ -196,27 +177,22 @@ async def _answer_link(svc: Any, url: str) -> dict[str, Any]:
     """A link's answer: downloaded once (links.py, no identify slot held meanwhile), then identified."""
     h = svc.holder.current
     if h is None:
-        raise not_ready()
+        raise NotReady()
 
     async def compute(got: Any) -> dict[str, Any]:
         svc.metrics.url_bytes.inc(len(got.data))
         return await _answer_data(svc, got.data, got.source.start_seconds)
 
-    try:
-        return await svc.links.answer(url, h.library.version, compute)
-    except Overloaded:
-        raise overloaded() from None
-    except urlfetch.FetchError as e:
-        raise ApiError(e.status, e.code, str(e)) from None
+    return await svc.links.answer(url, h.library.version, compute)
 
 
 async def identify(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     m = svc.metrics
-    outcome = "server_error"  # an exception that is not an ApiError
+    outcome = "server_error"  # a failure the server did not explain
     try:
         if not svc.holder.ready:
-            raise not_ready()
+            raise NotReady()
         body: dict[str, Any] | None = None
         try:
             # the slot is taken before the body is read: every upload held in memory is a job admitted;
@@ -229,9 +205,7 @@ async def identify(request: web.Request) -> web.Response:
                     body["source"] = {"kind": clip.source}
         except Overloaded:
             m.rejected.inc()
-            raise overloaded() from None
-        except bodies.BadBody as e:
-            raise ApiError(e.status, e.code, e.message) from None
+            raise
         finally:
             m.queue.set(svc.admission.admitted)
         if body is None:
@@ -240,7 +214,7 @@ async def identify(request: web.Request) -> web.Response:
         body["elapsed_ms"] = round((time.perf_counter() - request[T0]) * 1000, 1)
         answer = models.IDENTIFY.validate_python(body)
         return web.json_response(models.IDENTIFY.dump_python(answer, mode="json"))
-    except ApiError as e:
+    except CityWokError as e:
         outcome = identify_outcome(e.status, e.code)
         raise
     finally:
@@ -266,14 +240,11 @@ async def ingest(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     check_token(request, svc.config.ingest_token)
     if not svc.holder.ready:
-        raise not_ready()
+        raise NotReady()
     if request.content_type != "multipart/form-data":
         raise ApiError(400, "bad_request", "send ingest as multipart/form-data with 'episode_id' and 'file'")
-    try:
-        with bodies.malformed_is_400("multipart form"):
-            form = await bodies.within(request.post(), svc.config.body_timeout)
-    except bodies.BadBody as e:
-        raise ApiError(e.status, e.code, e.message) from None
+    with bodies.malformed_is_400("multipart form"):
+        form = await bodies.within(request.post(), svc.config.body_timeout)
     episode_id = str(form.get("episode_id") or "").strip()
     if not EPISODE_ID_RE.match(episode_id):
         raise ApiError(400, "bad_episode_id", "'episode_id' is required: letters, digits, spaces and ._-:+()[] "
@@ -294,14 +265,9 @@ async def ingest(request: web.Request) -> web.Response:
                 r = await loop.run_in_executor(svc.ingest_pool, ingest_into, lib, svc.config.data_dir, season,
                                                episode_id, data, title)
                 svc.metrics.served(lib.version, lib.seasons, lib.nbytes(), lib.episode_count())
-    except NotReady:
-        raise not_ready() from None
-    except DecodeError as e:
+    except (DecodeError, ShardError):
         svc.metrics.ingest.labels("error").inc()
-        raise ApiError(415, "unsupported_media", f"the file is not decodable as audio: {e}") from None
-    except ShardError as e:
-        svc.metrics.ingest.labels("error").inc()
-        raise ApiError(409, "ingest_failed", str(e)) from None
+        raise
     if r.status == "failed":
         svc.metrics.ingest.labels("error").inc()
         raise ApiError(422, "too_short", f"{episode_id}: {r.error}")
@@ -331,11 +297,8 @@ async def api_test(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    try:
-        with request.app[SERVICE].holder.acquire() as lib:
-            return web.json_response(models.Stats(version=lib.version, **lib.stats()).body())
-    except NotReady:
-        raise not_ready() from None
+    with request.app[SERVICE].holder.acquire() as lib:
+        return web.json_response(models.Stats(version=lib.version, **lib.stats()).body())
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -346,7 +309,7 @@ async def readyz(request: web.Request) -> web.Response:
     holder = request.app[SERVICE].holder
     h = holder.current
     if h is None or not holder.ready:
-        raise not_ready()
+        raise NotReady()
     return web.json_response(models.Ready(status="ready", db_version=h.library.version, seasons=h.library.seasons,
                                           **holder.problems()).body())
 

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from citywok.matcher.service import routes, urlfetch
+from citywok.matcher.service import models, routes, urlfetch
 from citywok.matcher.service.admission import Admission
 from citywok.matcher.service.links import Links
 from citywok.matcher.service.metrics import Metrics
@@ -58,7 +58,7 @@ from citywok.matcher.service.workers import IdentifyPool, settings_for
 
 from citywok import layout
 from citywok import settings as settings_mod
-from citywok.errors import CommandError
+from citywok.errors import CityWokError, CommandError
 
 log = logging.getLogger("citywok.server")
 access_log = logging.getLogger("citywok.access")
@@ -211,8 +211,9 @@ def _route_name(request: web.Request) -> str:
     return info.route.resource.canonical
 
 
-def _error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """The one JSON error shape (the answer model ``Error``)."""
+    return web.json_response(models.Error(error=code, message=message).body(), status=status, headers=headers)
 
 
 def _http_message(e: web.HTTPException, request: web.Request, max_upload: int) -> str:
@@ -224,6 +225,41 @@ def _http_message(e: web.HTTPException, request: web.Request, max_upload: int) -
     if e.status == 413:
         return f"the upload is larger than the {max_upload}-byte limit"
     return e.text if e.text and not e.text.startswith(f"{e.status}:") else f"{e.reason} ({e.status})"
+
+
+def _ours(e: Exception, request: web.Request, max_upload: int) -> CityWokError | None:
+    """What aiohttp and the socket raise, as the CityWokError it means; ours as they are; None for a bug."""
+    if isinstance(e, CityWokError):
+        return e
+    if isinstance(e, web.HTTPException):
+        headers = {k: v for k, v in e.headers.items() if k.lower() in {"allow", "retry-after"}}
+        return CityWokError(_http_message(e, request, max_upload), status=e.status,
+                            code=HTTP_CODES.get(e.status, "http_error"), headers=headers)
+    if isinstance(e, HttpProcessingError):  # framing aiohttp refused while a handler read the body
+        return routes.ApiError(400, "bad_request", f"the request is malformed: {e.message or type(e).__name__}")
+    if isinstance(e, ConnectionResetError):  # the client went away mid-body: its error, not ours
+        return ClientClosed("the client closed the connection")
+    return None
+
+
+class ClientClosed(CityWokError):
+    """The client closed its connection before its request was read."""
+
+    status = 499
+    code = "client_closed"
+
+
+def _failure(e: Exception, request: web.Request, svc: Service, rid: str) -> tuple[web.Response, str]:
+    """The response to a failed request, looked up from its exception's class, and what the access log
+    says about it. A failure the server did not explain is logged, reported, and sent without detail."""
+    err = _ours(e, request, svc.config.max_upload_bytes)
+    if err is None or (err.internal and not isinstance(e, web.HTTPException)):
+        log.exception("unhandled error on %s %s [%s]", request.method, request.path, rid)
+        svc.report_error(e)
+        return error_response(500, "internal", f"internal error (request id {rid})"), repr(e)
+    logged = "client closed the connection before its request was read" if isinstance(err, ClientClosed) \
+        else err.message
+    return error_response(err.status, err.code, err.message, err.headers), logged
 
 
 @web.middleware
@@ -238,27 +274,13 @@ async def observe(request: web.Request, handler: Callable) -> web.StreamResponse
     svc.metrics.in_flight.inc()
     error: str | None = None
     try:
-        try:
-            resp = await handler(request)
-        except routes.ApiError as e:
-            resp, error = e.response(), e.message
-        except web.HTTPException as e:
-            if e.status < 400:
-                raise
-            code = HTTP_CODES.get(e.status, "http_error")
-            message = _http_message(e, request, svc.config.max_upload_bytes)
-            headers = {k: v for k, v in e.headers.items() if k.lower() in {"allow", "retry-after"}}
-            resp, error = _error_response(e.status, code, message, headers), message
-        except HttpProcessingError as e:  # framing aiohttp refused while a handler read the body
-            message = f"the request is malformed: {e.message or type(e).__name__}"
-            resp, error = _error_response(400, "bad_request", message), message
-        except ConnectionResetError:  # the client went away mid-body: its error, not ours
-            resp, error = _error_response(499, "client_closed", "the client closed the connection"), \
-                "client closed the connection before its request was read"
-        except Exception as e:  # noqa: BLE001 - answered as JSON 500, logged and reported
-            log.exception("unhandled error on %s %s [%s]", request.method, request.path, rid)
-            svc.report_error(e)
-            resp, error = _error_response(500, "internal", f"internal error (request id {rid})"), repr(e)
+        resp = await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        resp, error = _failure(e, request, svc, rid)
+    except Exception as e:  # noqa: BLE001 - every failure is answered as JSON
+        resp, error = _failure(e, request, svc, rid)
     finally:
         svc.metrics.in_flight.dec()
     resp.headers["X-Request-Id"] = rid

@@ -19,12 +19,20 @@ from citywok.matcher.store.library import Library
 from citywok.matcher.store.shard import ShardError
 
 from citywok import layout
+from citywok.errors import RETRY_SOON, CityWokError
 
 log = logging.getLogger("citywok.swap")
 
 
-class NotReady(Exception):
+class NotReady(CityWokError):
     """No complete version is loaded yet."""
+
+    status = 503
+    code = "not_ready"
+    headers = RETRY_SOON
+
+    def __init__(self, message: str = "no verified fingerprint version is loaded yet; try again shortly") -> None:
+        super().__init__(message)
 
 
 @dataclass
@@ -86,7 +94,7 @@ class ServedVersion:
         with self._lock:
             h = self._current
             if h is None:
-                raise NotReady("no fingerprint version is loaded yet")
+                raise NotReady()
             h.refs += 1
         try:
             yield h.library

@@ -22,6 +22,8 @@ from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from citywok.errors import CityWokError
+
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
                       ipaddress.ip_address("100.100.100.200")}
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
@@ -29,39 +31,38 @@ REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class FetchError(Exception):
+class UrlFetchError(CityWokError):
     """The URL could not be downloaded; ``status`` and ``code`` say how to answer the client."""
 
     status = 502
     code = "url_fetch_failed"
 
 
-class BadUrl(FetchError):
+class BadUrl(UrlFetchError):
     status = 400
     code = "bad_url"
 
 
-class UrlForbidden(FetchError):
+class UrlForbidden(UrlFetchError):
     status = 403
     code = "url_forbidden"
 
 
-class TooLarge(FetchError):
+class TooLarge(UrlFetchError):
     status = 413
     code = "too_large"
 
 
-class FetchTimeout(FetchError):
+class FetchTimeout(UrlFetchError):
     status = 504
     code = "url_timeout"
 
 
-class LinkError(FetchError):
+class LinkError(UrlFetchError):
     """A link that cannot be answered (links.py), with its own status and stable code."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        super().__init__(message, status=status, code=code)
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -226,11 +227,11 @@ async def _fetch(url: str, policy: FetchPolicy) -> Fetched:
                     if resp.status in REDIRECT_STATUSES:
                         loc = resp.headers.get("Location")
                         if not loc:
-                            raise FetchError(f"{u.host} answered {resp.status} without a Location")
+                            raise UrlFetchError(f"{u.host} answered {resp.status} without a Location")
                         current = urljoin(str(u), loc)
                         continue
                     if resp.status >= 400:
-                        raise FetchError(f"{u.host} answered HTTP {resp.status} for the URL")
+                        raise UrlFetchError(f"{u.host} answered HTTP {resp.status} for the URL")
                     declared = resp.content_length
                     if declared is not None and declared > policy.max_bytes:
                         raise TooLarge(f"the file at the URL is {declared} bytes; the limit is {policy.max_bytes}")
@@ -241,8 +242,8 @@ async def _fetch(url: str, policy: FetchPolicy) -> Fetched:
             except aiohttp.InvalidURL as e:
                 raise BadUrl(f"not a valid URL: {e}") from None
             except (aiohttp.ClientError, OSError) as e:
-                raise FetchError(f"could not download from {u.host}: {e}") from None
-        raise FetchError(f"more than {policy.max_redirects} redirects")
+                raise UrlFetchError(f"could not download from {u.host}: {e}") from None
+        raise UrlFetchError(f"more than {policy.max_redirects} redirects")
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:

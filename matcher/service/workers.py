@@ -34,6 +34,7 @@ from citywok.matcher.engine.identify import MAX_CLIP_SECONDS, Identification, id
 from citywok.matcher.store.library import Library
 
 from citywok import layout
+from citywok.errors import RETRY_SOON, CityWokError
 
 T = TypeVar("T")
 
@@ -44,12 +45,27 @@ DECODE_TIME_LIMIT = 10.0  # seconds of wall time a clip's decode may take inside
 JOB_TIME_LIMIT = 30.0  # past it the worker is stuck in one C call: it is killed and the pool replaced
 
 
-class WorkerLost(Exception):
-    """The worker process running a job died before answering."""
+class WorkerLost(CityWokError):
+    """The worker process running a job died before answering; a retry goes to a new one."""
+
+    status = 503
+    code = "worker_lost"
+    headers = RETRY_SOON
+
+    @property
+    def message(self) -> str:
+        return f"{self}; retry the request"
 
 
-class JobTimeout(Exception):
-    """A job ran past JOB_TIME_LIMIT; its worker was killed."""
+class JobTimeout(CityWokError):
+    """A job ran past JOB_TIME_LIMIT; its worker was killed (the clip is taken to be undecodable)."""
+
+    status = 415
+    code = "unsupported_media"
+
+    @property
+    def message(self) -> str:
+        return f"the clip could not be decoded in time: {self}"
 
 
 @dataclass

@@ -304,9 +304,27 @@ def ingest_bytes(shard: Shard, episode_id: str, data: bytes, params: Fingerprint
     return IngestResult("<upload>", episode_id, "replaced" if old is not None else "added", seconds, len(hashes))
 
 
+class IngestFailed(ShardError):
+    """The served version cannot take an upload (read-only, a full disk, a full season): the client's
+    request conflicts with the server's state, not a damaged shard."""
+
+    status = 409
+    code = "ingest_failed"
+
+
 def ingest_into(library: Library, data_dir: Path, season: int, episode_id: str, data: bytes,
                 title: str | None) -> IngestResult:
     """Write one upload into the served version's season shard and keep its manifest current."""
+    try:
+        return _ingest_into(library, data_dir, season, episode_id, data, title)
+    except IngestFailed:
+        raise
+    except ShardError as e:
+        raise IngestFailed(str(e)) from e
+
+
+def _ingest_into(library: Library, data_dir: Path, season: int, episode_id: str, data: bytes,
+                 title: str | None) -> IngestResult:
     if not library.writable:
         raise ShardError("the server serves legacy pickle databases (USE_LMDB=false), which are read-only")
     shard = library.shards.get(season)

@@ -14,6 +14,8 @@ import json
 import re
 from pathlib import Path
 
+from citywok.errors import CityWokError
+
 EPISODE_RE = re.compile(r"[Ss](\d{1,3})[ ._-]?[Ee](\d{1,4})", re.ASCII)  # ASCII: no fullwidth look-alikes
 # release tags: where a scene name's title ends (resolution, source, codec, audio, edition words)
 _TAG_RE = re.compile(
@@ -24,8 +26,10 @@ _TAG_RE = re.compile(
 )
 
 
-class TitlesError(ValueError):
+class TitlesError(CityWokError, ValueError):
     """A --titles file that cannot be read as episode titles."""
+
+    code = "bad_titles"
 
 
 def episode_id_for(path: Path) -> str:

@@ -53,6 +53,7 @@ from citywok.matcher.store.season import (
     lookup_seasons,
 )
 
+from citywok.errors import CityWokError
 from citywok.lmdbfile import LmdbFileError, check_file, still_whole
 
 FORMAT = "citywok-season-shard"
@@ -64,8 +65,10 @@ PAD = 8  # zero bytes after the packed postings, so every posting can be read as
 MAP_SIZE = 1 << 36  # address space only; the file grows with the data
 
 
-class ShardError(Exception):
+class ShardError(CityWokError):
     """The shard is missing, damaged, or was built with other parameters."""
+
+    code = "bad_shard"
 
 
 def _slot_key(slot: int) -> bytes:
