@@ -82,6 +82,7 @@ def build(seasons: int, episodes: int, seconds: float) -> Path:
     from citywok.matcher.engine.landmarks import Hashes
     from citywok.matcher.engine.params import DEFAULT_PARAMS
     from citywok.matcher.legacy import pickles as legacy
+    from citywok.matcher.legacy.ingest import PickleSeasonWriter
     from citywok.matcher.legacy.migrate import format_migrate, migrate, validate
     from citywok.matcher.store import shared
     from citywok.matcher.store.shard import FORMAT_VERSION, Shard, compact
@@ -95,7 +96,7 @@ def build(seasons: int, episodes: int, seconds: float) -> Path:
     fps.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     for s in range(1, seasons + 1):
-        writer = legacy.PickleSeasonWriter(legacy.pickle_path(root / "pickles", s), DEFAULT_PARAMS, s)
+        writer = PickleSeasonWriter(legacy.pickle_path(root / "pickles", s), DEFAULT_PARAMS, s)
         ingest_dir = root / "lmdb-ingest" / f"season_{s:02d}.lmdb"
         shutil.rmtree(ingest_dir, ignore_errors=True)
         with Shard.create(ingest_dir, DEFAULT_PARAMS, s) as shard:

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 from citywok.errors import EXIT_FAILED, EXIT_USAGE, CommandError
 
@@ -22,6 +22,13 @@ EXIT_CODES = (
     (EXIT_INTERNAL, "internal error (a bug: rerun with -v for the traceback)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 )
+
+
+class Subcommands(Protocol):
+    """What ``ArgumentParser.add_subparsers()`` returns, as each part's ``register`` uses it (argparse
+    keeps the class itself private)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
 def int_in(least: int, most: int | None = None, what: str = "a number") -> Any:

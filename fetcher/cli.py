@@ -13,13 +13,14 @@ from citywok.fetcher.archive import DEFAULT_ZSTD_LEVEL, FORMATS
 
 from citywok import layout
 from citywok import settings as settings_mod
+from citywok.command import Subcommands
 from citywok.errors import CommandError
 from citywok.layout import LayoutError
 
 log = logging.getLogger("fetcher")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     """Add this part's subcommands."""
     p = sub.add_parser("pack", help="season LMDBs of a version -> archives + manifest.json")
     _common(p)

@@ -11,11 +11,11 @@ from typing import Any
 from citywok.matcher.words import clock, plural
 
 from citywok import layout, progress, settings
-from citywok.command import int_in
+from citywok.command import Subcommands, int_in
 from citywok.errors import EXIT_USAGE, CommandError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("episodes", help="a season's episodes and titles")
     p.add_argument("--season", type=int_in(1, 99, "season"), help="season number (default: every season)")
     p.add_argument("--data-dir", type=Path, help="data folder (default: $DATA_DIR or ./data)")

@@ -14,7 +14,7 @@ from citywok.matcher import catalog
 from citywok.matcher.words import answer_lines, plural
 
 from citywok import layout, settings
-from citywok.command import EXIT_NO_MATCH, int_in
+from citywok.command import EXIT_NO_MATCH, Subcommands, int_in
 from citywok.errors import EXIT_FAILED, EXIT_USAGE, CommandError
 
 URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -38,7 +38,17 @@ def version_option(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--db-version", metavar="VERSION", help=f"{what} (default: $DB_VERSION, else v1)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
+    """Add this part's subcommands, and the catalogue's."""
+    _ingest_parser(sub)
+    _identify_parser(sub)
+    _migrate_parser(sub)
+    _validate_parser(sub)
+    _serve_parser(sub)
+    catalog.register(sub)
+
+
+def _ingest_parser(sub: Subcommands) -> None:
     p = sub.add_parser("ingest", help="fingerprint episode files or folders into a season shard",
                        description="Fingerprint episodes into DATA_DIR/fingerprints/VERSION/season_NN.lmdb. "
                        "Ids and titles come from the file names ('Show - S01E02 - Title.mkv', "
@@ -58,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lmdb (default), or pickle: the legacy DATA_DIR/season_NN.pkl (docs/legacy-format.md)")
     p.set_defaults(func=cmd_ingest)
 
+
+def _identify_parser(sub: Subcommands) -> None:
     p = sub.add_parser("identify", help="which episode, and where in it, is this clip from",
                        description="Identify a clip against the served version (`current`, or --db-version).")
     p.add_argument("clip", metavar="CLIP|URL", help="an audio or video file (3-10 s is plenty), or a link to one")
@@ -68,6 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="search only the first N seasons (default: $MAX_SEASONS, else all)")
     p.set_defaults(func=cmd_identify)
 
+
+def _migrate_parser(sub: Subcommands) -> None:
     p = sub.add_parser("migrate", help="legacy season pickles -> a servable LMDB version, with a size report")
     p.add_argument("src", type=Path, metavar="SRC_DIR", help="folder holding season_NN.pkl")
     p.add_argument("dst", type=Path, nargs="?", metavar="DST_DIR",
@@ -76,6 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     version_option(p, "version to write when DST_DIR is not given")
     p.set_defaults(func=cmd_migrate)
 
+
+def _validate_parser(sub: Subcommands) -> None:
     p = sub.add_parser("validate", help="compare legacy pickles with their LMDB shards, per season")
     p.add_argument("src", type=Path, metavar="SRC_DIR", help="folder holding season_NN.pkl")
     p.add_argument("dst", type=Path, metavar="DST_DIR", help="folder holding season_NN.lmdb")
@@ -83,6 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random sample (default: 0)")
     p.set_defaults(func=cmd_validate)
 
+
+def _serve_parser(sub: Subcommands) -> None:
     p = sub.add_parser("serve", help="run the matcher HTTP service",
                        description="Serve `current` (or the pinned --db-version) over HTTP; other settings are "
                        "environment variables, listed in matcher/service/server.py.")
@@ -91,7 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     version_option(p, "serve this version, not what `current` points at")
     p.set_defaults(func=cmd_serve)
-    catalog.register(sub)
 
 
 def _settings(args: argparse.Namespace) -> settings.Settings:

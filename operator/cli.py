@@ -8,10 +8,12 @@ import os
 
 from citywok.operator.spec import DEFAULT_IMAGE
 
+from citywok.command import Subcommands
+
 LOG_FORMATS = ("json", "plain", "full")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subcommands) -> None:
     """Add this part's subcommands."""
     p = sub.add_parser("operator", help="run the FingerprintDB operator (kopf)",
                        description="Reconcile FingerprintDB resources into matcher Deployments and roll "

@@ -1,4 +1,5 @@
-"""The legacy pickle database (one ``DATA_DIR/season_NN.pkl`` per season): writer, safe reader, library.
+"""The legacy pickle database (one ``DATA_DIR/season_NN.pkl`` per season): writer, safe reader, library
+(ingest's pickle sink is in ingest.py).
 
 Existing installations keep their fingerprints in this format (docs/legacy-format.md). CityWok reads it
 for ``USE_LMDB=false`` (the rollback path) and for ``citywok migrate``, and writes it so tests and users
@@ -9,11 +10,10 @@ because the format holds only dicts, lists, tuples, ints, floats, strings and No
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from citywok.matcher.store.season import (
     MAX_POSTINGS,
     MAX_SLOTS,
     Episode,
-    NewEpisode,
     Query,
     SeasonStore,
     lookup_seasons,
@@ -224,83 +223,7 @@ def all_postings(table: HashTable, slot_of: dict[str, int]) -> tuple[np.ndarray,
     return h, slot, t
 
 
-# -- writing from ingest -----------------------------------------------------------------------------
-
-
-class PickleSeasonWriter:
-    """Ingest's pickle sink: the part of ``Shard``'s interface ingest and ``shared.update`` use; written on close."""
-
-    writable = True
-
-    def __init__(self, path: Path, params: FingerprintParams, season: int) -> None:
-        self.path = Path(path)
-        self.params = params
-        self.db = load_season(path, params) if self.path.exists() else new_season(season, params)
-        if self.db["season"] != season:
-            raise LegacyError(f"{path} holds season {self.db['season']}, not {season}")
-        self._dirty = False
-
-    def episode(self, episode_id: str) -> Episode | None:
-        for slot, e in enumerate(self.db["episodes"]):
-            if e["id"] == episode_id:
-                return _episode(slot, e)
-        return None
-
-    def add_episode(
-        self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None
-    ) -> Episode:
-        """Add (or replace) one episode's postings in memory."""
-        table: HashTable = self.db["hashes"]
-        episodes: list[dict[str, Any]] = self.db["episodes"]
-        if any(e["id"] == episode_id for e in episodes):
-            self._remove(episode_id)
-        eid = str(episode_id)
-        record = {"id": eid, "title": title or eid, "duration": float(duration), "sha256": sha256,
-                  "hashes": len(hashes)}
-        episodes.append(record)
-        for h, t in zip(hashes.hash.tolist(), hashes.t.tolist(), strict=True):
-            table.setdefault(h, []).append((eid, t))
-        self._dirty = True
-        return _episode(len(episodes) - 1, record)
-
-    def add_episodes(self, new: Sequence[NewEpisode]) -> list[Episode]:
-        """Add (or replace) several episodes, as ``Shard.add_episodes`` does."""
-        return [self.add_episode(n.id, n.hashes, n.duration, n.sha256, n.title) for n in new]
-
-    def episodes(self) -> list[Episode]:
-        return [_episode(slot, e) for slot, e in enumerate(self.db["episodes"])]
-
-    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return all_postings(self.db["hashes"], {e["id"]: i for i, e in enumerate(self.db["episodes"])})
-
-    def shared_recorded(self) -> bool:
-        return "shared" in self.db
-
-    def get_shared(self) -> list[dict[str, Any]]:
-        return list(self.db.get("shared", []))
-
-    def put_shared(self, segments: list[dict[str, Any]]) -> None:
-        """Record the season's shared segments (``store.shared.update``), in the optional "shared" key."""
-        self.db["shared"] = json.loads(json.dumps(segments))  # plain floats: numpy scalars would need globals
-        self._dirty = True
-
-    def _remove(self, episode_id: str) -> None:
-        table: HashTable = self.db["hashes"]
-        self.db["episodes"][:] = [e for e in self.db["episodes"] if e["id"] != episode_id]
-        for h in list(table):
-            kept = [p for p in table[h] if p[0] != episode_id]
-            if kept:
-                table[h] = kept
-            else:
-                del table[h]
-
-    def close(self) -> None:
-        if self._dirty:
-            write_season(self.path, self.db)
-            self._dirty = False
-
-
-def _episode(slot: int, e: dict[str, Any]) -> Episode:
+def to_episode(slot: int, e: dict[str, Any]) -> Episode:
     return Episode(slot, e["id"], e.get("title") or e["id"], float(e.get("duration", 0.0)), e.get("sha256", ""),
                    int(e.get("hashes", 0)))
 
@@ -321,7 +244,7 @@ class PickleSeason:
         self.path = Path(path)
         self.table: HashTable = db["hashes"]
         self.season: int = db["season"]
-        self._episodes = [_episode(i, e) for i, e in enumerate(db["episodes"])]
+        self._episodes = [to_episode(i, e) for i, e in enumerate(db["episodes"])]
         self._slot = {e.id: e.slot for e in self._episodes}
         self._postings: int | None = None
         self._shared: list[dict[str, Any]] = list(db.get("shared", []))

@@ -104,15 +104,14 @@ EXAMPLE_MATCH = {"match": True, "episode_id": "S01E03", "title": "Kitchen Fire",
                  "offset_seconds": 42.0, "confidence": 0.97, "db_version": "v1", "elapsed_ms": 31.5}
 
 
-def spec(max_upload_bytes: int) -> dict[str, Any]:
-    """The API description; ``max_upload_bytes`` is this server's upload limit."""
-    mb = f"{max_upload_bytes / 2**20:g} MiB"
+def _identify_op(mb: str) -> dict[str, Any]:
+    """POST /api/v1/identify; ``mb`` is the server's upload limit in words."""
     clip_form = {"type": "object", "properties": {
         "file": {"type": "string", "format": "binary", "description": "audio or video with an audio track; "
                  "1-30 s are used"},
         "url": {"type": "string", "format": "uri", "description": openapi_links.URL_DESCRIPTION},
     }}
-    identify = _op(
+    return _op(
         "identify", "identify", "Identify a clip", f"curl -F file=@clip.mp3 {HOST}/api/v1/identify",
         "Send the clip as a multipart `file`, or a `url` (form field or JSON body). Beyond the server's queue it "
         "answers 429 at once, with Retry-After.",
@@ -127,7 +126,11 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
                                 **{k: openapi_links.LINK_ERRORS[k] for k in ("403", "415", "422", "502", "504")},
                                 "429": "overloaded: retry after Retry-After seconds",
                                 "503": "no fingerprint version loaded yet"})})
-    ingest = _op(
+
+
+def _ingest_op(mb: str) -> dict[str, Any]:
+    """POST /api/v1/ingest; ``mb`` is the server's upload limit in words."""
+    return _op(
         "ingestEpisode", "ingest", "Add an episode (needs the ingest token)",
         f"curl -H 'Authorization: Bearer $INGEST_TOKEN' -F episode_id=S01E02 -F season=1 -F title='Second Wind' "
         f"-F file=@S01E02.mkv {HOST}/api/v1/ingest",
@@ -147,10 +150,32 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
                                 "413": f"larger than {mb}", "415": "not decodable as audio", "422": "too short",
                                 "503": "no version loaded"})})
 
-    def get(op_id: str, tag: str, summary: str, path: str, ref: str, **errors: str) -> dict[str, Any]:
-        return {"get": _op(op_id, tag, summary, f"curl {HOST}{path}",
-                           responses={"200": _json(summary, ref), **_errors(**errors)})}
 
+def _get(op_id: str, tag: str, summary: str, path: str, ref: str, **errors: str) -> dict[str, Any]:
+    return {"get": _op(op_id, tag, summary, f"curl {HOST}{path}",
+                       responses={"200": _json(summary, ref), **_errors(**errors)})}
+
+
+def _paths(mb: str) -> dict[str, Any]:
+    return {
+        "/api/v1/identify": {"post": _identify_op(mb)},
+        "/api/v1/ingest": {"post": _ingest_op(mb)},
+        "/api/v1/stats": _get("getStats", "status", "What is indexed", "/api/v1/stats", "Stats",
+                              **{"503": "no version loaded"}),
+        "/api/v1/test": _get("apiTest", "status", "Is the API running, and what does it serve", "/api/v1/test",
+                             "ApiTest"),
+        "/healthz": _get("healthz", "status", "Liveness", "/healthz", "Health"),
+        "/readyz": _get("readyz", "status", "Readiness: a verified version is loaded", "/readyz", "Ready",
+                        **{"503": "not ready"}),
+        "/metrics": {"get": _op("metrics", "status", "Prometheus metrics", f"curl {HOST}/metrics",
+                                responses={"200": {"description": "text exposition format",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}})},
+    }
+
+
+def spec(max_upload_bytes: int) -> dict[str, Any]:
+    """The API description; ``max_upload_bytes`` is this server's upload limit."""
+    mb = f"{max_upload_bytes / 2**20:g} MiB"
     return {
         "openapi": "3.0.3",
         "info": {"title": "CityWok matcher API", "version": __version__,
@@ -160,19 +185,6 @@ def spec(max_upload_bytes: int) -> dict[str, Any]:
         "tags": [{"name": "identify", "description": "clips in, episodes out"},
                  {"name": "ingest", "description": "adding episodes"},
                  {"name": "status", "description": "what the server serves, and whether it is ready"}],
-        "paths": {
-            "/api/v1/identify": {"post": identify},
-            "/api/v1/ingest": {"post": ingest},
-            "/api/v1/stats": get("getStats", "status", "What is indexed", "/api/v1/stats", "Stats",
-                                 **{"503": "no version loaded"}),
-            "/api/v1/test": get("apiTest", "status", "Is the API running, and what does it serve", "/api/v1/test",
-                                "ApiTest"),
-            "/healthz": get("healthz", "status", "Liveness", "/healthz", "Health"),
-            "/readyz": get("readyz", "status", "Readiness: a verified version is loaded", "/readyz", "Ready",
-                           **{"503": "not ready"}),
-            "/metrics": {"get": _op("metrics", "status", "Prometheus metrics", f"curl {HOST}/metrics",
-                                    responses={"200": {"description": "text exposition format",
-                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}})},
-        },
+        "paths": _paths(mb),
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas()},
     }

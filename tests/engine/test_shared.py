@@ -124,7 +124,7 @@ def test_a_shared_run_is_placed_alike_at_any_time(tmp_path, start):
     """The pair sort packs times beside the keys when they fit in 64 bits and sorts them apart when
     they do not (a legacy season's times are unbounded): both place the run where it is."""
     from citywok.matcher.engine.landmarks import Hashes
-    from citywok.matcher.legacy.pickles import PickleSeasonWriter
+    from citywok.matcher.legacy.ingest import PickleSeasonWriter
 
     rng = np.random.default_rng(3)
     common = rng.choice(1 << 20, 300, replace=False).astype(np.uint32)

@@ -13,6 +13,7 @@ from citywok.matcher.engine.catalogue import Postings
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
 from citywok.matcher.legacy import pickles as legacy
+from citywok.matcher.legacy.ingest import PickleSeasonWriter
 from citywok.matcher.store.shard import Shard
 
 from .conftest import Corpus
@@ -159,11 +160,11 @@ def test_open_library_errors(tmp_path: Path) -> None:
 
 def test_writer_replaces_an_episode_and_drops_its_postings(tmp_path: Path) -> None:
     path = tmp_path / "season_01.pkl"
-    w = legacy.PickleSeasonWriter(path, DEFAULT_PARAMS, 1)
+    w = PickleSeasonWriter(path, DEFAULT_PARAMS, 1)
     w.add_episode("A", Hashes(np.array([1, 2], np.uint32), np.array([0, 5], np.uint32)), 1.0, "s1")
     w.add_episode("B", Hashes(np.array([2], np.uint32), np.array([9], np.uint32)), 1.0, "s2")
     w.close()
-    w = legacy.PickleSeasonWriter(path, DEFAULT_PARAMS, 1)
+    w = PickleSeasonWriter(path, DEFAULT_PARAMS, 1)
     assert w.episode("A").sha256 == "s1"
     w.add_episode("A", Hashes(np.array([3], np.uint32), np.array([4], np.uint32)), 1.0, "s3")
     w.close()
