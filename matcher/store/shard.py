@@ -48,6 +48,8 @@ from citywok.matcher.store.shardtable import (
     unpack_table,
 )
 
+from citywok.layout import DATA_FILE
+
 __all__ = ["FORMAT", "FORMAT_VERSION", "GROUP_BITS", "MAX_FRAME", "PAD", "Layout", "NewEpisode", "Shard",
            "ShardError", "compact", "pack_table", "repack", "split_keys", "table_keys", "unpack_table"]
 
@@ -66,7 +68,7 @@ class Shard(ShardReader):
         new = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
-            if (path / "data.mdb").exists() and (path / "data.mdb").stat().st_size:
+            if (path / DATA_FILE).exists() and (path / DATA_FILE).stat().st_size:
                 check_shard_file(path)
             hold = hold_lock(path, fcntl.LOCK_SH)
         except OSError as e:
@@ -103,7 +105,7 @@ class Shard(ShardReader):
         """Open an existing shard; refuse it if it was built with parameters other than ``params``.
         ``pin``: read-only and never written again while open (see :meth:`pin`)."""
         path = Path(path)
-        if not (path / "data.mdb").is_file():
+        if not (path / DATA_FILE).is_file():
             raise ShardError(f"{path}: not a season shard (no data.mdb)")
         hold = hold_lock(path, fcntl.LOCK_SH)
         try:

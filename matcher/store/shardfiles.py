@@ -12,6 +12,7 @@ from pathlib import Path
 import lmdb
 from citywok.matcher.store.shardtable import ShardError
 
+from citywok.layout import DATA_FILE
 from citywok.lmdbfile import LmdbFileError, check_file
 
 MAP_SIZE = 1 << 36  # address space only; the file grows with the data
@@ -63,13 +64,13 @@ def compact(path: Path) -> int | None:
             repack(env, tmp)
         finally:
             env.close()
-        os.replace(tmp / "data.mdb", path / "data.mdb")
+        os.replace(tmp / DATA_FILE, path / DATA_FILE)
     except lmdb.Error as e:
         raise ShardError(f"{path}: compaction failed ({lmdb_reason(e)}); the shard is as it was") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         release_lock(lock)
-    return (path / "data.mdb").stat().st_size
+    return (path / DATA_FILE).stat().st_size
 
 
 
@@ -106,7 +107,7 @@ def lmdb_reason(e: lmdb.Error) -> str:
 def check_shard_file(path: Path) -> None:
     """Refuse a data file that mapping could turn into a SIGBUS (truncated, or pointing past its end)."""
     try:
-        check_file(path / "data.mdb")
+        check_file(path / DATA_FILE)
     except LmdbFileError as e:
         raise ShardError(f"{path}: damaged data.mdb ({e})") from None
 

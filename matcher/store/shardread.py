@@ -29,6 +29,7 @@ from citywok.matcher.store.shardtable import (
     table_keys,
 )
 
+from citywok.layout import DATA_FILE
 from citywok.lmdbfile import still_whole
 
 _EMPTY = (np.zeros(0, np.uint32),) * 3
@@ -54,13 +55,13 @@ class ShardReader:
         except lmdb.NotFoundError:  # a shard written before shared segments were recorded
             self._shared_db = None
         self._pinned: tuple[lmdb.Transaction, PackedTable | None] | None = None
-        self._fd = os.open(path / "data.mdb", os.O_RDONLY)  # to see the file shrink under the mapping
+        self._fd = os.open(path / DATA_FILE, os.O_RDONLY)  # to see the file shrink under the mapping
 
     def intact(self) -> str | None:
         """None while the file is still as long as its header needs and still in its folder, else why
         not. Checked before lookups: a mapping of a file truncated meanwhile dies of SIGBUS when read."""
         why = still_whole(self._fd)
-        if why is None and not (self.path / "data.mdb").exists():
+        if why is None and not (self.path / DATA_FILE).exists():
             why = "its data.mdb was removed"
         return why
 
@@ -232,7 +233,7 @@ class ShardReader:
                 "problems": problems, "meta": meta}
 
     def nbytes(self) -> int:
-        return sum(f.stat().st_size for f in self.path.iterdir() if f.name == "data.mdb")
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.name == DATA_FILE)
 
 
 def record_json(raw: Any) -> Any:
