@@ -100,10 +100,13 @@ _settings = WorkerSettings()
 _libraries: OrderedDict[str, tuple[int | None, Library]] = OrderedDict()
 
 
-def _init(settings: WorkerSettings) -> None:
-    """A worker finishes the job it holds: shutdown is the server's to order (it drains first)."""
+def _init(settings: WorkerSettings, started: Any = None) -> None:
+    """A worker finishes the job it holds: shutdown is the server's to order (it drains first). It
+    tells ``started`` (its pool's queue) its pid: the executor does not say which processes it runs."""
     global _settings
     _settings = settings
+    if started is not None:
+        started.put(os.getpid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if settings.server_pid:
@@ -173,6 +176,8 @@ class IdentifyPool:
         self.settings = settings
         self.slots = workers or threads  # jobs that can run at once
         self._lock = threading.Lock()
+        self._started: Any = None  # the current pool's workers put their pids here as they start
+        self._pids: set[int] = set()
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="identify") if workers == 0 else None
         self._procs: ProcessPoolExecutor | None = self._new_pool() if workers else None
 
@@ -181,7 +186,9 @@ class IdentifyPool:
         # threaded one; the server preloads the engine so that each fork is quick.
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
-        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init, initargs=(self.settings,))
+        self._started, self._pids = ctx.SimpleQueue(), set()
+        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init,
+                                   initargs=(self.settings, self._started))
 
     async def identify(self, library: Library, data: bytes) -> Timed:
         """Identify a clip against ``library``: here, or in a worker by the library's version folder."""
@@ -232,16 +239,30 @@ class IdentifyPool:
         broken.shutdown(wait=False, cancel_futures=True)
 
     def pids(self) -> list[int]:
-        """The worker processes running now."""
-        pool = self._procs
-        procs = getattr(pool, "_processes", None) or {}
-        return [p.pid for p in list(procs.values()) if p.is_alive()]
+        """The current pool's worker processes running now."""
+        with self._lock:
+            if self._started is None:
+                return []
+            while not self._started.empty():
+                self._pids.add(self._started.get())
+            return sorted(pid for pid in self._pids if _running(pid))
 
     def close(self) -> None:
         if self._threads is not None:
             self._threads.shutdown(wait=True)
         if self._procs is not None:
             self._procs.shutdown(wait=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (the forkserver reaps the workers it forked, so none lingers)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def settings_for(max_seasons: int | None, only: Collection[int] | None, ingest: bool) -> WorkerSettings:
