@@ -31,8 +31,8 @@ demo: $(VENV)/.base ## ingest generated episodes into ./data and identify a clip
 test: setup testbed lint ## the whole suite: lint, then unit, HTTP, S3, browser and Kubernetes test-bed tests
 	$(PY) -m pytest -q
 
-test-fast: setup prometheus-crds ## tests that need neither the Kubernetes test bed nor a browser
-	$(PY) -m pytest -q -m "not k8s and not browser"
+test-fast: setup ## tests that need neither the Kubernetes test bed, a browser nor Go
+	$(PY) -m pytest -q -m "not k8s and not browser and not go"
 
 lint: setup ## ruff, mypy on the package, import-linter's layer contracts, module and function sizes
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from citywok.matcher.service.server import ServerConfig, create_app
@@ -33,10 +34,12 @@ def adapter_rule(objs: list[dict]) -> dict[str, Any]:
     return rule
 
 
+@pytest.mark.go
 def test_adapter_rule_is_off_by_default() -> None:
     assert one(render(), "ConfigMap", "-adapter-rules") is None
 
 
+@pytest.mark.go
 def test_adapter_rule_names_the_metric_the_hpa_asks_for() -> None:
     objs = render(sets={"metrics.prometheusAdapter.enabled": True,
                         "metrics.prometheusAdapter.namespace": "monitoring"})
@@ -63,6 +66,7 @@ def test_the_series_the_rule_selects_is_what_the_matcher_exports(tmp_path: Path)
     assert 'route="/api/v1/identify"' in line and line.endswith(" 1.0"), line
 
 
+@pytest.mark.go
 def test_fingerprintdb_values_become_spec_autoscaling_the_operator_accepts() -> None:
     cpu = one(render(sets=FDB), "FingerprintDB")
     assert cpu is not None
@@ -82,6 +86,7 @@ def test_fingerprintdb_values_become_spec_autoscaling_the_operator_accepts() -> 
     assert off is not None and "autoscaling" not in off["spec"]
 
 
+@pytest.mark.go
 def test_autoscaling_without_a_target_is_refused() -> None:
     err = render_error(sets={**FDB, "fingerprintDB.autoscaling.cpuUtilization": 0})
     assert "set cpuUtilization or requestsPerSecond above 0" in err

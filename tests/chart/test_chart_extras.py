@@ -18,6 +18,8 @@ from aiohttp import web
 from tests.chart.chartkit import FULL_VALUES, by_kind, one, render
 from tests.http.support import LoopbackServer, ServerThread
 
+pytestmark = pytest.mark.go  # helm, kubeconform and the schemas come from Go modules
+
 FDB_ON = {"fingerprintDB.enabled": "true", "fingerprintDB.source.bucket": "abc", "fingerprintDB.name": "episodes"}
 
 

@@ -21,7 +21,7 @@ import yaml
 from tests.chart.chartkit import CHART, FULL_VALUES, KUBE_VERSION
 from tests.k8s.testbed import TestBed, TestBedError, build_binaries
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.go]
 
 NO_MONITORING = ["--set", "metrics.serviceMonitor.enabled=false", "--set", "metrics.prometheusRule.enabled=false"]
 

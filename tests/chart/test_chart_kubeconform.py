@@ -16,6 +16,8 @@ import pytest
 from tests.chart.chartkit import CHART, FULL_VALUES, KUBE_VERSION, MONITORING, ROOT, render_text, run, tool
 from tests.chart.kubeschemas import TEMPLATE, swagger_path, write_crds, write_kubernetes
 
+pytestmark = pytest.mark.go  # helm, kubeconform and the schemas come from Go modules
+
 MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 

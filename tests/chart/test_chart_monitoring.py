@@ -125,6 +125,7 @@ def test_operator_panels_follow_the_namespace_and_fingerprintdb_filters(series) 
                 assert {"namespace", "name"} <= series[name], name
 
 
+@pytest.mark.go
 def test_every_alert_parses_uses_exported_series_and_names_kept_labels(series) -> None:
     rules = alert_rules()
     names = {r["alert"] for r in rules}
@@ -144,6 +145,7 @@ def test_every_alert_parses_uses_exported_series_and_names_kept_labels(series) -
             assert label in q.grouping, f"{r['alert']}: $labels.{label} is dropped by the expression"
 
 
+@pytest.mark.go
 def test_alert_thresholds_come_from_values() -> None:
     rules = {r["alert"]: r for r in alert_rules()}
     assert rules["CityWokHighErrorRate"]["expr"].rstrip().endswith("> 0.05")
@@ -163,6 +165,7 @@ def runbook_sections() -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
+@pytest.mark.go
 def test_every_alert_has_a_runbook_section_that_says_what_to_check_and_do() -> None:
     sections = runbook_sections()
     alerts = {r["alert"] for r in alert_rules()}
@@ -173,6 +176,7 @@ def test_every_alert_has_a_runbook_section_that_says_what_to_check_and_do() -> N
             assert part and len(part.group(1).split()) >= 8, f"{alert}: '{heading}' missing or empty"
 
 
+@pytest.mark.go
 def test_match_rate_alert_compares_against_its_own_earlier_rate() -> None:
     rule = next(r for r in alert_rules() if r["alert"] == "CityWokMatchRateDrop")
     q = parse(rule["expr"])

@@ -38,12 +38,14 @@ def test_chart_copies_of_crds_and_rbac_match_their_sources() -> None:
     assert list(yaml.safe_load_all((CHART / "crds/kopf-peering.yaml").read_text())) == peering, hint
 
 
+@pytest.mark.go
 def test_helm_lint_strict_default_and_full_values() -> None:
     helm = tool("helm")
     run([helm, "lint", "--strict", CHART])
     run([helm, "lint", "--strict", CHART, "-f", FULL_VALUES])
 
 
+@pytest.mark.go
 def test_default_values_render_operator_rbac_peering_and_dashboard_only() -> None:
     objs = render()
     kinds = sorted(o["kind"] for o in objs)
@@ -63,6 +65,7 @@ def test_default_values_render_operator_rbac_peering_and_dashboard_only() -> Non
     assert one(objs, "ClusterKopfPeering")["metadata"]["name"] == "citywok"
 
 
+@pytest.mark.go
 def test_operator_deployment_is_locked_down_and_wired() -> None:
     dep = one(render(), "Deployment", OPERATOR)
     pod = dep["spec"]["template"]["spec"]
@@ -81,6 +84,7 @@ def test_operator_deployment_is_locked_down_and_wired() -> None:
     assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
 
 
+@pytest.mark.go
 def test_full_values_render_every_part() -> None:
     objs = render(values=[FULL_VALUES])
     assert {o["kind"] for o in objs} == {
@@ -112,6 +116,7 @@ def test_full_values_render_every_part() -> None:
     assert one(objs, "Deployment")["spec"]["replicas"] == 2
 
 
+@pytest.mark.go
 def test_watch_namespaces_split_rbac_into_roles_and_a_small_clusterrole() -> None:
     objs = render(values=[FULL_VALUES])
     rules = operator_rules()
@@ -130,6 +135,7 @@ def test_watch_namespaces_split_rbac_into_roles_and_a_small_clusterrole() -> Non
     assert sorted(p["metadata"]["namespace"] for p in by_kind(objs, "KopfPeering")) == ["citywok", "citywok-staging"]
 
 
+@pytest.mark.go
 @pytest.mark.parametrize(("setting", "api", "expected"), [
     (None, False, False), (None, True, True), ("false", True, False), ("true", False, True)])
 def test_monitoring_objects_follow_the_prometheus_operator_api(setting, api, expected) -> None:
@@ -140,6 +146,7 @@ def test_monitoring_objects_follow_the_prometheus_operator_api(setting, api, exp
     assert bool({o["kind"] for o in objs} & MONITORING_KINDS) is expected
 
 
+@pytest.mark.go
 def test_service_monitors_select_what_the_operator_creates() -> None:
     from citywok.operator import desired
 
@@ -160,6 +167,7 @@ def test_service_monitors_select_what_the_operator_creates() -> None:
     assert op["spec"]["endpoints"][0]["honorLabels"] is True
 
 
+@pytest.mark.go
 def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar() -> None:
     import json
 
@@ -170,6 +178,7 @@ def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar() -> None:
     assert not by_kind(render(sets={"metrics.dashboard.enabled": "false"}), "ConfigMap")
 
 
+@pytest.mark.go
 @pytest.mark.parametrize(("sets", "message"), [
     ({"fingerprintDB.enabled": "true"}, "fingerprintDB.source.bucket is required"),
     ({"fingerprintDB.enabled": "true", "fingerprintDB.source.bucket": "abc", "fingerprintDB.seasons": "[1,2]",
@@ -181,6 +190,7 @@ def test_inconsistent_values_fail_with_a_clear_message(sets, message) -> None:
     assert message in render_error(sets=sets)
 
 
+@pytest.mark.go
 @pytest.mark.parametrize(("key", "value", "field"), [
     ("image.pullPolicy", "Sometimes", "pullPolicy"),
     ("image.digest", "latest", "digest"),

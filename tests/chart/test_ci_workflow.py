@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.chart.chartkit import ROOT, run, tool
@@ -21,12 +22,14 @@ def actionlint(paths: list[Path]):
     return run([tool("actionlint"), *ACTIONLINT_FLAGS, *paths], check=False)
 
 
+@pytest.mark.go
 def test_actionlint_passes_on_every_workflow() -> None:
     assert WORKFLOWS, "no workflow in .github/workflows"
     proc = actionlint(WORKFLOWS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.go
 def test_actionlint_really_lints(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n"

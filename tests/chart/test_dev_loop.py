@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 
 import boto3
+import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
 from tests.chart.chartkit import CHART, ROOT, one, render
+from tests.support import free_port
 
 SKAFFOLD = ROOT / "skaffold.yaml"
 KIND = ROOT / "hack" / "kind"
@@ -38,6 +39,7 @@ def test_skaffold_yaml_parses_with_the_expected_schema_version() -> None:
         assert (ROOT / path).is_file(), path
 
 
+@pytest.mark.go
 def test_dev_values_render_a_fingerprintdb_that_reads_the_dev_s3() -> None:
     objs = render(values=[KIND / "values.yaml"], sets={"image.repository": "citywok", "image.tag": "dev"})
     fpdb = one(objs, "FingerprintDB", "citywok")
@@ -52,7 +54,7 @@ def test_dev_values_render_a_fingerprintdb_that_reads_the_dev_s3() -> None:
 
     # The dev server's own command, run here: the bucket the FingerprintDB names exists once it is up.
     cmd = json.loads(DockerfileParser(str(KIND / "s3.Dockerfile")).cmd)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(cmd, env={**os.environ, "PORT": str(port)}, stdout=subprocess.PIPE, text=True)
     try:
         lines = [server.stdout.readline().strip() for _ in range(2)]  # moto's own line, then ours
@@ -63,12 +65,6 @@ def test_dev_values_render_a_fingerprintdb_that_reads_the_dev_s3() -> None:
     finally:
         server.kill()
         server.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_deploy_mk_targets_expand_with_the_main_makefile() -> None:

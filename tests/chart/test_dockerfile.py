@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 
 from tests.chart.chartkit import ROOT, render
+from tests.support import free_port
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -65,6 +65,7 @@ def test_runtime_is_non_root_read_only_friendly_and_has_no_ffmpeg(parsed) -> Non
     assert "--only-binary=:all:" in runs, "every dependency from a wheel: no compilers in the image"
 
 
+@pytest.mark.go
 def test_image_user_and_paths_match_the_pods(parsed) -> None:
     from citywok.operator import desired
     from citywok.operator.spec import parse
@@ -117,18 +118,12 @@ def test_dockerignore_lets_in_exactly_what_the_copies_need(parsed) -> None:
         assert not included(outside), f"{outside} would be sent to the build"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_healthcheck_command_passes_on_a_live_matcher_and_fails_without_one(parsed, tmp_path: Path) -> None:
     """The HEALTHCHECK's own command, run against a real `citywok serve` (empty data dir)."""
     hc = next(i["value"] for i in parsed.structure if i["instruction"] == "HEALTHCHECK")
     cmd = json.loads(hc[hc.index("CMD") + 3:].strip())
     assert cmd[0] == "python"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATA_DIR": str(tmp_path), "HOST": "127.0.0.1", "PORT": str(port)}
     server = subprocess.Popen([sys.executable, "-m", "citywok", "serve"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -143,7 +138,7 @@ def test_healthcheck_command_passes_on_a_live_matcher_and_fails_without_one(pars
     finally:
         server.terminate()
         server.wait(timeout=20)
-    down = {**os.environ, "CITYWOK_HEALTH_URL": f"http://127.0.0.1:{_free_port()}/healthz"}
+    down = {**os.environ, "CITYWOK_HEALTH_URL": f"http://127.0.0.1:{free_port()}/healthz"}
     assert subprocess.run(check, env=down, capture_output=True).returncode != 0
 
 

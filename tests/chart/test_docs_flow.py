@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,12 +16,7 @@ from pathlib import Path
 from dockerfile_parse import DockerfileParser
 
 from tests.chart.chartkit import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import free_port
 
 
 def citywok(*args: str, env: dict[str, str]) -> str:
@@ -43,7 +37,7 @@ def identify(port: int, clip: Path) -> dict:
 
 
 def test_guide_flow_demo_pack_push_fetch_serve_identify(tmp_path: Path) -> None:
-    s3_port, http_port = _free_port(), _free_port()
+    s3_port, http_port = free_port(), free_port()
     base = dict(os.environ)
     s3 = subprocess.Popen(json.loads(DockerfileParser(str(ROOT / "hack/kind/s3.Dockerfile")).cmd),
                           env={**base, "PORT": str(s3_port)}, stdout=subprocess.PIPE, text=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from citywok.matcher import synth
 
 from citywok import layout
+from tests.support import private_copy
 
 RATE = 22050
 NAMES = {1: "Show - S01E01 - The Pilot.flac", 2: "Show.S01E02.Second.Wind.720p.WEB-DL.x264-GRP.flac",
@@ -53,9 +53,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def root(built: Path, tmp_path: Path) -> Path:
-    d = tmp_path / "w"
-    shutil.copytree(built, d, symlinks=True)
-    return d
+    return private_copy(built, tmp_path / "w")
 
 
 # -- 1. failures ---------------------------------------------------------------------------------------

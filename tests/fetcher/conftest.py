@@ -9,10 +9,10 @@ from pathlib import Path
 import boto3
 import pytest
 from faultproxy import FaultProxy
-from fetcher_testkit import free_port
 from moto.server import ThreadedMotoServer
 
 from citywok.settings import Settings
+from tests.support import free_port
 
 _buckets = itertools.count()
 ACCESS_KEY = "AKIACITYWOKTEST0001"

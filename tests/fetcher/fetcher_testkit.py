@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +34,3 @@ def make_big_season(vdir: Path, season: int, episodes: int, hashes_per_episode: 
             t = np.sort(rng.integers(0, 80_000, hashes_per_episode, dtype=np.uint32))
             shard.add_episode(f"S{season:02d}E{e + 1:02d}", Hashes(h, t), 1300.0, f"sha-{season}-{e}")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

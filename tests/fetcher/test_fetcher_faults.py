@@ -16,7 +16,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from citywok.fetcher import metrics
 from citywok.fetcher.pack import archives_dir, pack_version
 from citywok.fetcher.push import push_version
 from citywok.fetcher.store import ChecksumError, RetryPolicy, Store
@@ -24,10 +23,12 @@ from citywok.fetcher.sync import Fetcher
 from conftest import ACCESS_KEY, SECRET_KEY
 from faultproxy import Fault, FaultProxy
 from fetcher_testkit import make_big_season, make_season
+from prometheus_client import REGISTRY
 
 from citywok import layout
 
 FAST = RetryPolicy(sdk_attempts=2, attempts=10, base=0.01, cap=0.05)
+RETRIES = "citywok_fetcher_retries_total"  # the fetcher's counters, read through the public registry
 
 
 def publish(settings, version: str, seasons: dict[int, list[int]]) -> dict:
@@ -66,13 +67,13 @@ def test_corrupted_object_names_file_and_checksums_and_keeps_current(served_v1, 
     bad = bytearray(good)
     bad[100] ^= 0x01
     s3(moto_endpoint).put_object(Bucket=bucket, Key=key, Body=bytes(bad))
-    before = metrics.VERIFY_FAILURES._value.get()
+    before = REGISTRY.get_sample_value("citywok_fetcher_verify_failures_total")
     expected = m2["seasons"]["02"]["sha256"]
     with pytest.raises(ChecksumError) as err:
         Fetcher(Store(node, FAST), node.data_dir, progress=False).fetch("v2")
     msg = str(err.value)
     assert msg.startswith("season_02.lmdb.tar.zst: sha256 mismatch: expected " + expected + ", got ")
-    assert metrics.VERIFY_FAILURES._value.get() == before + 1
+    assert REGISTRY.get_sample_value("citywok_fetcher_verify_failures_total") == before + 1
     current, names = volume_state(node.data_dir)
     assert current == "v1" and "v2" not in names and ".staging-v2" not in names
     assert not list(layout.fingerprints_dir(node.data_dir).glob(".downloads-v2/*.part"))
@@ -110,12 +111,12 @@ def test_5xx_bursts_and_throttling_are_retried(served_v1, proxy: FaultProxy) -> 
     proxy.reset()
     proxy.add(Fault("status", path_contains="manifest.json", status=500, times=3))
     proxy.add(Fault("status", path_contains="season_02.lmdb.tar.zst", status=503, times=7))
-    retries = metrics.RETRIES._value.get()
+    retries = REGISTRY.get_sample_value(RETRIES)
     res = Fetcher(Store(node, FAST), node.data_dir, progress=False).fetch("v2")
     assert res.downloaded == [2] and layout.current_version(node.data_dir) == "v2"
     statuses = [s for _m, _p, s in proxy.traffic.requests]
     assert statuses.count(500) == 3 and statuses.count(503) == 7
-    assert metrics.RETRIES._value.get() > retries, "a burst longer than botocore's attempts hit our own retry"
+    assert REGISTRY.get_sample_value(RETRIES) > retries, "a burst longer than botocore's attempts hit our own retry"
 
 
 def test_dropped_connections_resume_by_range(served_v1, proxy: FaultProxy) -> None:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,9 +17,10 @@ from citywok.fetcher.report import ERROR_ANNOTATION, SERVED_ANNOTATION, Status, 
 from citywok.fetcher.store import RetryPolicy, Store
 from citywok.fetcher.watch import DesiredVersion, Follower
 from conftest import ACCESS_KEY, SECRET_KEY
-from fetcher_testkit import free_port, make_season
+from fetcher_testkit import make_season
 
 from citywok import layout
+from tests.support import free_port, wait_for
 
 FAST = RetryPolicy(sdk_attempts=1, attempts=3, base=0.01, cap=0.05)
 
@@ -46,15 +46,6 @@ class Recorder:
 
     def report(self, status: Status) -> None:
         self.seen.append(status)
-
-
-def wait_for(pred, timeout: float = 60.0, what: str = "") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_follower_keeps_serving_the_old_version_while_a_new_one_fails(settings_for, bucket, moto_endpoint) -> None:

@@ -12,6 +12,7 @@ from citywok.matcher.service.server import ServerConfig
 
 from citywok import layout
 from tests.http.support import SEASON1, ServerThread, build_version
+from tests.support import private_copy
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +29,7 @@ def built_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def data_dir(built_versions: Path, tmp_path: Path) -> Path:
     """A private copy of the built versions (the server may write into it)."""
-    d = tmp_path / "data"
-    shutil.copytree(built_versions, d, symlinks=True)
-    return d
+    return private_copy(built_versions, tmp_path / "data")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from tests.http.support import free_port
+from tests.support import free_port
 
 
 class ServeProcess:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from citywok.matcher.service.server import ServerConfig, create_app
 from citywok.matcher.store.ingest import write_manifest
 
 from citywok import layout
+from tests.support import free_port
 
 RATE = DEFAULT_PARAMS.sample_rate
 EPISODE_SECONDS = 40.0
@@ -46,12 +46,6 @@ def build_version(data_dir: Path, version: str, episodes: dict[int, str], season
     if flip:
         layout.flip_current(data_dir, version)
     return vdir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LoopbackServer:

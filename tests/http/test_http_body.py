@@ -12,6 +12,7 @@ import requests
 
 from tests.http.procserver import ServeProcess
 from tests.http.support import SEASON1, build_version, clip_bytes
+from tests.support import metric_value, wait_for
 
 HEAD = ("POST /api/v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=bb\r\n"
         "Content-Length: {n}\r\n\r\n")
@@ -32,6 +33,12 @@ def _start_upload(port: int, total: int) -> socket.socket:
     return s
 
 
+def _wait_admitted(server: ServeProcess, jobs: int) -> None:
+    """Until the server counts ``jobs`` identify jobs admitted (the slot is taken before the body is read)."""
+    wait_for(lambda: metric_value(requests.get(f"{server.url}/metrics", timeout=5).text,
+                                  "citywok_identify_queue_depth") == jobs, 10, f"{jobs} jobs admitted")
+
+
 def _status(s: socket.socket) -> int:
     return int(s.recv(4096).split(b"\r\n", 1)[0].split()[1])
 
@@ -47,12 +54,12 @@ def _log_lines(server: ServeProcess) -> list[dict]:
 def test_an_upload_still_arriving_holds_its_slot(server: ServeProcess) -> None:
     slow = _start_upload(server.port, 5_000_000)
     try:
-        time.sleep(0.3)
+        _wait_admitted(server, 1)
         r = requests.post(f"{server.url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(1, 10.0))}, timeout=10)
         assert r.status_code == 429, r.text  # the one slot is the slow upload's, taken before its body
     finally:
         slow.close()
-    time.sleep(0.3)
+    _wait_admitted(server, 0)
     r = requests.post(f"{server.url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(1, 10.0))}, timeout=10)
     assert r.status_code == 200 and r.json()["episode_id"] == "S01E01"
 
@@ -68,11 +75,10 @@ def test_a_body_that_stops_arriving_is_408(server: ServeProcess) -> None:
 
 def test_a_client_gone_mid_body_is_logged_as_its_error(server: ServeProcess) -> None:
     s = _start_upload(server.port, 5_000_000)
-    time.sleep(0.2)
+    _wait_admitted(server, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # RST, as a dropped client
     s.close()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not any(x.get("status") == 499 for x in _log_lines(server)):
-        time.sleep(0.1)
+    wait_for(lambda: any(x.get("status") == 499 for x in _log_lines(server)), 5, "the 499 in the log",
+             detail=lambda: server.log()[-2000:])
     assert any(x.get("status") == 499 for x in _log_lines(server)), server.log()[-2000:]
     assert "Traceback" not in server.log() and not any(x.get("status") == 500 for x in _log_lines(server))

@@ -19,6 +19,7 @@ import requests
 from citywok import layout
 from tests.http.procserver import ServeProcess
 from tests.http.support import SEASON1, build_version, clip_bytes
+from tests.support import private_copy
 
 SEASON2 = {4: "S02E01", 5: "S02E02"}
 
@@ -33,9 +34,7 @@ def two_seasons(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def data(two_seasons: Path, tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    shutil.copytree(two_seasons, d, symlinks=True)
-    return d
+    return private_copy(two_seasons, tmp_path / "data")
 
 
 def _data_file(data: Path, season: int) -> Path:

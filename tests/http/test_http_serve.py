@@ -13,7 +13,8 @@ from pathlib import Path
 
 import requests
 
-from tests.http.support import Origin, clip_bytes, free_port
+from tests.http.support import Origin, clip_bytes
+from tests.support import free_port
 
 
 def _serve(data_dir: Path, port: int, **env: str) -> subprocess.Popen:

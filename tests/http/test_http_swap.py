@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -11,13 +10,12 @@ import requests
 
 from citywok import layout
 from tests.http.support import build_version, clip_bytes
+from tests.support import wait_for
 
 
-def _wait(pred, timeout: float = 5.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def served(server) -> str:  # noqa: ANN001
+    """The version /readyz says is served."""
+    return requests.get(f"{server.url}/readyz", timeout=5).json()["db_version"]
 
 
 def test_swaps_under_load_fail_no_request(server, data_dir) -> None:
@@ -48,8 +46,10 @@ def test_swaps_under_load_fail_no_request(server, data_dir) -> None:
         for i in range(swaps):
             target = "v2" if i % 2 == 0 else "v1"
             layout.flip_current(data_dir, target)
-            _wait(lambda target=target: requests.get(f"{server.url}/readyz", timeout=5).json()["db_version"] == target)
-            time.sleep(0.2)
+            wait_for(lambda target=target: served(server) == target, 5, f"{target} served")
+            answered = versions[target]  # and let the load meet it: one more answer from it
+            wait_for(lambda target=target, answered=answered: versions[target] > answered, 10,
+                     f"an answer from {target}")
     finally:
         stop.set()
         for t in threads:
@@ -60,7 +60,7 @@ def test_swaps_under_load_fail_no_request(server, data_dir) -> None:
     assert server.service.holder.swaps == swaps
     metrics = requests.get(f"{server.url}/metrics", timeout=5).text
     assert f"citywok_swaps_total {float(swaps)}" in metrics
-    _wait(lambda: server.service.holder.draining() == [])  # the swapped-out version was closed
+    wait_for(lambda: server.service.holder.draining() == [], 5, "the swapped-out version closed")
 
 
 def test_a_version_that_cannot_open_leaves_the_old_one_serving(server, data_dir) -> None:
@@ -69,7 +69,8 @@ def test_a_version_that_cannot_open_leaves_the_old_one_serving(server, data_dir)
     (bad / "season_01.lmdb" / "data.mdb").write_bytes(b"not an lmdb file" * 100)
     layout.write_manifest(bad, {"version": "v3", "seasons": {}})
     layout.flip_current(data_dir, "v3")
-    time.sleep(0.5)
+    wait_for(lambda: server.service.metrics.registry.get_sample_value("citywok_version_load_errors_total"), 5,
+             "the v3 load error counted")
     r = requests.get(f"{server.url}/readyz", timeout=5)
     assert r.status_code == 200 and r.json()["db_version"] == "v1"
     assert "v3" in (server.service.holder.last_error or "")
@@ -78,7 +79,7 @@ def test_a_version_that_cannot_open_leaves_the_old_one_serving(server, data_dir)
     assert r.status_code == 200 and r.json()["episode_id"] == "S01E01" and r.json()["db_version"] == "v1"
     # a good version after the bad one is picked up
     build_version(data_dir, "v4", {2: "S01E02"})
-    _wait(lambda: requests.get(f"{server.url}/readyz", timeout=5).json()["db_version"] == "v4")
+    wait_for(lambda: served(server) == "v4", 5, "v4 served")
 
 
 def test_served_version_closes_old_library_only_after_last_holder(data_dir) -> None:

@@ -12,8 +12,9 @@ import time
 import psutil
 import requests
 
-from tests.http.support import clip_bytes, free_port
+from tests.http.support import clip_bytes
 from tests.http.test_http_serve import _serve, _wait_ready
+from tests.support import free_port
 
 
 def _workers(url: str) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,18 +23,15 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import support
+from tests.support import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "fingerprintdb.yaml"
 SERVED = "citywok.io/served-version"
 ERROR = "citywok.io/fetch-error"
 
 pytestmark = pytest.mark.k8s
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def citywok_operator_command() -> list[str]:
@@ -92,15 +88,9 @@ def http_ok(url: str) -> bool:
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, op: Operator | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})"
-                         + (f"\n--- operator log ---\n{op.tail()}" if op else ""))
+    """:func:`tests.support.wait_for`, with the operator's log tail in the failure when ``op`` is given."""
+    detail = (lambda: f"--- operator log ---\n{op.tail()}") if op else None
+    return support.wait_for(check, timeout, what, interval=0.3, detail=detail)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ from moto.server import ThreadedMotoServer
 from citywok import layout
 from citywok.settings import Settings
 from tests.fetcher.fetcher_testkit import make_season
-from tests.k8s.test_operator import CRD, Cluster, Operator, available, condition, fdb, free_port, wait_for
+from tests.k8s.test_operator import CRD, Cluster, Operator, available, condition, fdb, wait_for
+from tests.support import free_port
 
 pytestmark = pytest.mark.k8s
 

@@ -7,10 +7,8 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,14 +17,7 @@ import pytest
 import yaml
 
 from tests.k8s.testbed import TESTENV_SCRIPT, TestBed, TestBedError, pinned_versions
-
-
-def _wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
+from tests.support import wait_for
 
 
 def _deployment(namespace: str, version: str) -> str:
@@ -117,7 +108,7 @@ def test_deployment_rolls_out_then_rolls_to_a_new_template_on_fake_nodes(k8s: Te
             pods = _pods(k8s, namespace)
             return len(pods) == 2 and all(_is_ready(p) and _env_version(p) == "two" for p in pods)
 
-        _wait_for("the old pods to go and two new Ready pods to remain", rolled)
+        wait_for(rolled, 60, "the old pods to go and two new Ready pods to remain", interval=0.3)
         second = _pods(k8s, namespace)
         assert {p["metadata"]["name"] for p in second}.isdisjoint(p["metadata"]["name"] for p in first)
         deployment = json.loads(k8s.kubectl("get", "deployment/web", "-n", namespace, "-o", "json").stdout)
@@ -159,12 +150,11 @@ def test_rbac_forbids_a_service_account_until_a_role_grants_it(k8s: TestBed) -> 
             "--role=pod-reader",
             f"--serviceaccount={namespace}:nobody",
         )
-        _wait_for(
+        wait_for(
+            lambda: k8s.kubectl("get", "pods", "-n", namespace, f"--as={subject}", check=False).returncode == 0,
+            15,
             "the RoleBinding to take effect",
-            lambda: (
-                k8s.kubectl("get", "pods", "-n", namespace, f"--as={subject}", check=False).returncode == 0
-            ),
-            timeout=15,
+            interval=0.3,
         )
         with urllib.request.urlopen(request, context=context, timeout=10) as allowed:
             assert allowed.status == 200

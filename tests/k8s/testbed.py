@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from tests.k8s.pki import CertificateAuthority, KeyPair, service_account_keys
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TESTENV_SCRIPT = REPO / "hack" / "k8s-testenv.sh"
@@ -106,13 +106,6 @@ def build_binaries(script: Path = TESTENV_SCRIPT) -> Path:
     if missing:
         raise TestBedError(f"{script.name} reported {bin_dir} but it lacks {', '.join(missing)}")
     return bin_dir
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _die_with_parent() -> None:
