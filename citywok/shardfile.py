@@ -1,7 +1,7 @@
 """A season shard's summary, read from its LMDB file: the part of the shard format others may read.
 
 The fetcher verifies what it unpacked, and pack describes what it packs, by this summary alone; both
-stay independent of the matcher's store (matcher/store/shard.py owns the format and writes it). The
+stay independent of the matcher's store (matcher/store/shardtable.py owns the format, shard.py writes it). The
 shard keeps three named databases this reads: ``meta`` (one JSON record: counts, parameters),
 ``episodes`` (slot -> JSON {id, title, duration, ...}) and ``postings`` (whose key count is checked).
 """
