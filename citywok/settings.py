@@ -6,7 +6,7 @@ Every part reads its configuration through :func:`load`, so the names and defaul
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,6 @@ class Settings:
     aws_endpoint_url: str | None = None
     aws_region: str | None = None
     sentry_dsn: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     def with_overrides(self, **kwargs: Any) -> Settings:
         """Apply command-line flags; a flag left as None keeps the environment's value."""

@@ -7,7 +7,6 @@ gets it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +21,9 @@ from citywok.operator.podtemplate import (
     parse_pod_template,
 )
 
+from citywok import layout
 from citywok.errors import CityWokError
 
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 STRATEGIES = ("InPlace", "Restart")
 STORAGE_TYPES = ("EmptyDir", "PersistentVolumeClaim")
 # Children are named "<name>-fetcher" etc.; a Service name is a DNS-1035 label of at most 63 characters.
@@ -171,7 +170,7 @@ def parse(name: str, namespace: str, spec: dict[str, Any], default_image: str = 
     if len(name) > MAX_NAME:
         raise SpecError(f"name {name!r} is longer than {MAX_NAME} characters (children append suffixes)")
     version = spec.get("version")
-    if not isinstance(version, str) or not VERSION_RE.match(version) or version == "current":
+    if not isinstance(version, str) or not layout.VERSION_RE.match(version) or version == "current":
         raise SpecError(f"spec.version {version!r} is not a valid version name")
     src = spec.get("source") or {}
     if not src.get("bucket"):

@@ -13,7 +13,6 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from citywok import buildinfo
 
@@ -21,7 +20,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 HASH_BUCKETS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000)
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 # citywok_identify_total{outcome}: every identify request lands in exactly one.
 OUTCOMES = ("match", "no_match", "client_error", "server_error", "refused")
 

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from citywok.matcher.store.library import Library
@@ -45,7 +45,6 @@ class Handle:
     refs: int = 0
     retired: bool = False
     closed: bool = False
-    seasons: list[int] = field(default_factory=list)
 
 
 class ServedVersion:
@@ -153,7 +152,7 @@ class ServedVersion:
         except LegacyError as e:
             self._fail(f"cannot serve the legacy pickles: {e}")
             return False
-        h = Handle(self.data_dir.resolve(), lib, 0.0, seasons=lib.seasons)
+        h = Handle(self.data_dir.resolve(), lib, 0.0)
         with self._lock:
             self._open[h.vdir] = h
             self._current = h
@@ -179,7 +178,7 @@ class ServedVersion:
                 h.retired = False
         if h is None:
             lib = self._open_library(vdir)
-            h = Handle(vdir, lib, mtime, seasons=lib.seasons)
+            h = Handle(vdir, lib, mtime)
         with self._lock:
             old = self._current
             self._open[vdir] = h
@@ -221,7 +220,6 @@ class ServedVersion:
         if self.legacy or not hasattr(h.library, "check"):
             return
         if h.library.check():
-            h.seasons = h.library.seasons
             self._fail("seasons left out of " + h.vdir.name + ": " + ", ".join(
                 f"{n} ({why})" for n, why in sorted(h.library.failed.items())))
             if self.on_swap:
