@@ -10,6 +10,7 @@ import requests
 from citywok.matcher import synth
 
 from tests.http.support import RATE, build_version, clip_bytes
+from tests.support import wait_for
 
 
 def test_identify_upload_finds_episode_and_offset(server) -> None:
@@ -131,10 +132,8 @@ def test_not_ready_is_503_until_a_version_appears(start_server, tmp_path) -> Non
     time.sleep(0.6)
     assert requests.get(f"{s.url}/readyz", timeout=5).status_code == 503
     (vdir / "manifest.json.hold").rename(vdir / "manifest.json")
-    deadline = time.monotonic() + 5
-    while requests.get(f"{s.url}/readyz", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, "the new version was not picked up"
-        time.sleep(0.1)
+    wait_for(lambda: requests.get(f"{s.url}/readyz", timeout=5).status_code == 200, 5,
+             "the new version to be picked up")
     r = requests.post(f"{s.url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(1, 20.0))}, timeout=30)
     assert r.json()["episode_id"] == "S01E01"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from tests.http.support import Origin, clip_bytes
-from tests.support import free_port
+from tests.support import free_port, wait_for
 
 
 def _serve(data_dir: Path, port: int, **env: str) -> subprocess.Popen:
@@ -52,10 +52,7 @@ def test_serve_answers_and_drains_in_flight_requests_on_sigterm(data_dir) -> Non
             # the origin takes 5 s to answer: the request is in flight when SIGTERM arrives
             slow = pool.submit(requests.post, f"{url}/api/v1/identify", json={"url": f"{origin.url}/slow"},
                                timeout=30)
-            deadline = time.monotonic() + 5
-            while "/slow" not in origin.hits:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_for(lambda: "/slow" in origin.hits, 5, "the slow download to start", interval=0.05)
             proc.send_signal(signal.SIGTERM)
             r = slow.result(30)
         assert r.status_code == 200, r.text

@@ -10,6 +10,7 @@ import requests
 from citywok.matcher.service import urlfetch
 
 from tests.http.support import Origin
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -100,15 +101,11 @@ def test_resolver_checks_resolved_addresses() -> None:
 
 def test_concurrent_downloads_are_bounded(start_server, data_dir, origin) -> None:
     import concurrent.futures as cf
-    import time
 
     s = start_server(data_dir, url_allow=urlfetch.AllowList.parse("127.0.0.1"), max_downloads=1, url_timeout=1.5)
     with cf.ThreadPoolExecutor(2) as pool:
         slow = pool.submit(_identify_url, s, f"{origin.url}/slow")
-        deadline = time.monotonic() + 5
-        while "/slow" not in origin.hits:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: "/slow" in origin.hits, 5, "the slow download to start", interval=0.01)
         second = _identify_url(s, f"{origin.url}/clip.mp3")
         assert second.status_code == 429 and second.headers["Retry-After"] == "1"
         assert slow.result().status_code == 504
