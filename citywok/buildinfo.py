@@ -10,14 +10,14 @@ double the series count and no dashboard or alert of ours reads them.
 
 from __future__ import annotations
 
-import os
 from weakref import WeakSet
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge, disable_created_metrics
 
 from citywok import __version__
+from citywok.settings import REVISION_ENV as REVISION_ENV  # re-exported: the variable's name
+from citywok.settings import revision
 
-REVISION_ENV = "CITYWOK_REVISION"
 METRIC = "citywok_build_info"
 
 disable_created_metrics()
@@ -26,7 +26,7 @@ _registered: WeakSet[CollectorRegistry] = WeakSet()
 
 def labels() -> dict[str, str]:
     """The gauge's labels for this process."""
-    return {"version": __version__, "revision": os.environ.get(REVISION_ENV, "").strip() or "unknown"}
+    return {"version": __version__, "revision": revision()}
 
 
 def register(registry: CollectorRegistry = REGISTRY) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
@@ -143,7 +142,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     except StoreError as e:
         raise CommandError(str(e)) from None
     fetcher = Fetcher(store, s.data_dir, jobs=args.jobs, keep=args.keep, progress=False if args.no_progress else None)
-    fixed = args.db_version or os.environ.get("DB_VERSION") or (None if args.version_file else s.db_version)
+    fixed = args.db_version or s.pin or (None if args.version_file else s.db_version)
     desired = DesiredVersion(args.version_file, fixed)
     try:
         pod = PodAnnotations.from_env()

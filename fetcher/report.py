@@ -7,13 +7,12 @@ Each reporter writes only when the state changes.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from citywok import layout
+from citywok import layout, settings
 from citywok.layout import ERROR_ANNOTATION, SERVED_ANNOTATION
 
 log = logging.getLogger(__name__)
@@ -70,17 +69,16 @@ class PodAnnotations:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> PodAnnotations | None:
         """From the downward API's POD_NAME and POD_NAMESPACE; None outside Kubernetes."""
-        e = os.environ if env is None else env
-        name, namespace = e.get("POD_NAME"), e.get("POD_NAMESPACE")
-        if not name or not namespace:
+        where = settings.pod(env)
+        if not where.name or not where.namespace:
             return None
         from kubernetes import client, config
 
-        if e.get("KUBECONFIG"):
-            config.load_kube_config(config_file=e["KUBECONFIG"])
+        if where.kubeconfig:
+            config.load_kube_config(config_file=where.kubeconfig)
         else:
             config.load_incluster_config()
-        return cls(name, namespace, client.CoreV1Api())
+        return cls(where.name, where.namespace, client.CoreV1Api())
 
     def report(self, status: Status) -> None:
         if status == self._last:

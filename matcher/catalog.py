@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ def season_list(vdir: Path) -> str:
 
 def pinned(flag: str | None) -> str | None:
     """The version a command was told to use (flag, then DB_VERSION), or None to follow `current`."""
-    return flag or os.environ.get("DB_VERSION") or None
+    return flag or settings.load().pin
 
 
 def served_dir(s: settings.Settings, flag: str | None) -> Path:

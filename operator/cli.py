@@ -8,6 +8,7 @@ import os
 
 from citywok.operator.spec import DEFAULT_IMAGE
 
+from citywok import settings
 from citywok.command import Subcommands
 
 LOG_FORMATS = ("json", "plain", "full")
@@ -21,7 +22,7 @@ def register(sub: Subcommands) -> None:
     p.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
                    help="watch this namespace (repeatable; glob patterns allowed); default: all namespaces")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
-    p.add_argument("--image", default=os.environ.get("CITYWOK_IMAGE", DEFAULT_IMAGE),
+    p.add_argument("--image", default=settings.operator_image(DEFAULT_IMAGE),
                    help="image for pods whose spec names none (env CITYWOK_IMAGE)")
     p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                    help="kopf liveness endpoint URL ('' to disable)")

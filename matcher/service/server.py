@@ -37,14 +37,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from aiohttp import web
@@ -68,82 +67,49 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media"}
 
 
+_D = settings_mod.ServeSettings()
+
+
 @dataclass
 class ServerConfig:
-    """Everything `citywok serve` can be told, from flags, then environment, then defaults."""
+    """Everything `citywok serve` can be told, from flags, then environment, then defaults (the defaults
+    are citywok.settings', which reads the environment)."""
 
     data_dir: Path = Path("./data")
-    host: str = "0.0.0.0"
-    port: int = 8000
+    host: str = _D.host
+    port: int = _D.port
     max_seasons: int | None = None
     seasons: tuple[int, ...] | None = None
     ingest_token: str | None = None
     url_allow: urlfetch.AllowList = field(default_factory=urlfetch.AllowList)
-    max_upload_bytes: int = 50 << 20
+    max_upload_bytes: int = _D.max_upload_bytes
     workers: int = field(default_factory=settings_mod.cpu_budget)
     max_concurrency: int = field(default_factory=settings_mod.cpu_budget)
     max_queue: int | None = None  # None: 2 x max_concurrency
-    max_queue_wait: float = 0.5
-    max_downloads: int = 8
-    poll_interval: float = 0.5
-    url_timeout: float = 15.0
-    body_timeout: float = 30.0
-    timeline_max_seconds: float = 600.0
-    link_cache_size: int = 256
-    link_cache_ttl: float = 600.0
-    shutdown_timeout: float = 30.0
+    max_queue_wait: float = _D.max_queue_wait
+    max_downloads: int = _D.max_downloads
+    poll_interval: float = _D.poll_interval
+    url_timeout: float = _D.url_timeout
+    body_timeout: float = _D.body_timeout
+    timeline_max_seconds: float = _D.timeline_max_seconds
+    link_cache_size: int = _D.link_cache_size
+    link_cache_ttl: float = _D.link_cache_ttl
+    shutdown_timeout: float = _D.shutdown_timeout
     sentry_dsn: str | None = None
     use_lmdb: bool = True
     db_version: str | None = None  # a pin; None follows `current`
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: object) -> ServerConfig:
-        e = dict(os.environ if env is None else env)
-        s = settings_mod.load(e)
-
-        def num(name: str, conv: Callable[[str], float | int], default: float | int, least: float = 1e-9
-                ) -> float | int:
-            raw = e.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                v = conv(raw)
-            except ValueError:
-                raise CommandError(f"{name}={raw!r} is not a number", 2) from None
-            if v < least:
-                what = "positive" if least < 1e-6 else f"at least {least:g}"
-                raise CommandError(f"{name} must be {what}, not {raw}", 2)
-            return v
-
-        d = cls()
-        cfg = cls(
-            data_dir=s.data_dir,
-            host=e.get("HOST") or d.host,
-            port=int(num("PORT", int, d.port, least=0)),
-            max_seasons=s.max_seasons,
-            seasons=s.seasons,
-            ingest_token=e.get("INGEST_TOKEN") or None,
-            url_allow=urlfetch.AllowList.parse(e.get("URL_ALLOW_HOSTS")),
-            max_upload_bytes=int(num("MAX_UPLOAD_BYTES", int, d.max_upload_bytes)),
-            workers=int(num("WORKERS", int, d.workers, least=0)),
-            max_concurrency=int(num("MAX_CONCURRENCY", int, d.max_concurrency)),
-            max_queue=int(num("MAX_QUEUE", int, -1, least=0)) if e.get("MAX_QUEUE", "").strip() else None,
-            max_queue_wait=float(num("MAX_QUEUE_WAIT", float, d.max_queue_wait)),
-            max_downloads=int(num("MAX_DOWNLOADS", int, d.max_downloads)),
-            poll_interval=float(num("POLL_INTERVAL", float, d.poll_interval)),
-            url_timeout=float(num("URL_TIMEOUT", float, d.url_timeout)),
-            body_timeout=float(num("BODY_TIMEOUT", float, d.body_timeout)),
-            timeline_max_seconds=float(num("TIMELINE_MAX_SECONDS", float, d.timeline_max_seconds)),
-            link_cache_size=int(num("LINK_CACHE_SIZE", int, d.link_cache_size, least=0)),
-            link_cache_ttl=float(num("LINK_CACHE_TTL", float, d.link_cache_ttl)),
-            shutdown_timeout=float(num("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout)),
-            sentry_dsn=s.sentry_dsn,
-            use_lmdb=s.use_lmdb,
-            db_version=e.get("DB_VERSION") or None,
-        )
-        for k, v in flags.items():
-            if v is not None:
-                setattr(cfg, k, v)
+        """The environment (the process's by default), read by citywok.settings; then the flags not None."""
+        s, v = settings_mod.load(env), settings_mod.serve(env)
+        given = {f.name: getattr(v, f.name) for f in fields(v) if f.name != "url_allow_hosts"}
+        cfg = cls(data_dir=s.data_dir, max_seasons=s.max_seasons, seasons=s.seasons, sentry_dsn=s.sentry_dsn,
+                  use_lmdb=s.use_lmdb, db_version=s.pin, url_allow=urlfetch.AllowList.parse(v.url_allow_hosts),
+                  **{k: x for k, x in given.items() if x is not None})
+        for k, x in flags.items():
+            if x is not None:
+                setattr(cfg, k, x)
         return cfg
 
 
