@@ -58,7 +58,10 @@ def answer_lines(answer: dict[str, Any], episodes: int, seasons: list[int]) -> l
 
 
 def _scale(answer: dict[str, Any]) -> str:
-    """The estimated speed and pitch change of an edited clip, when the answer has one."""
+    """The estimated speed and pitch change of an edited clip, when the answer has one: its ``edit`` in
+    words ("sped up 1.25x"), or the factors of an older answer that has none."""
+    if answer.get("edit"):
+        return f", {answer['edit']}"
     parts = []
     for key, what in (("time_scale", "played at"), ("pitch_scale", "pitch at")):
         v = answer.get(key)

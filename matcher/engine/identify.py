@@ -6,7 +6,12 @@ most ``part_cap`` from each half second of the clip (its ``spread``), which chan
 unindexed audio almost never do: on real music, unindexed clips that reached a dozen or more aligned
 hashes had them from one or two moments (a chord two pieces share), while a true match, even at 0 dB
 SNR, has them spread over the clip.
-A clip that finds nothing is retried at small speed changes (sped-up or slowed broadcasts).
+A clip the plain vote does not settle (no decisive answer, or one whose hits drift along the clip as
+a time-stretched clip's do) is searched under scale hypotheses (matcher/engine/scale.py: speed, tempo
+and pitch changes applied to its peaks); the best candidates are refined and verified by a fresh vote
+at the refined scales, which must clear ``scale_min_score`` and stand well above the best other
+episode. A clip whose plain answer drifts and whose scale search verifies nothing is no match rather
+than a confident answer at a wrong offset.
 Most clips are decided by a first vote of half their hashes (half the lookups); it must clear a
 higher bar (``half_min_score``; on 1,100 unindexed music clips its spread peaked at 9), and any doubt sends
 every hash to a second vote.
@@ -23,10 +28,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from citywok.matcher.engine import scale
 from citywok.matcher.engine.catalogue import Catalogue, Postings
-from citywok.matcher.engine.fingerprint import fingerprint_pcm
-from citywok.matcher.engine.landmarks import Hashes
+from citywok.matcher.engine.landmarks import Hashes, landmarks
 from citywok.matcher.engine.match import repeats, spread, vote
+from citywok.matcher.engine.peaks import Peaks
 
 from citywok.errors import CityWokError
 
@@ -47,8 +53,16 @@ class MatchPolicy:
     part_cap: int = 5
     kept: int = 8  # candidates kept (best first), each with its spread counted
     margin: float = 1.5  # the best must beat the best other episode by this factor
-    speed_min_score: int = 20  # eight more tries at other speeds are eight more chances of a fluke
-    speeds: tuple[float, ...] = (1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.04, 0.96)
+    speed_min_score: int = 20  # a plain answer this strong is not searched at other scales
+    grid: scale.ScaleGrid = scale.ScaleGrid()
+    dense_peaks: int = 20  # clip peaks per bucket kept for the scale search (the index keeps 14)
+    coarse_min_score: int = 7  # a coarse alignment weaker than this is not refined (chance reaches about 9)
+    refined: int = 2  # coarse candidates refined and verified
+    scale_min_score: int = 16  # a verified scaled answer's spread: every hypothesis is a chance of a fluke ...
+    scale_margin: float = 3.0  # ... so it must also stand this far above the best other episode at its scales,
+    scale_strong: int = 24  # ... unless its spread is this high (then ``margin`` will do: a real partial match)
+    scale_sure: int = 30  # a verified scaled answer this strong ends the search (the later lines are not tried)
+    drift: float = 1.3  # a plain answer whose hits line up this much better at another time scale drifts
     candidates: int = 5
     repeat_ratio: float = 0.5  # another offset of the same episode with this share of the best score
     half_min_score: int = 20  # a first vote of half the hashes decides only with more evidence than a match needs
@@ -88,7 +102,10 @@ class Identification:
     confidence: float = 0.0
     score: int = 0
     spread: int = 0
-    speed: float = 1.0
+    speed: float = 1.0  # the same as time_scale (older clients read it)
+    time_scale: float = 1.0  # the clip plays this many times faster than the episode
+    pitch_scale: float = 1.0  # the clip's frequencies are this many times the episode's
+    edit: str | None = None  # the scale change in words: "sped up 1.25x", "pitch +3.0 semitones, tempo kept"
     query_hashes: int = 0
     hashes_looked_up: int = 0
     clip_seconds: float = 0.0
@@ -101,17 +118,6 @@ class Identification:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def _stretch(pcm: np.ndarray, speed: float) -> np.ndarray:
-    """Undo a clip played ``speed`` times too fast: stretch it back to the episode's time base."""
-    n = int(pcm.size * speed)
-    return np.interp(np.arange(n) / speed, np.arange(pcm.size), pcm).astype(np.float32)
-
-
-def _rank(library: Catalogue, pcm: np.ndarray, speed: float, policy: MatchPolicy) -> Ranked:
-    stretched = _stretch(pcm, speed) if speed != 1.0 else pcm
-    return _rank_hashes(library, fingerprint_pcm(stretched, library.params), policy)
 
 
 def _halves(hashes: Hashes) -> tuple[Hashes, Hashes]:
@@ -176,6 +182,92 @@ def _segment_label(library: Catalogue, cands: list[Candidate], seconds: float) -
     return label or f"shared by {len(cands)} episodes"
 
 
+@dataclass(frozen=True)
+class Scaled:
+    """A verified answer under a scale hypothesis."""
+
+    ranked: Ranked
+    hypothesis: scale.Hypothesis
+
+
+def _verify(library: Catalogue, peaks: Peaks, h: scale.Hypothesis, policy: MatchPolicy) -> Ranked:
+    """A fresh, full vote with every hash of the clip under one hypothesis."""
+    hashes = scale.batch_hashes(peaks, [h], library.params)
+    return _rank_hashes(library, hashes, policy)
+
+
+def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchPolicy) -> Scaled | None:
+    """The coarse winner's hypothesis refined on a local grid (one lookup), its time scale fitted to
+    the hits, then verified by a fresh vote at the refined scales."""
+    hyps = policy.grid.around(found.hypothesis)
+    postings = library.lookup(scale.batch_hashes(peaks, hyps, library.params))
+    mine = next((f for f in scale.vote_hypotheses(postings, hyps, top=64) if f.slot == found.slot), found)
+    k = hyps.index(min(hyps, key=lambda h: abs(h.pitch_scale - mine.hypothesis.pitch_scale)
+                       + abs(h.time_scale - mine.hypothesis.time_scale)))
+    local = _hypothesis_postings(postings, k)
+    fit = scale.fit_time_scale(local, found.slot, mine.offset, mine.hypothesis.time_scale)
+    h = scale.Hypothesis(fit.time_scale, mine.hypothesis.pitch_scale)
+    ranked = _verify(library, peaks, h, policy)
+    if not _verified(ranked.candidates, policy):
+        return None
+    return Scaled(ranked, h)
+
+
+def _verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
+    """A scaled answer is trusted with more evidence than a plain one: chance alignments picked as the
+    best of many hypotheses reach a spread of a plain match, but stay close to the best other episode."""
+    if not _decisive(cands, policy, policy.scale_min_score):
+        return False
+    return cands[0].spread >= policy.scale_strong or cands[0].score >= policy.scale_margin * _runner_up(cands)
+
+
+def _hypothesis_postings(postings: Postings, k: int) -> Postings:
+    """The hits of hypothesis ``k`` of a batched lookup, with the clip times of that hypothesis."""
+    m = (postings.query_t >> scale.T_BITS) == k
+    return Postings(postings.query_t[m] & ((1 << scale.T_BITS) - 1), postings.slot[m], postings.db_t[m], 0)
+
+
+def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy) -> tuple[Scaled | None, int]:
+    """The best verified answer under the scale hypotheses, and the distinct hashes looked up. The
+    lines are searched one by one; one that verifies an answer of ``scale_sure`` ends the search."""
+    best: Scaled | None = None
+    looked_up = 0
+    for line in policy.grid.lines():
+        found, n = scale.search(peaks, library.params, library.lookup, policy.grid, line,
+                                policy.refined)
+        looked_up += n
+        for f in found:
+            if f.score < policy.coarse_min_score:
+                break
+            s = _refine(library, peaks, f, policy)
+            if s is not None and (best is None or s.ranked.candidates[0].spread > best.ranked.candidates[0].spread):
+                best = s
+        if best is not None and best.ranked.candidates[0].spread >= policy.scale_sure:
+            break
+    return best, looked_up
+
+
+def _drifts(ranked: Ranked, frame_seconds: float, policy: MatchPolicy) -> bool:
+    """Whether the best candidate's hits line up clearly better at another time scale: a stretched
+    clip aligns in part at scale 1, at an offset that is right for one moment of it only."""
+    best = ranked.candidates[0]
+    fs = frame_seconds
+    fit = scale.fit_time_scale(ranked.postings, ranked.slots[(best.episode_id, best.season)],
+                               round(best.offset_seconds / fs), 1.0, span=0.06, step=0.003)
+    return abs(fit.time_scale - 1) > 0.004 and fit.score > policy.drift * fit.unscaled
+
+
+def _plain(library: Catalogue, peaks: Peaks, policy: MatchPolicy) -> Ranked:
+    """The vote at scale 1: most clips are decided by half of their hashes, at half the cost; any doubt
+    and the other half is looked up too, and all of them vote."""
+    hashes = landmarks(scale.plain_peaks(peaks, library.params), library.params)
+    first, rest = _halves(hashes)
+    ranked = _rank_hashes(library, first, policy)
+    if not _decisive(ranked.candidates, policy, policy.half_min_score):
+        ranked = _ranked(library, ranked.postings.joined(library.lookup(rest)), len(hashes), policy)
+    return ranked
+
+
 def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFAULT_POLICY) -> Identification:
     """Identify mono PCM at the library's sample rate."""
     p = library.params
@@ -184,41 +276,46 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
         raise ClipTooShort(f"the clip has {seconds:.2f} s of audio; at least {MIN_CLIP_SECONDS:g} s is needed")
     pcm = pcm[: int(MAX_CLIP_SECONDS * p.sample_rate)]
     result = Identification(match=False, clip_seconds=round(seconds, 3), db_version=library.version)
-    hashes = fingerprint_pcm(pcm, p)
-    # most clips are decided by half of their hashes, at half the cost; any doubt and the other half
-    # is looked up too, and all of them vote
-    first, rest = _halves(hashes)
-    ranked = _rank_hashes(library, first, policy)
-    if not _decisive(ranked.candidates, policy, policy.half_min_score):
-        ranked = _ranked(library, ranked.postings.joined(library.lookup(rest)), len(hashes), policy)
+    peaks = scale.clip_peaks(scale.clip_spectrogram(pcm, p), p, policy.dense_peaks)
+    ranked = _plain(library, peaks, policy)
     cands = ranked.candidates
     result.query_hashes, result.hashes_looked_up = ranked.query_hashes, ranked.looked_up
-    speed = 1.0
-    # a sped-up clip aligns in part at its own speed (the offsets drift along the clip): an answer
-    # weaker than a speed change could give is checked against the other speeds too
-    answered = cands[0].spread if _decisive(cands, policy) else 0
+    hyp = scale.Hypothesis(1.0, 1.0)
+    plain_ok = _decisive(cands, policy)
+    drifting = plain_ok and _drifts(ranked, p.frame_seconds, policy)
+    answered = cands[0].spread if plain_ok and not drifting else 0
     if answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
-        for s in policy.speeds:
-            r2 = _rank(library, pcm, s, policy)
-            result.hashes_looked_up += r2.looked_up
-            if _decisive(r2.candidates, policy, policy.speed_min_score) and r2.candidates[0].spread > answered:
-                ranked, cands, speed = r2, r2.candidates, s
-                break
+        scaled, looked_up = _scale_search(library, peaks, policy)
+        result.hashes_looked_up += looked_up
+        if scaled is not None and scaled.ranked.candidates[0].spread > answered:
+            ranked, cands, hyp, drifting = scaled.ranked, scaled.ranked.candidates, scaled.hypothesis, False
+    _decide(result, library, ranked, hyp, drifting, policy)
+    return result
+
+
+def _decide(result: Identification, library: Catalogue, ranked: Ranked, hyp: scale.Hypothesis, drifting: bool,
+            policy: MatchPolicy) -> None:
+    """Fill in the answer from the chosen vote: a match, an ambiguous match, or no match."""
+    cands = ranked.candidates
+    seconds = result.clip_seconds
     result.candidates = cands[: policy.candidates]
+    result.time_scale = result.speed = round(float(hyp.time_scale), 4)
+    result.pitch_scale = round(float(hyp.pitch_scale), 4)
+    result.edit = scale.describe(hyp.time_scale, hyp.pitch_scale)
     contenders = _contenders(cands, policy)
     if not _decisive(cands, policy) and len(contenders) >= 2:
         result.match = result.ambiguous = True
         result.episodes = contenders
-        result.score, result.spread, result.speed = contenders[0].score, contenders[0].spread, speed
+        result.score, result.spread = contenders[0].score, contenders[0].spread
         result.season = contenders[0].season if len({c.season for c in contenders}) == 1 else None
         result.confidence = round(1.0 / len(contenders), 3)
         result.shared_segment = _segment_label(library, contenders, seconds)
-    elif _decisive(cands, policy):
+    elif _decisive(cands, policy) and not drifting:
         best = cands[0]
         runner = _runner_up(cands)
         result.match = True
         result.episode_id, result.season, result.title = best.episode_id, best.season, best.title
-        result.offset_seconds, result.score, result.speed = best.offset_seconds, best.score, speed
+        result.offset_seconds, result.score = best.offset_seconds, best.score
         result.spread = best.spread
         result.confidence = round(1.0 - runner / best.score, 3)
         fs = library.params.frame_seconds
@@ -227,4 +324,3 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
         result.also_at = sorted(round(off * fs, 3) for off, _ in again)
     elif cands:
         result.score, result.spread = cands[0].score, cands[0].spread
-    return result

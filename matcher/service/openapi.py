@@ -27,7 +27,13 @@ IDENTIFY_FIELDS = {
     "score": "aligned hashes at the best offset",
     "spread": (f"the same, counting at most {DEFAULT_POLICY.part_cap} from each half second of the clip: a match"
                f" needs {DEFAULT_POLICY.min_score}"),
-    "speed": "the playback speed the clip was matched at (1.0: unchanged)",
+    "speed": "the same as time_scale (older clients read it)",
+    "time_scale": ("how many times faster the clip plays than the episode (1.25: sped up, 0.8: slowed down);"
+                   " offset_seconds is in the episode's own time"),
+    "pitch_scale": ("the clip's frequencies over the episode's (1.189: three semitones up; equal to time_scale"
+                    " for a plain speed change)"),
+    "edit": ('the scale change in words, e.g. "sped up 1.25x", "tempo 0.80x, pitch kept", "pitch +3.0 semitones,'
+             ' tempo kept"; null for an unedited clip'),
     "candidates": "the best episodes, best first (the runner-ups follow the answer)",
     "ambiguous": "the clip is audio several episodes share (theme, credits): `episodes` lists them",
     "episodes": "when ambiguous: every episode the clip could be, with its offset",

@@ -37,7 +37,8 @@ def test_reencoded_clip_survived(library, episodes, fmt, bitrate):
 def test_speed_change_survived(library, episodes, speed):
     r = identify_pcm(library, synth.change_speed(clip(episodes["S01E05"], 30, 6), speed))
     assert r.match and r.episode_id == "S01E05" and abs(r.offset_seconds - 30) <= 0.1
-    assert r.speed == speed
+    assert r.time_scale == r.speed == pytest.approx(speed, rel=0.005)
+    assert r.pitch_scale == pytest.approx(speed, rel=0.01)
 
 
 def test_unindexed_audio_not_matched(library):

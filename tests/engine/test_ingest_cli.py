@@ -87,3 +87,20 @@ def test_seasons_setting_limits_what_is_searched(tmp_path):
     assert ans["match"] and ans["season"] == 2
     r = citywok("identify", str(clip), env_data=data, env={"SEASONS": "4"})
     assert r.returncode == 3 and "no match" in r.stdout
+
+
+def test_identify_prints_the_edit_of_a_sped_up_clip(tmp_path):
+    data = tmp_path / "data"
+    write_episode_files(tmp_path / "eps", [4])
+    r = citywok("ingest", str(tmp_path / "eps"), "--season", "2", "--no-progress", env_data=data)
+    assert r.returncode == 0, r.stderr
+    x = synth.episode(104, 30, 22050)[int(6.0 * 22050): int((6.0 + 6 * 1.25) * 22050)]
+    clip = tmp_path / "fast.mp3"
+    clip.write_bytes(synth.encode(synth.rescale(x, 22050, speed=1.25), 22050, "mp3", 64000))
+    r = citywok("identify", str(clip), env_data=data)
+    assert r.returncode == 0, r.stdout + r.stderr
+    first = r.stdout.splitlines()[0]
+    assert first.startswith("S02E04") and "season 2, at 0:06" in first and "sped up 1.2" in first
+    ans = json.loads(citywok("identify", str(clip), "--json", env_data=data).stdout)
+    assert abs(ans["time_scale"] - 1.25) <= 0.025 and abs(ans["pitch_scale"] - 1.25) <= 0.025
+    assert ans["speed"] == ans["time_scale"] and ans["edit"].startswith("sped up 1.2")

@@ -181,6 +181,17 @@ def test_page_identifies_a_dropped_clip(server, tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
+def test_page_says_how_a_clip_was_sped_up(server, tmp_path: Path) -> None:
+    x = episode_pcm(2)[int(14.0 * RATE): int((14.0 + 6 * 1.2) * RATE)]
+    clip = tmp_path / "sped up.mp3"
+    clip.write_bytes(synth.encode(synth.rescale(x, RATE, speed=1.2), RATE, "mp3"))
+    shown = asyncio.run(_drop_clip(f"{server.url}/", clip))
+    assert shown["episode"] == "S01E02"
+    assert abs(float(shown["offset"].replace("0:", "")) - 14.0) < 0.1
+    assert shown["scale"] in ("sped up 1.19x", "sped up 1.20x", "sped up 1.21x")
+
+
+@pytest.mark.browser
 def test_page_on_a_phone_shows_titles_runner_ups_and_a_speed_change(start_server, tmp_path: Path) -> None:
     """390 px wide: nothing wider than the screen; the title, the runner-ups and the clip's speed change shown."""
     data = tmp_path / "data"
@@ -207,8 +218,9 @@ def test_page_on_a_phone_shows_titles_runner_ups_and_a_speed_change(start_server
     assert shown["width"] <= 390, shown["width"]
     assert shown["headline"].startswith("S01E03 “Kitchen Fire” at ") and shown["title"] == "Kitchen Fire"
     assert abs(float(shown["offset"].replace("0:", "")) - 20.0) < 0.2
-    assert shown["scale"] == "played at 103 %"
-    assert shown["runners"] and shown["runners"][0].startswith("S01E04 “Delivery”, season 1, at 0:1")
+    assert shown["scale"] == "sped up 1.03x"
+    assert shown["runners"] and shown["runners"][0].startswith("S01E04 “Delivery”, season 1, at 0:")
+    assert abs(float(re.search(r"at 0:(\d+\.\d+)", shown["runners"][0]).group(1)) - 10.0) < 0.1  # where the cue is
     assert "straight to an audio or video file" in shown["help"]
     assert Path(shown["png"]).stat().st_size > 10_000
 

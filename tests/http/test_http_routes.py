@@ -34,6 +34,9 @@ def test_openapi_and_docs(server) -> None:
     assert paths <= set(spec["paths"])
     for status in ("200", "400", "413", "415", "422", "429", "503"):
         assert status in spec["paths"]["/api/v1/identify"]["post"]["responses"]
+    answer = spec["components"]["schemas"]["Identification"]["properties"]
+    assert {"time_scale", "pitch_scale", "edit", "speed"} <= set(answer)
+    assert "episode's own time" in answer["time_scale"]["description"]
     docs = requests.get(f"{server.url}/docs", timeout=5)
     assert docs.status_code == 200 and "text/html" in docs.headers["Content-Type"]
     assert "/static/docs.js" in docs.text and "https://" not in docs.text  # self-contained, no CDN

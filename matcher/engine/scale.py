@@ -1,0 +1,265 @@
+"""Scale hypotheses applied to a clip's peaks: finding clips that were sped up, slowed down,
+time-stretched or pitch-shifted, against the index built for unedited audio (numpy in, numpy out).
+
+A clip played ``time_scale`` times faster than the episode with its frequencies ``pitch_scale`` times
+higher has its peaks at (t / time_scale, f * pitch_scale). Its peaks are found once, moved back to the
+episode's time and frequency under each hypothesis, thinned to the episode's density and paired into
+landmarks again: under the right hypothesis they are the episode's own hashes. Speed (resampling)
+moves both factors together, tempo only the times, pitch only the frequencies, so the coarse search
+walks those three lines; the best candidates are refined around their hypothesis and re-voted before
+anything is answered.
+
+A hypothesis tolerates about 1% of error in time (dt of a pair and the drift of the offset along the
+clip) and about 0.75% in frequency (a bin at 1.5 kHz moves by one): the grid steps follow from that.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from citywok.matcher.engine.catalogue import Postings
+from citywok.matcher.engine.landmarks import Hashes, pack_hash, zone_peaks
+from citywok.matcher.engine.match import Votes, vote
+from citywok.matcher.engine.params import FingerprintParams
+from citywok.matcher.engine.peaks import Peaks, find_peaks
+from citywok.matcher.engine.spectrogram import log_spectrogram
+
+T_BITS = 12  # clip frames under a hypothesis: 30 s at 1.3x is 2,440 frames; the hypothesis goes above
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    time_scale: float  # the clip plays this many times faster than the episode
+    pitch_scale: float  # the clip's frequencies are this many times the episode's
+
+
+@dataclass(frozen=True)
+class ScaleGrid:
+    """The coarse hypotheses: the speed, tempo and pitch lines, in geometric steps."""
+
+    time_range: tuple[float, float] = (0.78, 1.28)
+    pitch_range: tuple[float, float] = (0.83, 1.21)
+    time_step: float = 0.02
+    pitch_step: float = 0.015
+    coarse_fanout: int = 2  # pairs per anchor in the coarse search: the strongest survive an edit best
+    coarse_dt_max: int = 31  # frames: short pairs stay hashed right under a slightly wrong time scale
+
+    def lines(self) -> list[list[Hypothesis]]:
+        """The speed line, then tempo, then pitch (the order they are searched in, the most common edit
+        first), unscaled (1, 1) left out: the plain vote has tried it."""
+        speeds = _geometric(*self.time_range, self.time_step)
+        pitches = _geometric(*self.pitch_range, self.pitch_step)
+        lines = [[Hypothesis(s, s) for s in speeds], [Hypothesis(s, 1.0) for s in speeds],
+                 [Hypothesis(1.0, s) for s in pitches]]
+        return [[h for h in line if abs(h.time_scale - 1) > 1e-9 or abs(h.pitch_scale - 1) > 1e-9] for line in lines]
+
+    def hypotheses(self) -> list[Hypothesis]:
+        return [h for line in self.lines() for h in line]
+
+    def around(self, h: Hypothesis) -> list[Hypothesis]:
+        """The local grid a coarse winner is refined on: half a step either side in each factor."""
+        ts = [h.time_scale * (1 + k * self.time_step / 2) for k in (-1, 0, 1)]
+        ps = [h.pitch_scale * (1 + k * self.pitch_step / 2) for k in (-1, 0, 1)]
+        return [Hypothesis(t, p) for t in ts for p in ps]
+
+
+def _geometric(lo: float, hi: float, step: float) -> list[float]:
+    """Points from ``lo`` to ``hi`` a factor ``1 + step`` apart, one of them exactly 1."""
+    k_lo = math.floor(math.log(lo) / math.log1p(step))
+    k_hi = math.ceil(math.log(hi) / math.log1p(step))
+    return [(1 + step) ** k for k in range(k_lo, k_hi + 1)]
+
+
+def clip_peaks(spec: np.ndarray, p: FingerprintParams, per_bucket: int) -> Peaks:
+    """The clip's peaks at a higher density than the index keeps: a sped-up clip packs more than a
+    bucket of the episode's time into each of its own buckets, and thinning comes after the move."""
+    dense = FingerprintParams(**{**p.to_dict(), "peaks_per_bucket": per_bucket})
+    return find_peaks(spec, 0, 0, spec.shape[0], dense)
+
+
+def clip_spectrogram(pcm: np.ndarray, p: FingerprintParams) -> np.ndarray:
+    return log_spectrogram(pcm, p)
+
+
+def scaled_peaks(peaks: Peaks, hyps: list[Hypothesis], p: FingerprintParams) -> Peaks:
+    """The clip's peaks moved to the episode's time and frequency under each hypothesis, thinned as the
+    episode's were (the strongest ``peaks_per_bucket`` of each bucket). Hypothesis k's peaks come
+    ``k << T_BITS`` frames after hypothesis k-1's, so one pairing pass serves them all."""
+    ts = np.array([h.time_scale for h in hyps])[:, None]
+    ps = np.array([h.pitch_scale for h in hyps])[:, None]
+    t = np.rint(peaks.t[None, :] * ts).astype(np.int64) + (np.arange(len(hyps))[:, None] << T_BITS)
+    f = np.rint(peaks.f[None, :] / ps).astype(np.int64)
+    m = np.broadcast_to(peaks.m[None, :], t.shape)
+    ok = (f >= p.min_bin) & (f < p.max_bin)
+    t, f, m = t[ok], f[ok], m[ok]
+    bucket = t // p.bucket_frames
+    order = np.lexsort((-m, bucket))
+    sorted_buckets = bucket[order]
+    rank = np.arange(order.size) - np.searchsorted(sorted_buckets, sorted_buckets, side="left")
+    keep = order[rank < p.peaks_per_bucket]
+    final = keep[np.lexsort((f[keep], t[keep]))]
+    return Peaks(t[final], f[final], m[final])
+
+
+def top_landmarks(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> Hashes:
+    """:func:`landmarks` with the strongest ``fanout`` pairs of a zone cut at ``dt_max`` frames, picked
+    by repeated maxima (a full sort of every zone costs more than the lookups). Short pairs are the
+    ones a slightly wrong time scale still hashes right."""
+    n = len(peaks)
+    if n < 2:
+        return Hashes.empty()
+    t, f = peaks.t, peaks.f
+    zone = replace(p, target_dt_max=dt_max)
+    j = np.arange(n)[:, None] + np.arange(1, min(zone_peaks(zone), n - 1) + 1)[None, :]
+    inside = j < n
+    j = np.minimum(j, n - 1)
+    dt = t[j] - t[:, None]
+    adf = np.abs(f[j] - f[:, None])
+    ok = inside & (dt >= p.target_dt_min) & (dt <= dt_max) & (adf >= p.target_df_min) & (adf <= p.target_df_max)
+    strength = np.where(ok, peaks.m[j], -np.inf)
+    rows = np.arange(n)
+    anchors, targets = [], []
+    for _ in range(fanout):
+        col = np.argmax(strength, axis=1)
+        good = strength[rows, col] > -np.inf
+        anchors.append(rows[good])
+        targets.append(j[rows[good], col[good]])
+        strength[rows, col] = -np.inf
+    i, k = np.concatenate(anchors), np.concatenate(targets)
+    order = np.argsort(i, kind="stable")
+    i, k = i[order], k[order]
+    return Hashes(pack_hash(f[i], f[k] - f[i], t[k] - t[i]), t[i].astype(np.uint32))
+
+
+def batch_hashes(peaks: Peaks, hyps: list[Hypothesis], p: FingerprintParams, fanout: int | None = None,
+                 dt_max: int | None = None) -> Hashes:
+    """The hashes of every hypothesis in one query (one lookup for all): hypothesis k's anchor times
+    carry ``k`` above ``T_BITS``."""
+    moved = scaled_peaks(peaks, hyps, p)
+    return top_landmarks(moved, p, p.fanout if fanout is None else fanout,
+                         p.target_dt_max if dt_max is None else dt_max)
+
+
+@dataclass(frozen=True)
+class Found:
+    """The best alignment of one episode slot under the hypotheses."""
+
+    slot: int
+    offset: int  # frames of the episode where the clip starts
+    score: int
+    hypothesis: Hypothesis
+
+
+TABLE_BITS = 20  # cells of the coarse vote: (hypothesis, slot) hashed, offset bins kept adjacent
+OFFSET_BIN = 4  # frames per coarse offset bin; with its neighbours the vote spans 12 frames of drift
+
+
+def vote_hypotheses(postings: Postings, hyps: list[Hypothesis], top: int = 8, cells: int = 48) -> list[Found]:
+    """The best alignment of each slot over (hypothesis, slot, offset), strongest first.
+
+    A coarse vote first counts every hit in a hashed table of offset bins (linear time: sorting every
+    hit of every hypothesis costs several times the lookups); the hits of the best ``cells`` are then
+    voted exactly, each hypothesis at a few nearby time scales, since under a slightly wrong one the
+    offset drifts along the clip."""
+    if postings.slot.size == 0:
+        return []
+    size = 1 << TABLE_BITS
+    k = postings.query_t >> T_BITS
+    n_slots = int(postings.slot.max()) + 1
+    group = k * n_slots + postings.slot
+    cell = ((group * 0x9E3779B1) + (postings.offset >> 2)) & (size - 1)
+    counts = np.bincount(cell, minlength=size)
+    pooled = counts.copy()
+    pooled[1:] += counts[:-1]
+    pooled[:-1] += counts[1:]
+    strong = np.flatnonzero(pooled >= max(2, int(pooled.max()) // 3))
+    strong = strong[np.argsort(-pooled[strong], kind="stable")[:cells]]
+    near = np.zeros(size + 1, bool)
+    near[strong] = True
+    near[strong + 1] = True
+    near[np.maximum(strong - 1, 0)] = True
+    picked = near[cell]
+    return _exact_vote(postings, picked, group[picked], n_slots, hyps, top)
+
+
+def _exact_vote(postings: Postings, picked: np.ndarray, group: np.ndarray, n_slots: int,
+                hyps: list[Hypothesis], top: int, subs: tuple[float, ...] = (-0.006, 0.0, 0.006)) -> list[Found]:
+    t = postings.query_t[picked] & ((1 << T_BITS) - 1)
+    db = postings.db_t[picked]
+    keys = np.concatenate([group * len(subs) + j for j in range(len(subs))])
+    qts = np.concatenate([t if d == 0 else np.rint(t * (1 + d)).astype(np.int64) for d in subs])
+    v: Votes = vote(Postings(qts, keys, np.tile(db, len(subs)), 0), top=64)
+    out: dict[int, Found] = {}
+    for key, off, score in zip(v.slot.tolist(), v.offset.tolist(), v.score.tolist(), strict=True):
+        g, j = divmod(key, len(subs))
+        hk, slot = divmod(g, n_slots)
+        if slot not in out:
+            h = hyps[hk]
+            out[slot] = Found(slot, off, score, Hypothesis(h.time_scale * (1 + subs[j]), h.pitch_scale))
+    return sorted(out.values(), key=lambda f: -f.score)[:top]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How the hits of one slot line up across nearby time scales."""
+
+    time_scale: float  # the best
+    offset: int  # frames, at the best time scale
+    score: int  # hits aligned (+-1 frame) at the best time scale
+    unscaled: int  # hits aligned at the time scale the sweep started from
+
+
+def fit_time_scale(postings: Postings, slot: int, offset: int, time_scale: float, span: float = 0.012,
+                   step: float = 0.001) -> Fit:
+    """The time scale within ``span`` (relative) of ``time_scale`` at which the hits of ``slot`` near
+    ``offset`` line up best: the vote's pooling hides a drift of a frame or two along the clip, and a
+    stretched clip voted at scale 1 lines up only in part."""
+    window = int(span * int(postings.query_t.max(initial=0))) + 3
+    m = (postings.slot == slot) & (np.abs(postings.offset - offset) <= window)
+    if not m.any():
+        return Fit(time_scale, offset, 0, 0)
+    t, db = postings.query_t[m].astype(np.float64), postings.db_t[m]
+    steps = np.arange(-round(span / step), round(span / step) + 1) * step
+    scores, offsets = np.zeros(steps.size, np.int64), np.zeros(steps.size, np.int64)
+    for k, r in enumerate(steps):
+        values, counts = np.unique(db - np.rint(t * (1 + r)).astype(np.int64), return_counts=True)
+        next_to = np.diff(values) == 1
+        pooled = counts.copy()
+        pooled[1:] += np.where(next_to, counts[:-1], 0)
+        pooled[:-1] += np.where(next_to, counts[1:], 0)
+        i = int(np.argmax(pooled))
+        scores[k], offsets[k] = pooled[i], values[i]
+    # the middle of the best run: a short clip lines up about as well over a small range of scales
+    top = np.flatnonzero(scores == scores.max())
+    k = int(top[np.argmin(np.abs(top - top.mean()))])
+    return Fit(time_scale * (1 + steps[k]), int(offsets[k]), int(scores[k]), int(scores[steps.size // 2]))
+
+
+def plain_peaks(peaks: Peaks, p: FingerprintParams) -> Peaks:
+    """Dense clip peaks thinned to the index's density, unmoved: what the clip's own hashes pair."""
+    return scaled_peaks(peaks, [Hypothesis(1.0, 1.0)], p)
+
+
+def search(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], Postings], grid: ScaleGrid,
+           hyps: list[Hypothesis], top: int) -> tuple[list[Found], int]:
+    """The coarse search: hypotheses ``hyps`` in one lookup, the best slots found."""
+    postings = lookup(batch_hashes(peaks, hyps, p, grid.coarse_fanout, grid.coarse_dt_max))
+    return vote_hypotheses(postings, hyps, top=top), postings.looked_up
+
+
+def describe(time_scale: float, pitch_scale: float, tolerance: float = 0.015) -> str | None:
+    """What a person reads: "sped up 1.25x", "tempo 0.80x, pitch kept", "pitch +3.0 semitones"."""
+    same_time, same_pitch = abs(time_scale - 1) < tolerance, abs(pitch_scale - 1) < tolerance
+    semis = 12 * math.log2(pitch_scale)
+    if same_time and same_pitch:
+        return None
+    if abs(pitch_scale / time_scale - 1) < tolerance:
+        return f"sped up {time_scale:.2f}x" if time_scale > 1 else f"slowed down to {time_scale:.2f}x"
+    if same_pitch:
+        return f"tempo {time_scale:.2f}x, pitch kept"
+    if same_time:
+        return f"pitch {semis:+.1f} semitones, tempo kept"
+    return f"tempo {time_scale:.2f}x, pitch {semis:+.1f} semitones"

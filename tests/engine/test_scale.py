@@ -1,0 +1,108 @@
+"""Clips sped up, slowed down, time-stretched or pitch-shifted (FFmpeg's filters), found by the scale
+search at the right offset in the episode's own time, with their factors; and what must not match."""
+
+import numpy as np
+import pytest
+from citywok.matcher import synth
+from citywok.matcher.engine import scale
+from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.identify import identify_pcm
+from citywok.matcher.engine.landmarks import landmarks
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+
+RATE = 8000
+
+
+def edited(x: np.ndarray, start: float, seconds: float, **factors: float) -> np.ndarray:
+    """``seconds`` of clip, cut at ``start`` of the episode and edited by ``factors``."""
+    faster = factors.get("speed", 1.0) * factors.get("tempo", 1.0)
+    source = x[int(start * RATE): int((start + seconds * faster) * RATE)]
+    return synth.rescale(source, RATE, **factors)
+
+
+@pytest.mark.parametrize("eid,start,factors,time_scale,pitch_scale", [
+    ("S01E02", 12.0, {"speed": 1.2}, 1.2, 1.2),
+    ("S01E04", 30.5, {"tempo": 0.85}, 0.85, 1.0),
+    ("S01E05", 21.0, {"pitch": 2 ** (3 / 12)}, 1.0, 2 ** (3 / 12)),
+    ("S01E03", 8.0, {"speed": 0.8}, 0.8, 0.8),
+])
+def test_edited_clip_found_at_its_offset_with_its_factors(library, episodes, eid, start, factors, time_scale,
+                                                          pitch_scale):
+    r = identify_pcm(library, edited(episodes[eid], start, 6, **factors))
+    assert r.match and not r.ambiguous and r.episode_id == eid
+    assert abs(r.offset_seconds - start) <= 0.1
+    assert r.time_scale == pytest.approx(time_scale, rel=0.02)
+    assert r.pitch_scale == pytest.approx(pitch_scale, rel=0.02)
+    assert r.speed == r.time_scale
+    assert r.edit == scale.describe(r.time_scale, r.pitch_scale) and r.edit
+
+
+@pytest.mark.parametrize("factors", [{}, {"speed": 1.2}, {"tempo": 0.85}, {"pitch": 2 ** (3 / 12)}])
+def test_unindexed_audio_is_not_matched_at_any_scale(library, factors):
+    for seed in (901, 902, 903):
+        r = identify_pcm(library, edited(synth.episode(seed, 20, RATE), 5, 6, **factors))
+        assert not r.match and r.episode_id is None and r.offset_seconds is None
+
+
+def test_a_five_percent_tempo_change_is_never_answered_decisively_at_a_wrong_offset(library, episodes):
+    answered = 0
+    for k, (eid, x) in enumerate(episodes.items()):
+        for start in (4.0 + 7 * k, 33.0 - 3 * k):
+            for tempo in (1.05, 0.95):
+                r = identify_pcm(library, edited(x, start, 5, tempo=tempo))
+                if r.match and not r.ambiguous:
+                    answered += 1
+                    assert r.episode_id == eid and abs(r.offset_seconds - start) <= 0.1, (eid, start, tempo, r)
+                    assert r.time_scale == pytest.approx(tempo, rel=0.02)
+    assert answered >= 20  # of 24: it is found, not merely refused
+
+
+def test_an_unedited_clip_says_so(library, episodes):
+    r = identify_pcm(library, episodes["S01E01"][8 * RATE: 13 * RATE])
+    assert r.match and (r.time_scale, r.pitch_scale, r.edit) == (1.0, 1.0, None)
+
+
+def test_the_dense_peaks_thinned_give_the_clips_own_hashes(episodes):
+    x = episodes["S01E03"][: 9 * RATE]
+    peaks = scale.clip_peaks(scale.clip_spectrogram(x, DEFAULT_PARAMS), DEFAULT_PARAMS, 20)
+    ours = landmarks(scale.plain_peaks(peaks, DEFAULT_PARAMS), DEFAULT_PARAMS)
+    theirs = fingerprint_pcm(x)
+    assert np.array_equal(ours.hash, theirs.hash) and np.array_equal(ours.t, theirs.t)
+
+
+def test_the_fast_pairing_picks_what_landmarks_picks(episodes):
+    x = episodes["S01E04"][: 12 * RATE]
+    p = DEFAULT_PARAMS
+    peaks = scale.plain_peaks(scale.clip_peaks(scale.clip_spectrogram(x, p), p, 20), p)
+    fast = scale.top_landmarks(peaks, p, p.fanout, p.target_dt_max)
+    slow = landmarks(peaks, p)
+    assert np.array_equal(fast.hash, slow.hash) and np.array_equal(fast.t, slow.t)
+
+
+def test_hypotheses_are_batched_apart_in_time():
+    p = DEFAULT_PARAMS
+    hyps = [scale.Hypothesis(1.25, 1.0), scale.Hypothesis(0.8, 1.1)]
+    peaks = scale.clip_peaks(scale.clip_spectrogram(synth.episode(7, 8, RATE), p), p, 20)
+    batch = scale.batch_hashes(peaks, hyps, p)
+    for k, h in enumerate(hyps):
+        one = scale.batch_hashes(peaks, [h], p)
+        mine = (batch.t >> scale.T_BITS) == k
+        assert np.array_equal(batch.hash[mine], one.hash)
+        assert np.array_equal(batch.t[mine] & ((1 << scale.T_BITS) - 1), one.t)
+
+
+@pytest.mark.parametrize("time_scale,pitch_scale,words", [
+    (1.0, 1.0, None), (1.004, 0.996, None), (1.25, 1.25, "sped up 1.25x"), (0.8, 0.8, "slowed down to 0.80x"),
+    (0.8, 1.0, "tempo 0.80x, pitch kept"), (1.0, 2 ** (3 / 12), "pitch +3.0 semitones, tempo kept"),
+    (1.1, 1.1 * 2 ** (-2 / 12), "tempo 1.10x, pitch -0.3 semitones"),
+])
+def test_the_edit_in_words(time_scale, pitch_scale, words):
+    assert scale.describe(time_scale, pitch_scale) == words
+
+
+def test_the_grid_spans_the_edits_uploaders_make():
+    hyps = scale.ScaleGrid().hypotheses()
+    times = [h.time_scale for h in hyps]
+    pitches = [h.pitch_scale for h in hyps]
+    assert min(times) <= 0.8 and max(times) >= 1.25 and min(pitches) <= 2 ** (-3 / 12) and max(pitches) >= 2 ** 0.25
+    assert scale.Hypothesis(1.0, 1.0) not in hyps
