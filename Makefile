@@ -38,6 +38,7 @@ lint: setup ## ruff, mypy on the package, import-linter's layer contracts, modul
 	$(VENV)/bin/ruff check .
 	$(PY) hack/lint.py types
 	$(PY) hack/lint.py imports
+	$(PY) hack/lint.py sizes
 
 bench: setup ## engine benchmark on the real-music corpus, beside audfprint2
 	$(PY) -m bench.engine
