@@ -16,6 +16,7 @@ import argparse
 import functools
 import hashlib
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -34,7 +35,7 @@ from citywok.matcher.engine.identify import identify_pcm
 from citywok.matcher.store.ingest import ingest_paths
 from citywok.matcher.store.library import Library
 
-from bench.series_clips import scaled
+from bench.series_clips import combined, scaled
 from citywok import layout
 
 RATE = 22050  # clips are cut from the originals at this rate, then written as files both systems read
@@ -57,7 +58,12 @@ CONDITIONS = [
     *((f"speed {f:g} 5 s", 5, f"fspeed{f:g}") for f in (0.8, 0.9, 1.1, 1.25)),
     *((f"tempo {f:g} 5 s", 5, f"tempo{f:g}") for f in (0.8, 1.25)),
     *((f"pitch {n:+d} st 5 s", 5, f"pitch{n:+d}") for n in (-3, -2, 2, 3)),
+    # a pitch shift on top of a tempo or speed change: both factors off the speed, tempo and pitch lines
+    *((f"tempo {t:g} + pitch {n:+d} st 5 s", 5, f"tempo{t:g}pitch{n:+d}") for t, n in ((1.15, 2), (0.85, -2))),
+    ("speed 1.1 + pitch -3 st 5 s", 5, "fspeed1.1pitch-3"),
+    ("tempo 1.2 + pitch -3 st 5 s", 5, "tempo1.2pitch-3"),
 ]
+SCALED_KIND = re.compile(r"(fspeed|tempo|pitch)([-+]?[\d.]+)(?:pitch([-+][\d.]+))?")
 
 
 @dataclass
@@ -124,8 +130,7 @@ def _cut_clips(tracks: list[Path], held_out: list[Path], n: int, unindexed: int,
         elif kind.startswith("speed"):
             seg = synth.change_speed(seg, float(kind[5:]))
         elif kind.startswith(("fspeed", "tempo", "pitch")):
-            edit = kind.rstrip("+-0123456789.")
-            seg = scaled(seg, RATE, edit.lstrip("f"), float(kind[len(edit):]))
+            seg = _scaled_clip(seg, kind)
         elif kind == "mp3":
             fmt, bitrate = "mp3", 32000
         elif kind == "opus":
@@ -134,6 +139,19 @@ def _cut_clips(tracks: list[Path], held_out: list[Path], n: int, unindexed: int,
         path.write_bytes(synth.encode(seg, RATE, fmt, bitrate))
         clips.append(Clip(path, None if name.startswith("unindexed") else src.stem, start, name))
     return clips
+
+
+def _scaled_clip(seg: np.ndarray, kind: str) -> np.ndarray:
+    """A clip edited by FFmpeg's filters as ``kind`` says: "fspeed1.1", "tempo0.8", "pitch+3" (semitones), or
+    a tempo or speed change with a pitch shift on top, "tempo1.15pitch+2"."""
+    m = SCALED_KIND.fullmatch(kind)
+    if m is None:
+        raise ValueError(f"not a scaled condition: {kind}")
+    edit, factor = m.group(1).lstrip("f"), float(m.group(2))
+    if m.group(3) is None:
+        return scaled(seg, RATE, edit, factor)
+    shift = 2 ** (float(m.group(3)) / 12)
+    return combined(seg, RATE, factor, shift * factor if edit == "speed" else shift)
 
 
 SAME_AUDIO = 0.9  # normalised cross-correlation of the waveforms

@@ -28,7 +28,7 @@ from citywok.matcher.store.ingest import ingest_paths
 
 from bench import series_scale
 from bench.engine import CACHE, Audfprint, corpus_tracks, cpu_seconds
-from bench.series_cut import Clip, cut_clips, row_name, rows
+from bench.series_cut import Clip, clip_folder, cut_clips, row_name, rows
 from bench.series_gen import GENERATOR, build_series
 from bench.series_http import TOLERANCE, Tally, pct, serve_clips
 from citywok.layout import DATA_FILE
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"series: {len(indexed)} indexed episodes ({hours:.2f} h), {len(episodes) - len(indexed)} unseen; "
           f"theme {indexed[0].theme_seconds:.0f} s shared by all", flush=True)
     lengths = [float(s) for s in args.seconds.split(",")]
-    folder = (Path(indexed[0].path).parent
-              / f"clips-e{args.episodes}-u{args.unseen}-n{args.clips}-x{args.unindexed}-s{args.seconds}")
+    folder = clip_folder(Path(indexed[0].path).parent, args.episodes, args.unseen, args.clips, args.unindexed,
+                         args.seconds)
     clips = cut_clips(episodes, split, lengths, args.clips, args.unindexed, args.seed, folder)
     print(f"{len(clips)} clips ({sum(c.episode is None for c in clips)} unindexed)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="citywok-series-"))

@@ -2,8 +2,9 @@
 video track, or as MP3.
 
 Edits: speed (``asetrate`` + ``aresample``: pitch and tempo together), tempo alone (``atempo``), pitch
-alone (speed then ``atempo`` back), music or a voice mixed over at 0 dB (``amix``), and a phone filming a
-TV (``highpass``/``lowpass`` band limit, ``aecho`` room echo, room noise). A row's ``seconds`` is the
+alone (speed then ``atempo`` back), a pitch shift on top of a tempo or speed change (speed by the pitch
+factor, then ``atempo`` to the time factor), music or a voice mixed over at 0 dB (``amix``), and a phone
+filming a TV (``highpass``/``lowpass`` band limit, ``aecho`` room echo, room noise). A row's ``seconds`` is the
 length of the episode excerpt; a clip sped up by f lasts seconds / f.
 """
 
@@ -29,17 +30,34 @@ PHONE_SNR_DB = 15.0
 
 @dataclass(frozen=True)
 class Edit:
-    """One row's edit: ``kind`` in clean, music, voice, speed, tempo, pitch, speed+music, phone."""
+    """One row's edit: ``kind`` in clean, music, voice, speed, tempo, pitch, speed+music, tempo+pitch,
+    speed+pitch, phone."""
 
     label: str
     kind: str
     factor: float = 1.0  # speed or tempo factor; for pitch, semitones
     container: str = "mp4"
+    semitones: float = 0.0  # tempo+pitch and speed+pitch: the pitch shift on top of the tempo or speed change
 
     @property
     def time_scale(self) -> float:
         """How much shorter the clip is than its excerpt."""
-        return self.factor if self.kind in {"speed", "tempo", "speed+music"} else 1.0
+        return self.factor if self.kind in {"speed", "tempo", "speed+music", *COMBINED} else 1.0
+
+    @property
+    def pitch_scale(self) -> float:
+        """How much higher the clip's frequencies are than the excerpt's."""
+        if self.kind == "pitch":
+            return 2 ** (self.factor / 12)
+        moved = self.factor if self.kind in {"speed", "speed+music", "speed+pitch"} else 1.0
+        return moved * 2 ** (self.semitones / 12)
+
+
+COMBINED = ("tempo+pitch", "speed+pitch")  # a pitch shift on top of a tempo or a speed change
+
+
+def _combined(kind: str, factor: float, semitones: float) -> Edit:
+    return Edit(f"{kind.split('+')[0]} {factor:g} + pitch {semitones:+g} st", kind, factor, semitones=semitones)
 
 
 EDITS = (
@@ -50,6 +68,8 @@ EDITS = (
     *(Edit(f"speed {f:g}", "speed", f) for f in (0.8, 0.9, 1.1, 1.25)),
     *(Edit(f"tempo {f:g}", "tempo", f) for f in (0.8, 1.25)),
     *(Edit(f"pitch {n:+d} st", "pitch", n) for n in (-3, -2, 2, 3)),
+    *(_combined(*c) for c in (("tempo+pitch", 1.15, 2), ("tempo+pitch", 0.85, -2), ("speed+pitch", 1.1, -3),
+                              ("tempo+pitch", 1.2, -3))),
     Edit("speed 1.25 + music 0 dB", "speed+music", 1.25),
     Edit("phone recording of a TV", "phone"),
 )
@@ -131,6 +151,14 @@ def scaled(x: np.ndarray, rate: int, kind: str, factor: float) -> np.ndarray:
     return filter_graph([x], rate, [chain])
 
 
+def combined(x: np.ndarray, rate: int, time_scale: float, pitch_scale: float) -> np.ndarray:
+    """Time and frequency scaled together by any factors: sped up by ``pitch_scale`` (asetrate +
+    aresample), then its tempo taken on to ``time_scale`` (atempo)."""
+    chain = [("asetrate", f"{rate * pitch_scale:.3f}"), ("aresample", f"{rate}"),
+             ("atempo", f"{time_scale / pitch_scale:.6f}")]
+    return filter_graph([x], rate, [chain])
+
+
 def phone(x: np.ndarray, rate: int, seed: int) -> np.ndarray:
     """A phone filming a TV: a small speaker and mic's band, the room's echo, and room noise."""
     room = [("highpass", "f=250"), ("lowpass", "f=3500"), ("aecho", "0.8:0.6:35|80:0.35|0.25")]
@@ -143,6 +171,8 @@ def apply(edit: Edit, x: np.ndarray, rate: int, music: np.ndarray, voice: np.nda
     """The edited excerpt, before encoding."""
     if edit.kind in {"speed", "tempo", "pitch"}:
         return scaled(x, rate, edit.kind, edit.factor)
+    if edit.kind in COMBINED:
+        return combined(x, rate, edit.time_scale, edit.pitch_scale)
     if edit.kind == "speed+music":
         return overlay(scaled(x, rate, "speed", edit.factor), music, rate)
     if edit.kind == "music":

@@ -7,6 +7,7 @@ turn. Everything is drawn from the seed, and the clips are cached beside the ser
 
 from __future__ import annotations
 
+import hashlib
 import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -32,6 +33,13 @@ class Clip:
 
 def row_name(edit: Edit, seconds: float) -> str:
     return f"{edit.label} {seconds:g} s"
+
+
+def clip_folder(series: Path, episodes: int, unseen: int, per_row: int, unindexed: int, seconds: str) -> Path:
+    """Where the clips of these counts are cached, named by the edits too: a new row is a new folder,
+    never a stale cache without it."""
+    plan = hashlib.sha256(repr(EDITS).encode()).hexdigest()[:8]
+    return series / f"clips-e{episodes}-u{unseen}-n{per_row}-x{unindexed}-s{seconds}-{plan}"
 
 
 def rows(lengths: list[float]) -> list[tuple[Edit, float]]:

@@ -11,7 +11,7 @@ import pytest
 from citywok.matcher import synth
 from citywok.matcher.engine.decode import decode
 
-from bench import series_clips, series_gen
+from bench import series_clips, series_cut, series_gen
 from bench.series_cut import cut_clips
 
 RATE = series_gen.RATE
@@ -81,6 +81,28 @@ def test_edits_scale_time_and_frequency(kind: str, factor: float, freq: float, l
     assert abs(_peak_hz(y) - freq) < 4
 
 
+@pytest.mark.parametrize(("time_scale", "pitch_scale"), [(1.15, 2 ** (2 / 12)), (0.85, 2 ** (-3 / 12)),
+                                                      (1.1, 1.1 * 2 ** (-3 / 12))])
+def test_combined_edits_scale_time_and_frequency_apart(time_scale: float, pitch_scale: float) -> None:
+    y = series_clips.combined(_tone(440, 5), RATE, time_scale, pitch_scale)
+    assert abs(y.size / RATE - 5 / time_scale) < 0.06
+    assert abs(_peak_hz(y) - 440 * pitch_scale) < 4
+
+
+def test_a_combined_rows_factors() -> None:
+    edits = {e.label: e for e in series_clips.EDITS}
+    tempo, speed = edits["tempo 1.15 + pitch +2 st"], edits["speed 1.1 + pitch -3 st"]
+    assert (tempo.time_scale, tempo.pitch_scale) == (1.15, pytest.approx(2 ** (2 / 12)))
+    assert (speed.time_scale, speed.pitch_scale) == (1.1, pytest.approx(1.1 * 2 ** (-3 / 12)))
+
+
+def test_the_clip_cache_is_named_by_the_edits_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    now = series_cut.clip_folder(tmp_path, 24, 6, 50, 1000, "3,5")
+    assert now == series_cut.clip_folder(tmp_path, 24, 6, 50, 1000, "3,5") and now.parent == tmp_path
+    monkeypatch.setattr(series_cut, "EDITS", series_cut.EDITS[:-1])
+    assert series_cut.clip_folder(tmp_path, 24, 6, 50, 1000, "3,5") != now
+
+
 def test_overlay_is_at_the_asked_level() -> None:
     x, other = _tone(440, 3), _tone(1000, 2) * 0.1
     y = series_clips.overlay(x, other, RATE, 0.0)
@@ -100,7 +122,8 @@ def test_clips_are_what_uploads_look_like(series: tuple, tmp_path: Path) -> None
             kinds = sorted(s.type for s in f.streams)
         assert kinds == (["audio", "video"] if c.container == "mp4" else ["audio"])
     for row, seconds in [("clean 3 s", 3.0), ("speed 1.25 3 s", 2.4), ("tempo 0.8 3 s", 3.75),
-                         ("pitch +3 st 3 s", 3.0), ("clean mp3 3 s", 3.0)]:
+                         ("pitch +3 st 3 s", 3.0), ("tempo 1.15 + pitch +2 st 3 s", 3 / 1.15),
+                         ("clean mp3 3 s", 3.0)]:
         assert abs(decode(by_row[row].path, RATE).size / RATE - seconds) < 0.08, row
     clean = by_row["clean 3 s"]
     source = decode(next(e.path for e in episodes if e.id == clean.episode), RATE)
