@@ -56,7 +56,7 @@ class MatchPolicy:
     speed_min_score: int = 20  # a plain answer this strong is not searched at other scales
     grid: scale.ScaleGrid = scale.ScaleGrid()
     dense_peaks: int = 20  # clip peaks per bucket kept for the scale search (the index keeps 14)
-    coarse_min_score: int = 7  # a coarse alignment weaker than this is not refined (chance reaches about 9)
+    coarse_min_score: int = 4  # a coarse alignment weaker than this is not refined (verification guards the rest)
     refined: int = 2  # coarse candidates refined and verified
     scale_min_score: int = 16  # a verified scaled answer's spread: every hypothesis is a chance of a fluke ...
     scale_margin: float = 3.0  # ... so it must also stand this far above the best other episode at its scales,
@@ -200,7 +200,7 @@ def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchP
     """The coarse winner's hypothesis refined on a local grid (one lookup), its time scale fitted to
     the hits, then verified by a fresh vote at the refined scales."""
     hyps = policy.grid.around(found.hypothesis)
-    postings = library.lookup(scale.batch_hashes(peaks, hyps, library.params))
+    postings = _slot_postings(library.lookup(scale.batch_hashes(peaks, hyps, library.params)), found.slot)
     mine = next((f for f in scale.vote_hypotheses(postings, hyps, top=64) if f.slot == found.slot), found)
     k = hyps.index(min(hyps, key=lambda h: abs(h.pitch_scale - mine.hypothesis.pitch_scale)
                        + abs(h.time_scale - mine.hypothesis.time_scale)))
@@ -219,6 +219,12 @@ def _verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
     if not _decisive(cands, policy, policy.scale_min_score):
         return False
     return cands[0].spread >= policy.scale_strong or cands[0].score >= policy.scale_margin * _runner_up(cands)
+
+
+def _slot_postings(postings: Postings, slot: int) -> Postings:
+    """The hits of one slot: a refinement votes on its candidate only."""
+    m = postings.slot == slot
+    return Postings(postings.query_t[m], postings.slot[m], postings.db_t[m], postings.looked_up)
 
 
 def _hypothesis_postings(postings: Postings, k: int) -> Postings:
@@ -276,7 +282,8 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
         raise ClipTooShort(f"the clip has {seconds:.2f} s of audio; at least {MIN_CLIP_SECONDS:g} s is needed")
     pcm = pcm[: int(MAX_CLIP_SECONDS * p.sample_rate)]
     result = Identification(match=False, clip_seconds=round(seconds, 3), db_version=library.version)
-    peaks = scale.clip_peaks(scale.clip_spectrogram(pcm, p), p, policy.dense_peaks)
+    spec = scale.clip_spectrogram(pcm, p)
+    peaks = scale.clip_peaks(spec, p, policy.dense_peaks)
     ranked = _plain(library, peaks, policy)
     cands = ranked.candidates
     result.query_hashes, result.hashes_looked_up = ranked.query_hashes, ranked.looked_up
@@ -285,7 +292,7 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
     drifting = plain_ok and _drifts(ranked, p.frame_seconds, policy)
     answered = cands[0].spread if plain_ok and not drifting else 0
     if answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
-        scaled, looked_up = _scale_search(library, peaks, policy)
+        scaled, looked_up = _scale_search(library, scale.fine_peaks(spec, peaks, p), policy)
         result.hashes_looked_up += looked_up
         if scaled is not None and scaled.ranked.candidates[0].spread > answered:
             ranked, cands, hyp, drifting = scaled.ranked, scaled.ranked.candidates, scaled.hypothesis, False

@@ -80,6 +80,30 @@ def clip_peaks(spec: np.ndarray, p: FingerprintParams, per_bucket: int) -> Peaks
     return find_peaks(spec, 0, 0, spec.shape[0], dense)
 
 
+def fine_peaks(spec: np.ndarray, peaks: Peaks, p: FingerprintParams) -> Peaks:
+    """The clip's peaks at fractional frames and bins (a parabola through each peak and its neighbours
+    in the log spectrogram, per axis). A hash holds its frequencies and time difference exactly, so a
+    peak moved by a hypothesis must round to the bin and frame the episode's own peak sits at: moving
+    an already rounded position and rounding again misses by one about as often as not."""
+    rows, cols = peaks.t, peaks.f - p.min_bin
+    return Peaks(rows + _vertex(spec, rows, cols, 0), cols + p.min_bin + _vertex(spec, rows, cols, 1), peaks.m)
+
+
+def _vertex(spec: np.ndarray, rows: np.ndarray, cols: np.ndarray, axis: int) -> np.ndarray:
+    """Where the parabola through each peak and its two neighbours along ``axis`` peaks, relative to the
+    peak (within half a cell; 0 at an edge)."""
+    n = spec.shape[axis]
+    at = rows if axis == 0 else cols
+    lo, hi = np.maximum(at - 1, 0), np.minimum(at + 1, n - 1)
+    b = spec[rows, cols].astype(np.float64)
+    a = (spec[lo, cols] if axis == 0 else spec[rows, lo]).astype(np.float64)
+    c = (spec[hi, cols] if axis == 0 else spec[rows, hi]).astype(np.float64)
+    den = a - 2 * b + c
+    inside = (at > 0) & (at < n - 1) & (den < 0)
+    shift = np.where(inside, 0.5 * (a - c) / np.where(inside, den, -1.0), 0.0)
+    return np.clip(shift, -0.5, 0.5)
+
+
 def clip_spectrogram(pcm: np.ndarray, p: FingerprintParams) -> np.ndarray:
     return log_spectrogram(pcm, p)
 
@@ -153,8 +177,14 @@ class Found:
     hypothesis: Hypothesis
 
 
-TABLE_BITS = 20  # cells of the coarse vote: (hypothesis, slot) hashed, offset bins kept adjacent
+TABLE_MIN_BITS = 12  # cells of the coarse vote: (hypothesis, slot) hashed, offset bins kept adjacent, at least
+CELLS_PER_HIT = 4  # ... and this many per hit: stray collisions stay rare, and the table costs what the hits do
 OFFSET_BIN = 4  # frames per coarse offset bin; with its neighbours the vote spans 12 frames of drift
+
+
+def table_size(hits: int) -> int:
+    """Cells of the coarse vote for ``hits`` hits: a power of two, about ``CELLS_PER_HIT`` per hit."""
+    return 1 << max(TABLE_MIN_BITS, int(hits * CELLS_PER_HIT - 1).bit_length())
 
 
 def vote_hypotheses(postings: Postings, hyps: list[Hypothesis], top: int = 8, cells: int = 48) -> list[Found]:
@@ -166,7 +196,7 @@ def vote_hypotheses(postings: Postings, hyps: list[Hypothesis], top: int = 8, ce
     offset drifts along the clip."""
     if postings.slot.size == 0:
         return []
-    size = 1 << TABLE_BITS
+    size = table_size(postings.slot.size)
     k = postings.query_t >> T_BITS
     n_slots = int(postings.slot.max()) + 1
     group = k * n_slots + postings.slot

@@ -106,3 +106,22 @@ def test_the_grid_spans_the_edits_uploaders_make():
     pitches = [h.pitch_scale for h in hyps]
     assert min(times) <= 0.8 and max(times) >= 1.25 and min(pitches) <= 2 ** (-3 / 12) and max(pitches) >= 2 ** 0.25
     assert scale.Hypothesis(1.0, 1.0) not in hyps
+
+
+def test_fine_peaks_find_a_peak_between_frames_and_bins():
+    p = DEFAULT_PARAMS
+    t0, f0 = 20.3, 40.7  # frame, bin (absolute)
+    rows, bins = np.mgrid[0:48, p.min_bin:p.max_bin]
+    spec = (-((rows - t0) / 3.0) ** 2 - ((bins - f0) / 2.0) ** 2).astype(np.float32)
+    peaks = scale.clip_peaks(spec, p, 20)
+    (k,) = np.flatnonzero((peaks.t == 20) & (peaks.f == 41))
+    fine = scale.fine_peaks(spec, peaks, p)
+    assert abs(fine.t[k] - t0) < 0.05 and abs(fine.f[k] - f0) < 0.05
+    assert np.all(np.abs(fine.t - peaks.t) <= 0.5) and np.all(np.abs(fine.f - peaks.f) <= 0.5)
+
+
+@pytest.mark.parametrize("hits", [0, 1, 1000, 5000, 100_000])
+def test_the_coarse_table_grows_with_the_hits(hits):
+    size = scale.table_size(hits)
+    assert size & (size - 1) == 0 and size >= max(1 << scale.TABLE_MIN_BITS, scale.CELLS_PER_HIT * hits)
+    assert size < max(2 << scale.TABLE_MIN_BITS, 2 * scale.CELLS_PER_HIT * hits)
