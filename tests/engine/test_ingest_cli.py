@@ -100,7 +100,8 @@ def test_identify_prints_the_edit_of_a_sped_up_clip(tmp_path):
     r = citywok("identify", str(clip), env_data=data)
     assert r.returncode == 0, r.stdout + r.stderr
     first = r.stdout.splitlines()[0]
-    assert first.startswith("S02E04") and "season 2, at 0:06" in first and "sped up 1.2" in first
+    assert first.startswith("S02E04") and "season 2, at 0:0" in first and "sped up 1.2" in first
     ans = json.loads(citywok("identify", str(clip), "--json", env_data=data).stdout)
+    assert abs(ans["offset_seconds"] - 6.0) <= 0.1
     assert abs(ans["time_scale"] - 1.25) <= 0.025 and abs(ans["pitch_scale"] - 1.25) <= 0.025
     assert ans["speed"] == ans["time_scale"] and ans["edit"].startswith("sped up 1.2")
