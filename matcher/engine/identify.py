@@ -8,8 +8,9 @@ hashes had them from one or two moments (a chord two pieces share), while a true
 SNR, has them spread over the clip.
 A clip the plain vote does not settle (no decisive answer, or one whose hits drift along the clip as
 a time-stretched clip's do) is searched under scale hypotheses (matcher/engine/scale.py: speed, tempo
-and pitch changes applied to its peaks); the best candidates are refined and verified by a fresh vote
-at the refined scales, which must clear ``scale_min_score`` and stand well above the best other
+and pitch changes applied to its peaks; a clip with no plain answer that those verify nothing of, on
+the plane of time and pitch scaled apart too); the best candidates are refined and verified by a fresh
+vote at the refined scales, which must clear ``scale_min_score`` and stand well above the best other
 episode. A clip whose plain answer drifts and whose scale search verifies nothing is no match rather
 than a confident answer at a wrong offset.
 Most clips are decided by a first vote of half their hashes (half the lookups); it must clear a
@@ -58,6 +59,9 @@ class MatchPolicy:
     dense_peaks: int = 20  # clip peaks per bucket kept for the scale search (the index keeps 14)
     coarse_min_score: int = 4  # a coarse alignment weaker than this is not refined (verification guards the rest)
     refined: int = 2  # coarse candidates refined and verified
+    plane_reach: int = 2  # off the lines, refinement spans this many half time steps either side, and ...
+    plane_min_score: int = 6  # ... a coarse candidate needs this much: the plane holds several times the lines'
+    # hypotheses, so chance alignments reach higher there
     scale_min_score: int = 16  # a verified scaled answer's spread: every hypothesis is a chance of a fluke ...
     scale_margin: float = 3.0  # ... so it must also stand this far above the best other episode at its scales,
     scale_strong: int = 24  # ... unless its spread is this high (then ``margin`` will do: a real partial match)
@@ -196,10 +200,11 @@ def _verify(library: Catalogue, peaks: Peaks, h: scale.Hypothesis, policy: Match
     return _rank_hashes(library, hashes, policy)
 
 
-def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchPolicy) -> Scaled | None:
+def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchPolicy, reach: int = 1
+            ) -> Scaled | None:
     """The coarse winner's hypothesis refined on a local grid (one lookup), its time scale fitted to
     the hits, then verified by a fresh vote at the refined scales."""
-    hyps = policy.grid.around(found.hypothesis)
+    hyps = policy.grid.around(found.hypothesis, reach)
     postings = _slot_postings(library.lookup(scale.batch_hashes(peaks, hyps, library.params)), found.slot)
     mine = next((f for f in scale.vote_hypotheses(postings, hyps, top=64) if f.slot == found.slot), found)
     k = hyps.index(min(hyps, key=lambda h: abs(h.pitch_scale - mine.hypothesis.pitch_scale)
@@ -233,24 +238,42 @@ def _hypothesis_postings(postings: Postings, k: int) -> Postings:
     return Postings(postings.query_t[m] & ((1 << scale.T_BITS) - 1), postings.slot[m], postings.db_t[m], 0)
 
 
-def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy) -> tuple[Scaled | None, int]:
+def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: bool) -> tuple[Scaled | None, int]:
     """The best verified answer under the scale hypotheses, and the distinct hashes looked up. The
-    lines are searched one by one; one that verifies an answer of ``scale_sure`` ends the search."""
+    lines are searched one by one; one that verifies an answer of ``scale_sure`` ends the search. When
+    they verify nothing and ``plane`` (no plain answer either), the plane off the lines is searched:
+    a tempo change with a pitch shift on top."""
     best: Scaled | None = None
     looked_up = 0
     for line in policy.grid.lines():
         found, n = scale.search(peaks, library.params, library.lookup, policy.grid, line,
                                 policy.refined)
         looked_up += n
-        for f in found:
-            if f.score < policy.coarse_min_score:
-                break
-            s = _refine(library, peaks, f, policy)
-            if s is not None and (best is None or s.ranked.candidates[0].spread > best.ranked.candidates[0].spread):
-                best = s
+        s = _best_refined(library, peaks, found, policy)
+        if s is not None and (best is None or s.ranked.candidates[0].spread > best.ranked.candidates[0].spread):
+            best = s
         if best is not None and best.ranked.candidates[0].spread >= policy.scale_sure:
             break
+    if best is None and plane:
+        found, n = scale.search_plane(peaks, library.params, library.lookup, policy.grid, policy.refined)
+        looked_up += n
+        best = _best_refined(library, peaks, found, policy, policy.plane_reach, policy.plane_min_score)
     return best, looked_up
+
+
+def _best_refined(library: Catalogue, peaks: Peaks, found: list[scale.Found], policy: MatchPolicy, reach: int = 1,
+                  min_score: int | None = None) -> Scaled | None:
+    """The strongest verified refinement of the coarse candidates (strongest first) of at least
+    ``min_score`` (``coarse_min_score`` by default)."""
+    best: Scaled | None = None
+    floor = policy.coarse_min_score if min_score is None else min_score
+    for f in found:
+        if f.score < floor:
+            break
+        s = _refine(library, peaks, f, policy, reach)
+        if s is not None and (best is None or s.ranked.candidates[0].spread > best.ranked.candidates[0].spread):
+            best = s
+    return best
 
 
 def _drifts(ranked: Ranked, frame_seconds: float, policy: MatchPolicy) -> bool:
@@ -292,7 +315,7 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
     drifting = plain_ok and _drifts(ranked, p.frame_seconds, policy)
     answered = cands[0].spread if plain_ok and not drifting else 0
     if answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
-        scaled, looked_up = _scale_search(library, scale.fine_peaks(spec, peaks, p), policy)
+        scaled, looked_up = _scale_search(library, scale.fine_peaks(spec, peaks, p), policy, plane=answered == 0)
         result.hashes_looked_up += looked_up
         if scaled is not None and scaled.ranked.candidates[0].spread > answered:
             ranked, cands, hyp, drifting = scaled.ranked, scaled.ranked.candidates, scaled.hypothesis, False

@@ -6,8 +6,9 @@ higher has its peaks at (t / time_scale, f * pitch_scale). Its peaks are found o
 episode's time and frequency under each hypothesis, thinned to the episode's density and paired into
 landmarks again: under the right hypothesis they are the episode's own hashes. Speed (resampling)
 moves both factors together, tempo only the times, pitch only the frequencies, so the coarse search
-walks those three lines; the best candidates are refined around their hypothesis and re-voted before
-anything is answered.
+walks those three lines first; a clip they explain nothing of is searched on the plane of pairs off
+them (a tempo or speed change with a pitch shift on top), every pitch at a wider time step. The best
+candidates are refined around their hypothesis and re-voted before anything is answered.
 
 A hypothesis tolerates about 1% of error in time (dt of a pair and the drift of the offset along the
 clip) and about 0.75% in frequency (a bin at 1.5 kHz moves by one): the grid steps follow from that.
@@ -46,6 +47,8 @@ class ScaleGrid:
     pitch_step: float = 0.015
     coarse_fanout: int = 2  # pairs per anchor in the coarse search: the strongest survive an edit best
     coarse_dt_max: int = 31  # frames: short pairs stay hashed right under a slightly wrong time scale
+    plane_time_step: float = 0.06  # off the lines: every pitch step at time scales this far apart (pooled
+    # offsets and pairs of at most coarse_dt_max frames still line up half a step off; refinement takes it on)
 
     def lines(self) -> list[list[Hypothesis]]:
         """The speed line, then tempo, then pitch (the order they are searched in, the most common edit
@@ -56,12 +59,21 @@ class ScaleGrid:
                  [Hypothesis(1.0, s) for s in pitches]]
         return [[h for h in line if abs(h.time_scale - 1) > 1e-9 or abs(h.pitch_scale - 1) > 1e-9] for line in lines]
 
+    def plane(self) -> tuple[list[float], list[float]]:
+        """Time and pitch scaled apart (a tempo change with a pitch shift on top): time scales
+        ``plane_time_step`` apart and pitches ``pitch_step`` apart, inside the ranges, pitch 1 left out (the
+        tempo line has tried it). The hypotheses are every pair, pitches innermost; time scale 1 is there
+        again, refined further than the pitch line's are."""
+        times = _inside(*self.time_range, self.plane_time_step)
+        return times, [s for s in _inside(*self.pitch_range, self.pitch_step) if abs(s - 1) > 1e-9]
+
     def hypotheses(self) -> list[Hypothesis]:
         return [h for line in self.lines() for h in line]
 
-    def around(self, h: Hypothesis) -> list[Hypothesis]:
-        """The local grid a coarse winner is refined on: half a step either side in each factor."""
-        ts = [h.time_scale * (1 + k * self.time_step / 2) for k in (-1, 0, 1)]
+    def around(self, h: Hypothesis, reach: int = 1) -> list[Hypothesis]:
+        """The local grid a coarse winner is refined on: half a step either side in pitch, ``reach`` half
+        steps either side in time."""
+        ts = [h.time_scale * (1 + k * self.time_step / 2) for k in range(-reach, reach + 1)]
         ps = [h.pitch_scale * (1 + k * self.pitch_step / 2) for k in (-1, 0, 1)]
         return [Hypothesis(t, p) for t in ts for p in ps]
 
@@ -70,6 +82,13 @@ def _geometric(lo: float, hi: float, step: float) -> list[float]:
     """Points from ``lo`` to ``hi`` a factor ``1 + step`` apart, one of them exactly 1."""
     k_lo = math.floor(math.log(lo) / math.log1p(step))
     k_hi = math.ceil(math.log(hi) / math.log1p(step))
+    return [(1 + step) ** k for k in range(k_lo, k_hi + 1)]
+
+
+def _inside(lo: float, hi: float, step: float) -> list[float]:
+    """Points from ``lo`` to ``hi`` a factor ``1 + step`` apart, one of them exactly 1, none outside."""
+    k_lo = math.ceil(math.log(lo) / math.log1p(step))
+    k_hi = math.floor(math.log(hi) / math.log1p(step))
     return [(1 + step) ** k for k in range(k_lo, k_hi + 1)]
 
 
@@ -119,22 +138,35 @@ def scaled_peaks(peaks: Peaks, hyps: list[Hypothesis], p: FingerprintParams) -> 
     m = np.broadcast_to(peaks.m[None, :], t.shape)
     ok = (f >= p.min_bin) & (f < p.max_bin)
     t, f, m = t[ok], f[ok], m[ok]
+    final = _thinned(t, f, m, p)
+    return Peaks(t[final], f[final], m[final])
+
+
+def _thinned(t: np.ndarray, f: np.ndarray, m: np.ndarray, p: FingerprintParams) -> np.ndarray:
+    """Which peaks the index's thinning keeps (the strongest ``peaks_per_bucket`` of each bucket), by
+    time, then frequency."""
     bucket = t // p.bucket_frames
     order = np.lexsort((-m, bucket))
     sorted_buckets = bucket[order]
     rank = np.arange(order.size) - np.searchsorted(sorted_buckets, sorted_buckets, side="left")
     keep = order[rank < p.peaks_per_bucket]
-    final = keep[np.lexsort((f[keep], t[keep]))]
-    return Peaks(t[final], f[final], m[final])
+    return keep[np.lexsort((f[keep], t[keep]))]
 
 
 def top_landmarks(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> Hashes:
     """:func:`landmarks` with the strongest ``fanout`` pairs of a zone cut at ``dt_max`` frames, picked
     by repeated maxima (a full sort of every zone costs more than the lookups). Short pairs are the
     ones a slightly wrong time scale still hashes right."""
-    n = len(peaks)
-    if n < 2:
+    if len(peaks) < 2:
         return Hashes.empty()
+    i, k = top_pairs(peaks, p, fanout, dt_max)
+    t, f = peaks.t, peaks.f
+    return Hashes(pack_hash(f[i], f[k] - f[i], t[k] - t[i]), t[i].astype(np.uint32))
+
+
+def top_pairs(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """The anchor and target indices of :func:`top_landmarks`' pairs (at least two peaks), by anchor."""
+    n = len(peaks)
     t, f = peaks.t, peaks.f
     zone = replace(p, target_dt_max=dt_max)
     j = np.arange(n)[:, None] + np.arange(1, min(zone_peaks(zone), n - 1) + 1)[None, :]
@@ -154,8 +186,7 @@ def top_landmarks(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) 
         strength[rows, col] = -np.inf
     i, k = np.concatenate(anchors), np.concatenate(targets)
     order = np.argsort(i, kind="stable")
-    i, k = i[order], k[order]
-    return Hashes(pack_hash(f[i], f[k] - f[i], t[k] - t[i]), t[i].astype(np.uint32))
+    return i[order], k[order]
 
 
 def batch_hashes(peaks: Peaks, hyps: list[Hypothesis], p: FingerprintParams, fanout: int | None = None,
@@ -277,6 +308,44 @@ def search(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], Postin
            hyps: list[Hypothesis], top: int) -> tuple[list[Found], int]:
     """The coarse search: hypotheses ``hyps`` in one lookup, the best slots found."""
     postings = lookup(batch_hashes(peaks, hyps, p, grid.coarse_fanout, grid.coarse_dt_max))
+    return vote_hypotheses(postings, hyps, top=top), postings.looked_up
+
+
+def plane_hashes(peaks: Peaks, p: FingerprintParams, grid: ScaleGrid) -> tuple[Hashes, list[Hypothesis]]:
+    """The short pairs of every hypothesis of the plane, batched as :func:`batch_hashes` does. The peaks are
+    moved, thinned and paired once per time scale; each pitch then moves the pairs' (fractional)
+    frequencies only (pairing is most of the cost, and a pitch change keeps which peaks are the strongest
+    nearby)."""
+    times, pitches = grid.plane()
+    hyps = [Hypothesis(t, s) for t in times for s in pitches]
+    per_pitch = 1 / np.array(pitches)[:, None]
+    band = (np.rint(peaks.f) >= p.min_bin) & (np.rint(peaks.f) < p.max_bin)
+    hashes, at = [], []
+    for a, time_scale in enumerate(times):
+        t, f, m = np.rint(peaks.t[band] * time_scale).astype(np.int64), peaks.f[band], peaks.m[band]
+        keep = _thinned(t, f, m, p)
+        if keep.size < 2:
+            continue
+        t, f = t[keep], f[keep]
+        i, k = top_pairs(Peaks(t, np.rint(f).astype(np.int64), m[keep]), p, grid.coarse_fanout, grid.coarse_dt_max)
+        f1, f2 = np.rint(f[i] * per_pitch).astype(np.int64), np.rint(f[k] * per_pitch).astype(np.int64)
+        df = f2 - f1
+        ok = ((np.minimum(f1, f2) >= p.min_bin) & (np.maximum(f1, f2) < p.max_bin)
+              & (np.abs(df) >= p.target_df_min) & (np.abs(df) <= p.target_df_max))
+        dt = np.broadcast_to(t[k] - t[i], ok.shape)
+        hyp = (a * len(pitches) + np.arange(len(pitches)))[:, None] << T_BITS
+        hashes.append(pack_hash(f1[ok], df[ok], dt[ok]))
+        at.append((t[i][None, :] + hyp)[ok])
+    if not hashes:
+        return Hashes.empty(), hyps
+    return Hashes(np.concatenate(hashes), np.concatenate(at).astype(np.uint32)), hyps
+
+
+def search_plane(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], Postings], grid: ScaleGrid,
+                 top: int) -> tuple[list[Found], int]:
+    """The coarse search off the lines (:meth:`ScaleGrid.plane`) in one lookup, the best slots found."""
+    hashes, hyps = plane_hashes(peaks, p, grid)
+    postings = lookup(hashes)
     return vote_hypotheses(postings, hyps, top=top), postings.looked_up
 
 

@@ -25,6 +25,8 @@ def edited(x: np.ndarray, start: float, seconds: float, **factors: float) -> np.
     ("S01E04", 30.5, {"tempo": 0.85}, 0.85, 1.0),
     ("S01E05", 21.0, {"pitch": 2 ** (3 / 12)}, 1.0, 2 ** (3 / 12)),
     ("S01E03", 8.0, {"speed": 0.8}, 0.8, 0.8),
+    ("S01E06", 17.0, {"tempo": 1.15, "pitch": 2 ** (2 / 12)}, 1.15, 2 ** (2 / 12)),  # off the three lines
+    ("S01E01", 26.5, {"speed": 1.1, "pitch": 2 ** (-3 / 12)}, 1.1, 1.1 * 2 ** (-3 / 12)),
 ])
 def test_edited_clip_found_at_its_offset_with_its_factors(library, episodes, eid, start, factors, time_scale,
                                                           pitch_scale):
@@ -37,7 +39,8 @@ def test_edited_clip_found_at_its_offset_with_its_factors(library, episodes, eid
     assert r.edit == scale.describe(r.time_scale, r.pitch_scale) and r.edit
 
 
-@pytest.mark.parametrize("factors", [{}, {"speed": 1.2}, {"tempo": 0.85}, {"pitch": 2 ** (3 / 12)}])
+@pytest.mark.parametrize("factors", [{}, {"speed": 1.2}, {"tempo": 0.85}, {"pitch": 2 ** (3 / 12)},
+                                     {"tempo": 1.15, "pitch": 2 ** (2 / 12)}])
 def test_unindexed_audio_is_not_matched_at_any_scale(library, factors):
     for seed in (901, 902, 903):
         r = identify_pcm(library, edited(synth.episode(seed, 20, RATE), 5, 6, **factors))
@@ -125,3 +128,27 @@ def test_the_coarse_table_grows_with_the_hits(hits):
     size = scale.table_size(hits)
     assert size & (size - 1) == 0 and size >= max(1 << scale.TABLE_MIN_BITS, scale.CELLS_PER_HIT * hits)
     assert size < max(2 << scale.TABLE_MIN_BITS, 2 * scale.CELLS_PER_HIT * hits)
+
+
+def test_the_plane_covers_the_pairs_off_the_lines_in_reach_of_its_refinement():
+    grid = scale.ScaleGrid()
+    times, pitches = grid.plane()
+    reach = (1 + grid.plane_time_step) ** 0.5  # a truth between two time scales is half a step from one
+    assert times[0] <= 0.8 * reach and times[-1] >= 1.25 / reach and 1.0 in times and 1.0 not in pitches
+    half = 1 + grid.pitch_step / 2
+    assert pitches[0] <= 2 ** (-3 / 12) * half and pitches[-1] >= 2 ** 0.25 / half
+    assert set(pitches) <= {h.pitch_scale for h in grid.lines()[2]}
+    assert max(b / a for a, b in zip(times, times[1:], strict=False)) <= 1 + grid.plane_time_step + 1e-9
+
+
+def test_the_plane_hashes_are_the_moved_peaks_own_pairs(episodes):
+    """Pairing once per time scale and moving the pairs' frequencies gives hashes of the peaks moved in
+    both; it misses some where a pitch moves peaks out of the band (thinning would pick others)."""
+    p, grid = DEFAULT_PARAMS, scale.ScaleGrid()
+    peaks = scale.clip_peaks(scale.clip_spectrogram(episodes["S01E02"][: 6 * RATE], p), p, 20)
+    batch, hyps = scale.plane_hashes(peaks, p, grid)
+    for k in (0, len(hyps) // 2, len(hyps) - 1):
+        mine = (batch.t >> scale.T_BITS) == k
+        one = scale.batch_hashes(peaks, [hyps[k]], p, grid.coarse_fanout, grid.coarse_dt_max)
+        shared = np.isin(batch.hash[mine], one.hash).sum()
+        assert shared >= 0.8 * mine.sum() >= 0.8 * 0.7 * one.hash.size > 0
