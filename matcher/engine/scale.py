@@ -49,6 +49,8 @@ class ScaleGrid:
     coarse_dt_max: int = 31  # frames: short pairs stay hashed right under a slightly wrong time scale
     plane_time_step: float = 0.06  # off the lines: every pitch step at time scales this far apart (pooled
     # offsets and pairs of at most coarse_dt_max frames still line up half a step off; refinement takes it on)
+    plane_table_bits: int = 20  # the plane's coarse vote in at most 2**this cells: its hits are many times a
+    # line's, a table sized to them costs more than their lookup, and a true alignment's still pile up in one
 
     def lines(self) -> list[list[Hypothesis]]:
         """The speed line, then tempo, then pitch (the order they are searched in, the most common edit
@@ -218,7 +220,8 @@ def table_size(hits: int) -> int:
     return 1 << max(TABLE_MIN_BITS, int(hits * CELLS_PER_HIT - 1).bit_length())
 
 
-def vote_hypotheses(postings: Postings, hyps: list[Hypothesis], top: int = 8, cells: int = 48) -> list[Found]:
+def vote_hypotheses(postings: Postings, hyps: list[Hypothesis], top: int = 8, cells: int = 48,
+                    max_bits: int | None = None) -> list[Found]:
     """The best alignment of each slot over (hypothesis, slot, offset), strongest first.
 
     A coarse vote first counts every hit in a hashed table of offset bins (linear time: sorting every
@@ -227,7 +230,7 @@ def vote_hypotheses(postings: Postings, hyps: list[Hypothesis], top: int = 8, ce
     offset drifts along the clip."""
     if postings.slot.size == 0:
         return []
-    size = table_size(postings.slot.size)
+    size = table_size(postings.slot.size) if max_bits is None else min(table_size(postings.slot.size), 1 << max_bits)
     k = postings.query_t >> T_BITS
     n_slots = int(postings.slot.max()) + 1
     group = k * n_slots + postings.slot
@@ -346,7 +349,7 @@ def search_plane(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], 
     """The coarse search off the lines (:meth:`ScaleGrid.plane`) in one lookup, the best slots found."""
     hashes, hyps = plane_hashes(peaks, p, grid)
     postings = lookup(hashes)
-    return vote_hypotheses(postings, hyps, top=top), postings.looked_up
+    return vote_hypotheses(postings, hyps, top=top, max_bits=grid.plane_table_bits), postings.looked_up
 
 
 def describe(time_scale: float, pitch_scale: float, tolerance: float = 0.015) -> str | None:
