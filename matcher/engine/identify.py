@@ -8,10 +8,12 @@ hashes had them from one or two moments (a chord two pieces share), while a true
 SNR, has them spread over the clip.
 A clip the plain vote does not settle (no decisive answer, or one whose hits drift along the clip as
 a time-stretched clip's do) is searched under scale hypotheses (matcher/engine/scale.py: speed, tempo
-and pitch changes applied to its peaks; a clip with no plain answer that those verify nothing of, on
-the plane of time and pitch scaled apart too); the best candidates are refined and verified by a fresh
-vote at the refined scales, which must clear ``scale_min_score`` and stand well above the best other
-episode. A clip whose plain answer drifts and whose scale search verifies nothing is no match rather
+and pitch changes applied to its peaks, at fractional frames and bins; a clip with no plain answer
+that those verify nothing of, on the plane of time and pitch scaled apart too); a line's coarse winner
+that stands out of its line is refined at once, the other candidates only when no line's winner
+verified; a refined candidate is verified by a fresh vote at the refined scales, which must clear
+``scale_min_score`` and stand well above the best other episode (the less spread its evidence, the
+further above). A clip whose plain answer drifts and whose scale search verifies nothing is no match rather
 than a confident answer at a wrong offset.
 Most clips are decided by a first vote of half their hashes (half the lookups); it must clear a
 higher bar (``half_min_score``; on 1,100 unindexed music clips its spread peaked at 9), and any doubt sends
@@ -58,13 +60,16 @@ class MatchPolicy:
     grid: scale.ScaleGrid = scale.ScaleGrid()
     dense_peaks: int = 20  # clip peaks per bucket kept for the scale search (the index keeps 14)
     coarse_min_score: int = 4  # a coarse alignment weaker than this is not refined (verification guards the rest)
-    refined: int = 2  # coarse candidates refined and verified
+    refined: int = 2  # coarse candidates kept per line, and waiting candidates refined when no line's winner verified
+    stand_out: float = 2.0  # a line's coarse winner this many times the line's next slot is refined at once
     plane_reach: int = 2  # off the lines, refinement spans this many half time steps either side, and ...
     plane_min_score: int = 6  # ... a coarse candidate needs this much: the plane holds several times the lines'
     # hypotheses, so chance alignments reach higher there
     scale_min_score: int = 16  # a verified scaled answer's spread: every hypothesis is a chance of a fluke ...
     scale_margin: float = 3.0  # ... so it must also stand this far above the best other episode at its scales,
     scale_strong: int = 24  # ... unless its spread is this high (then ``margin`` will do: a real partial match)
+    scale_weak: int = 12  # a spread down to this (a short or noisy clip) passes only ...
+    scale_weak_margin: float = 4.0  # ... this far above the best other episode
     scale_sure: int = 30  # a verified scaled answer this strong ends the search (the later lines are not tried)
     drift: float = 1.3  # a plain answer whose hits line up this much better at another time scale drifts
     candidates: int = 5
@@ -220,10 +225,15 @@ def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchP
 
 def _verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
     """A scaled answer is trusted with more evidence than a plain one: chance alignments picked as the
-    best of many hypotheses reach a spread of a plain match, but stay close to the best other episode."""
-    if not _decisive(cands, policy, policy.scale_min_score):
+    best of many hypotheses reach a spread of a plain match, but stay close to the best other episode.
+    The less spread, the further above it the answer must stand."""
+    if not _decisive(cands, policy, policy.scale_weak):
         return False
-    return cands[0].spread >= policy.scale_strong or cands[0].score >= policy.scale_margin * _runner_up(cands)
+    spread_ = cands[0].spread
+    if spread_ >= policy.scale_strong:
+        return True
+    margin = policy.scale_margin if spread_ >= policy.scale_min_score else policy.scale_weak_margin
+    return cands[0].score >= margin * _runner_up(cands)
 
 
 def _slot_postings(postings: Postings, slot: int) -> Postings:
@@ -239,26 +249,47 @@ def _hypothesis_postings(postings: Postings, k: int) -> Postings:
 
 
 def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: bool) -> tuple[Scaled | None, int]:
-    """The best verified answer under the scale hypotheses, and the distinct hashes looked up. The
-    lines are searched one by one; one that verifies an answer of ``scale_sure`` ends the search. When
-    they verify nothing and ``plane`` (no plain answer either), the plane off the lines is searched:
-    a tempo change with a pitch shift on top."""
+    """The best verified answer under the scale hypotheses, and the distinct hashes looked up.
+
+    The lines are searched one by one. A line's coarse winner is refined at once when it stands out of
+    its line (the line of the clip's edit, mostly); the other candidates wait, and the strongest
+    ``refined`` of them are refined only when no line's winner verified (a noisy clip's true
+    alignment ties with chance in the coarse vote). An answer of ``scale_sure`` ends the search. When
+    the lines verify nothing and ``plane`` (no plain answer either), the plane off the lines is
+    searched: a tempo change with a pitch shift on top."""
     best: Scaled | None = None
     looked_up = 0
+    waiting: list[scale.Found] = []
     for line in policy.grid.lines():
-        found, n = scale.search(peaks, library.params, library.lookup, policy.grid, line,
-                                policy.refined)
+        found, n = scale.search(peaks, library.params, library.lookup, policy.grid, line, policy.refined)
         looked_up += n
-        s = _best_refined(library, peaks, found, policy)
-        if s is not None and (best is None or s.ranked.candidates[0].spread > best.ranked.candidates[0].spread):
-            best = s
-        if best is not None and best.ranked.candidates[0].spread >= policy.scale_sure:
-            break
+        if scale.stands_out(found, policy.coarse_min_score, policy.stand_out):
+            best = _better(best, _refine(library, peaks, found[0], policy))
+            found = found[1:]
+        waiting += [f for f in found if f.score >= policy.coarse_min_score]
+        if _sure(best, policy):
+            return best, looked_up
+    if best is None:
+        for f in sorted(waiting, key=lambda f: -f.score)[: policy.refined]:
+            best = _better(best, _refine(library, peaks, f, policy))
+            if _sure(best, policy):
+                break
     if best is None and plane:
         found, n = scale.search_plane(peaks, library.params, library.lookup, policy.grid, policy.refined)
         looked_up += n
         best = _best_refined(library, peaks, found, policy, policy.plane_reach, policy.plane_min_score)
     return best, looked_up
+
+
+def _better(best: Scaled | None, s: Scaled | None) -> Scaled | None:
+    """The verified answer with the more spread evidence."""
+    if s is None or (best is not None and best.ranked.candidates[0].spread >= s.ranked.candidates[0].spread):
+        return best
+    return s
+
+
+def _sure(best: Scaled | None, policy: MatchPolicy) -> bool:
+    return best is not None and best.ranked.candidates[0].spread >= policy.scale_sure
 
 
 def _best_refined(library: Catalogue, peaks: Peaks, found: list[scale.Found], policy: MatchPolicy, reach: int = 1,
@@ -270,9 +301,7 @@ def _best_refined(library: Catalogue, peaks: Peaks, found: list[scale.Found], po
     for f in found:
         if f.score < floor:
             break
-        s = _refine(library, peaks, f, policy, reach)
-        if s is not None and (best is None or s.ranked.candidates[0].spread > best.ranked.candidates[0].spread):
-            best = s
+        best = _better(best, _refine(library, peaks, f, policy, reach))
     return best
 
 

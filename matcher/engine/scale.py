@@ -8,7 +8,9 @@ landmarks again: under the right hypothesis they are the episode's own hashes. S
 moves both factors together, tempo only the times, pitch only the frequencies, so the coarse search
 walks those three lines first; a clip they explain nothing of is searched on the plane of pairs off
 them (a tempo or speed change with a pitch shift on top), every pitch at a wider time step. The best
-candidates are refined around their hypothesis and re-voted before anything is answered.
+candidates are refined around their hypothesis and re-voted before anything is answered. The peaks
+are placed between frames and bins first (:func:`fine_peaks`): a hash holds its bins and time
+difference exactly, and a moved peak must round to the episode's own.
 
 A hypothesis tolerates about 1% of error in time (dt of a pair and the drift of the offset along the
 clip) and about 0.75% in frequency (a bin at 1.5 kHz moves by one): the grid steps follow from that.
@@ -45,12 +47,14 @@ class ScaleGrid:
     pitch_range: tuple[float, float] = (0.83, 1.21)
     time_step: float = 0.02
     pitch_step: float = 0.015
-    coarse_fanout: int = 2  # pairs per anchor in the coarse search: the strongest survive an edit best
+    coarse_fanout: int = 2  # pairs per anchor in the plane's coarse search: the strongest survive an edit best
     coarse_dt_max: int = 31  # frames: short pairs stay hashed right under a slightly wrong time scale
     plane_time_step: float = 0.06  # off the lines: every pitch step at time scales this far apart (pooled
     # offsets and pairs of at most coarse_dt_max frames still line up half a step off; refinement takes it on)
     plane_table_bits: int = 20  # the plane's coarse vote in at most 2**this cells: its hits are many times a
     # line's, a table sized to them costs more than their lookup, and a true alignment's still pile up in one
+    line_fanout: int = 3  # on the lines, pairs per anchor up to line_dt_max frames: a line holds few hypotheses,
+    line_dt_max: int = 47  # and a clip under music keeps too few of its strongest short pairs
 
     def lines(self) -> list[list[Hypothesis]]:
         """The speed line, then tempo, then pitch (the order they are searched in, the most common edit
@@ -266,6 +270,14 @@ def _exact_vote(postings: Postings, picked: np.ndarray, group: np.ndarray, n_slo
     return sorted(out.values(), key=lambda f: -f.score)[:top]
 
 
+def stands_out(found: list[Found], floor: int, ratio: float) -> bool:
+    """Whether the best alignment of a coarse vote (strongest first) reaches ``floor`` and ``ratio`` times
+    the next slot's: chance alignments under the wrong hypotheses come in crowds of equals."""
+    if not found or found[0].score < floor:
+        return False
+    return len(found) < 2 or found[0].score >= ratio * found[1].score
+
+
 @dataclass(frozen=True)
 class Fit:
     """How the hits of one slot line up across nearby time scales."""
@@ -310,7 +322,7 @@ def plain_peaks(peaks: Peaks, p: FingerprintParams) -> Peaks:
 def search(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], Postings], grid: ScaleGrid,
            hyps: list[Hypothesis], top: int) -> tuple[list[Found], int]:
     """The coarse search: hypotheses ``hyps`` in one lookup, the best slots found."""
-    postings = lookup(batch_hashes(peaks, hyps, p, grid.coarse_fanout, grid.coarse_dt_max))
+    postings = lookup(batch_hashes(peaks, hyps, p, grid.line_fanout, grid.line_dt_max))
     return vote_hypotheses(postings, hyps, top=top), postings.looked_up
 
 

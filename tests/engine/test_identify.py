@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from citywok.matcher import synth
 from citywok.matcher.engine.decode import decode
-from citywok.matcher.engine.identify import DEFAULT_POLICY, ClipTooShort, identify_pcm
+from citywok.matcher.engine.identify import DEFAULT_POLICY, Candidate, ClipTooShort, _verified, identify_pcm
 
 RATE = 8000
 
@@ -98,3 +98,15 @@ def test_the_answer_reports_the_spread_its_threshold_was_applied_to(library, epi
     r = identify_pcm(library, clip(episodes["S01E02"], 20, 5))
     assert r.match and r.spread >= DEFAULT_POLICY.min_score and r.spread <= r.score
     assert r.candidates[0].spread == r.spread
+
+
+@pytest.mark.parametrize("best,runner,verified", [
+    ((30, 25), 16, True),  # spread of scale_strong: the plain margin will do
+    ((40, 18), 13, True), ((40, 18), 14, False),  # spread of scale_min_score: three times the runner-up
+    ((20, 13), 5, True), ((20, 13), 6, False),  # less spread: four times
+    ((30, 11), 1, False),  # too little spread at any margin
+])
+def test_a_scaled_answer_needs_more_margin_the_less_spread_it_has(best, runner, verified):
+    score, spread_ = best
+    cands = [Candidate("S01E01", 1, 10.0, score, spread=spread_), Candidate("S01E02", 1, 50.0, runner, spread=runner)]
+    assert _verified(cands, DEFAULT_POLICY) is verified

@@ -152,3 +152,14 @@ def test_the_plane_hashes_are_the_moved_peaks_own_pairs(episodes):
         one = scale.batch_hashes(peaks, [hyps[k]], p, grid.coarse_fanout, grid.coarse_dt_max)
         shared = np.isin(batch.hash[mine], one.hash).sum()
         assert shared >= 0.8 * mine.sum() >= 0.8 * 0.7 * one.hash.size > 0
+
+
+def _found(*scores: int) -> list[scale.Found]:
+    return [scale.Found(k, 100, s, scale.Hypothesis(1.1, 1.1)) for k, s in enumerate(scores)]
+
+
+@pytest.mark.parametrize("scores,stands", [
+    ((), False), ((9,), True), ((3,), False), ((12, 6), True), ((12, 7), False), ((5, 2), True), ((3, 1), False),
+])
+def test_a_coarse_winner_stands_out_of_a_crowd_of_equals(scores, stands):
+    assert scale.stands_out(_found(*scores), 4, 2.0) is stands
