@@ -159,6 +159,10 @@ async def _try_docs(docs_url: str) -> dict[str, Any]:
                              "s.querySelector('.opblock-summary-path').textContent.replace(/\u200b/g, ''))")
         await cdp.eval("document.querySelector('#operations-status-apiTest .opblock-summary-control').click()")
         await cdp.wait_for("!!document.querySelector('#operations-status-apiTest .execute')")
+        # Swagger UI resolves an expanded operation's $refs after drawing its Execute button; a click before that
+        # is dropped (OperationNotFoundError in the console) and the operation stays without an answer
+        await cdp.wait_for("(o => !!o && !!o.get('operationId'))(window.ui.specSelectors"
+                           ".specResolvedSubtree(['paths', '/api/v1/test', 'get']))")
         await cdp.eval("document.querySelector('#operations-status-apiTest .execute').click()")
         out = await cdp.wait_for("(e => e && e.textContent)(document.querySelector("
                                  "'#operations-status-apiTest .responses-table.live-responses-table'))")
