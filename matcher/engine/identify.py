@@ -270,10 +270,7 @@ def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: 
         if _sure(best, policy):
             return best, looked_up
     if best is None:
-        for f in sorted(waiting, key=lambda f: -f.score)[: policy.refined]:
-            best = _better(best, _refine(library, peaks, f, policy))
-            if _sure(best, policy):
-                break
+        best = _best_refined(library, peaks, sorted(waiting, key=lambda f: -f.score)[: policy.refined], policy)
     if best is None and plane:
         found, n = scale.search_plane(peaks, library.params, library.lookup, policy.grid, policy.refined)
         looked_up += n
@@ -295,13 +292,15 @@ def _sure(best: Scaled | None, policy: MatchPolicy) -> bool:
 def _best_refined(library: Catalogue, peaks: Peaks, found: list[scale.Found], policy: MatchPolicy, reach: int = 1,
                   min_score: int | None = None) -> Scaled | None:
     """The strongest verified refinement of the coarse candidates (strongest first) of at least
-    ``min_score`` (``coarse_min_score`` by default)."""
+    ``min_score`` (``coarse_min_score`` by default); one of ``scale_sure`` ends the search."""
     best: Scaled | None = None
     floor = policy.coarse_min_score if min_score is None else min_score
     for f in found:
         if f.score < floor:
             break
         best = _better(best, _refine(library, peaks, f, policy, reach))
+        if _sure(best, policy):
+            break
     return best
 
 
