@@ -47,7 +47,7 @@ class ScaleGrid:
     pitch_range: tuple[float, float] = (0.83, 1.21)
     time_step: float = 0.02
     pitch_step: float = 0.015
-    coarse_fanout: int = 2  # pairs per anchor in the plane's coarse search: the strongest survive an edit best
+    coarse_fanout: int = 3  # pairs per anchor in the plane's coarse search: the strongest survive an edit best
     coarse_dt_max: int = 31  # frames: short pairs stay hashed right under a slightly wrong time scale
     plane_time_step: float = 0.06  # off the lines: every pitch step at time scales this far apart (pooled
     # offsets and pairs of at most coarse_dt_max frames still line up half a step off; refinement takes it on)
