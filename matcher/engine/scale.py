@@ -60,10 +60,10 @@ class ScaleGrid:
         """The speed line, then tempo, then pitch (the order they are searched in, the most common edit
         first), unscaled (1, 1) left out: the plain vote has tried it. The speed line steps as the pitch line
         does: a resampled clip's frequencies move with its time, and frequency tolerates less error."""
-        speeds = _geometric(*self.time_range, self.time_step)
+        speeds = _geometric(*self.time_range, self.pitch_step)
+        tempos = _geometric(*self.time_range, self.time_step)
         pitches = _geometric(*self.pitch_range, self.pitch_step)
-        resampled = _geometric(*self.time_range, self.pitch_step)
-        lines = [[Hypothesis(s, s) for s in resampled], [Hypothesis(s, 1.0) for s in speeds],
+        lines = [[Hypothesis(s, s) for s in speeds], [Hypothesis(s, 1.0) for s in tempos],
                  [Hypothesis(1.0, s) for s in pitches]]
         return [[h for h in line if abs(h.time_scale - 1) > 1e-9 or abs(h.pitch_scale - 1) > 1e-9] for line in lines]
 
