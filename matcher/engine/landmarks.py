@@ -27,10 +27,14 @@ class Hashes:
         return int(self.hash.size)
 
     @cached_property
-    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted distinct hashes and, for each hash, its index among them (computed once per query,
-        however many season shards it is looked up in)."""
-        return np.unique(self.hash, return_inverse=True)
+    def by_hash(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The query sorted by hash, once however many season shards it is looked up in: the sorted
+        distinct hashes, the (stable) order that sorts the query, and where each distinct hash's run
+        starts in that order."""
+        order = hash_order(self.hash)
+        ordered = self.hash[order]
+        first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if ordered.size else np.zeros(0, np.intp)
+        return ordered[first], order, first
 
     @staticmethod
     def empty() -> Hashes:
@@ -42,6 +46,13 @@ class Hashes:
         if not parts:
             return Hashes.empty()
         return Hashes(np.concatenate([p.hash for p in parts]), np.concatenate([p.t for p in parts]))
+
+
+def hash_order(h: np.ndarray) -> np.ndarray:
+    """The stable order that sorts ``HASH_BITS``-bit hashes: two passes of numpy's radix sort of 16-bit
+    keys (its stable sort of wider integers is a merge sort, several times slower)."""
+    low = np.argsort((h & np.uint32(0xFFFF)).astype(np.uint16), kind="stable")
+    return low[np.argsort((h[low] >> np.uint32(16)).astype(np.uint16), kind="stable")]
 
 
 def pack_hash(f1: np.ndarray, df: np.ndarray, dt: np.ndarray) -> np.ndarray:

@@ -173,11 +173,15 @@ def top_landmarks(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) 
 
 
 def top_pairs(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """The anchor and target indices of :func:`top_landmarks`' pairs (at least two peaks), by anchor."""
+    """The anchor and target indices of :func:`top_landmarks`' pairs (at least two peaks), by anchor,
+    each anchor's strongest first. Peaks are sorted by time: an anchor's candidates are the next peaks up
+    to ``dt_max`` frames later, no more columns than the most crowded anchor has."""
     n = len(peaks)
     t, f = peaks.t, peaks.f
     zone = replace(p, target_dt_max=dt_max)
-    j = np.arange(n)[:, None] + np.arange(1, min(zone_peaks(zone), n - 1) + 1)[None, :]
+    reach = np.searchsorted(t, t + dt_max, side="right") - np.arange(n) - 1
+    width = max(1, min(zone_peaks(zone), n - 1, int(reach.max())))
+    j = np.arange(n)[:, None] + np.arange(1, width + 1)[None, :]
     inside = j < n
     j = np.minimum(j, n - 1)
     dt = t[j] - t[:, None]
@@ -185,16 +189,15 @@ def top_pairs(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> t
     ok = inside & (dt >= p.target_dt_min) & (dt <= dt_max) & (adf >= p.target_df_min) & (adf <= p.target_df_max)
     strength = np.where(ok, peaks.m[j], -np.inf)
     rows = np.arange(n)
-    anchors, targets = [], []
-    for _ in range(fanout):
+    cols = np.zeros((n, fanout), np.intp)
+    good = np.zeros((n, fanout), bool)
+    for r in range(fanout):
         col = np.argmax(strength, axis=1)
-        good = strength[rows, col] > -np.inf
-        anchors.append(rows[good])
-        targets.append(j[rows[good], col[good]])
+        cols[:, r] = col
+        good[:, r] = strength[rows, col] > -np.inf
         strength[rows, col] = -np.inf
-    i, k = np.concatenate(anchors), np.concatenate(targets)
-    order = np.argsort(i, kind="stable")
-    return i[order], k[order]
+    i = np.broadcast_to(rows[:, None], cols.shape)[good]
+    return i, np.take_along_axis(j, cols, axis=1)[good]
 
 
 def batch_hashes(peaks: Peaks, hyps: list[Hypothesis], p: FingerprintParams, fanout: int | None = None,

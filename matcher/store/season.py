@@ -133,29 +133,30 @@ def lookup_seasons(seasons: Sequence[SeasonStore], hashes: Hashes, max_postings:
     z = np.zeros(0, np.int64)
     if len(hashes) == 0:
         return Postings(z, z, z, 0)
-    uniq, q_inv = hashes.distinct
+    uniq, order, first = hashes.by_hash
     found_h, found_slot, found_t = [], [], []
-    with _flagged(uniq) as wanted:
+    with _flagged(uniq) as (wanted, position):
         query = Query(uniq, wanted)
         for k, season in enumerate(seasons):
             h, slot, t = season.find_postings(query, max_postings)
             found_h.append(h)
             found_slot.append(slot.astype(np.int64) + (k << SLOT_BITS))
             found_t.append(t)
-    looked_up = int(uniq.size) * len(seasons)
-    if not found_h:
-        return Postings(z, z, z, looked_up)
-    h, gslot, db_t = np.concatenate(found_h), np.concatenate(found_slot), np.concatenate(found_t)
-    u = np.searchsorted(uniq, h)
+        looked_up = int(uniq.size) * len(seasons)
+        if not found_h:
+            return Postings(z, z, z, looked_up)
+        h, gslot, db_t = np.concatenate(found_h), np.concatenate(found_slot), np.concatenate(found_t)
+        u = position[h]
     # pair each posting with every query time of its hash (usually one)
-    order = np.argsort(q_inv, kind="stable")
-    q_count = np.bincount(q_inv, minlength=uniq.size)
-    q_start = np.cumsum(q_count) - q_count
-    reps = q_count[u]
-    pi = np.repeat(np.arange(h.size), reps)
-    within = np.arange(pi.size) - np.repeat(np.cumsum(reps) - reps, reps)
-    qi = order[q_start[u[pi]] + within]
-    return Postings(query_t=hashes.t[qi].astype(np.int64), slot=gslot[pi], db_t=db_t[pi].astype(np.int64),
+    start = first[u]
+    reps = np.diff(np.r_[first, hashes.hash.size])[u]
+    if h.size and int(reps.max()) > 1:
+        pi = np.repeat(np.arange(h.size), reps)
+        qi = order[np.repeat(start - (np.cumsum(reps) - reps), reps) + np.arange(pi.size)]
+        gslot, db_t = gslot[pi], db_t[pi]
+    else:
+        qi = order[start]
+    return Postings(query_t=hashes.t[qi].astype(np.int64), slot=gslot, db_t=db_t.astype(np.int64),
                     looked_up=looked_up)
 
 
@@ -163,14 +164,18 @@ _per_thread = threading.local()
 
 
 @contextlib.contextmanager
-def _flagged(uniq: np.ndarray) -> Iterator[np.ndarray]:
-    """A flag per possible hash, raised for ``uniq`` while the block runs: membership by one gather
-    (a binary search per decoded posting cost more than decoding it). One table per thread, 2 MB."""
+def _flagged(uniq: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A flag per possible hash, raised for ``uniq`` while the block runs, and each flagged hash's index in
+    ``uniq``: membership and position by one gather each (a binary search per decoded posting cost more
+    than decoding it). One pair of tables per thread, 10 MB; a position is read only where its flag is up."""
     flags = getattr(_per_thread, "flags", None)
     if flags is None:
         flags = _per_thread.flags = np.zeros(1 << HASH_BITS, bool)
+        _per_thread.position = np.zeros(1 << HASH_BITS, np.int32)
+    position = _per_thread.position
     flags[uniq] = True
+    position[uniq] = np.arange(uniq.size, dtype=np.int32)
     try:
-        yield flags
+        yield flags, position
     finally:
         flags[uniq] = False
