@@ -210,7 +210,9 @@ def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchP
     """The coarse winner's hypothesis refined on a local grid (one lookup), its time scale fitted to
     the hits, then verified by a fresh vote at the refined scales."""
     hyps = policy.grid.around(found.hypothesis, reach)
-    postings = _slot_postings(library.lookup(scale.batch_hashes(peaks, hyps, library.params)), found.slot)
+    g = policy.grid
+    hashes = scale.batch_hashes(peaks, hyps, library.params, g.refine_fanout, g.refine_dt_max)
+    postings = _slot_postings(library.lookup(hashes), found.slot)
     mine = next((f for f in scale.vote_hypotheses(postings, hyps, top=64) if f.slot == found.slot), found)
     k = hyps.index(min(hyps, key=lambda h: abs(h.pitch_scale - mine.hypothesis.pitch_scale)
                        + abs(h.time_scale - mine.hypothesis.time_scale)))
@@ -248,7 +250,8 @@ def _hypothesis_postings(postings: Postings, k: int) -> Postings:
     return Postings(postings.query_t[m] & ((1 << scale.T_BITS) - 1), postings.slot[m], postings.db_t[m], 0)
 
 
-def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: bool) -> tuple[Scaled | None, int]:
+def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: bool, seconds: float
+                  ) -> tuple[Scaled | None, int]:
     """The best verified answer under the scale hypotheses, and the distinct hashes looked up.
 
     The lines are searched one by one. A line's coarse winner is refined at once when it stands out of
@@ -260,8 +263,9 @@ def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: 
     best: Scaled | None = None
     looked_up = 0
     waiting: list[scale.Found] = []
-    for line in policy.grid.lines():
-        found, n = scale.search(peaks, library.params, library.lookup, policy.grid, line, policy.refined)
+    grid = policy.grid.for_clip(seconds)
+    for line in grid.lines():
+        found, n = scale.search(peaks, library.params, library.lookup, grid, line, policy.refined)
         looked_up += n
         if scale.stands_out(found, policy.coarse_min_score, policy.stand_out):
             best = _better(best, _refine(library, peaks, found[0], policy))
@@ -272,7 +276,7 @@ def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: 
     if best is None:
         best = _best_refined(library, peaks, sorted(waiting, key=lambda f: -f.score)[: policy.refined], policy)
     if best is None and plane:
-        found, n = scale.search_plane(peaks, library.params, library.lookup, policy.grid, policy.refined)
+        found, n = scale.search_plane(peaks, library.params, library.lookup, grid, policy.refined)
         looked_up += n
         best = _best_refined(library, peaks, found, policy, policy.plane_reach, policy.plane_min_score)
     return best, looked_up
@@ -343,7 +347,8 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
     drifting = plain_ok and _drifts(ranked, p.frame_seconds, policy)
     answered = cands[0].spread if plain_ok and not drifting else 0
     if answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
-        scaled, looked_up = _scale_search(library, scale.fine_peaks(spec, peaks, p), policy, plane=answered == 0)
+        scaled, looked_up = _scale_search(library, scale.fine_peaks(spec, peaks, p), policy, answered == 0,
+                                          pcm.size / p.sample_rate)
         result.hashes_looked_up += looked_up
         if scaled is not None and scaled.ranked.candidates[0].spread > answered:
             ranked, cands, hyp, drifting = scaled.ranked, scaled.ranked.candidates, scaled.hypothesis, False

@@ -53,6 +53,9 @@ class ScaleGrid:
     # offsets and pairs of at most coarse_dt_max frames still line up half a step off; refinement takes it on)
     plane_table_bits: int = 20  # the plane's coarse vote in at most 2**this cells: its hits are many times a
     # line's, a table sized to them costs more than their lookup, and a true alignment's still pile up in one
+    coarse_pairs: float = 9.0  # pairs per anchor-second of clip the coarse searches make at most (for_clip)
+    refine_fanout: int = 3  # a refinement's local grid pairs as the lines do: it only picks the hypothesis,
+    refine_dt_max: int = 47  # and verification votes every hash of the clip at it
     line_fanout: int = 3  # on the lines, pairs per anchor up to line_dt_max frames: a line holds few hypotheses,
     line_dt_max: int = 47  # and a clip under music keeps too few of its strongest short pairs
 
@@ -74,6 +77,14 @@ class ScaleGrid:
         again, refined further than the pitch line's are."""
         times = _inside(*self.time_range, self.plane_time_step)
         return times, [s for s in _inside(*self.pitch_range, self.pitch_step) if abs(s - 1) > 1e-9]
+
+    def for_clip(self, seconds: float) -> ScaleGrid:
+        """The grid for a clip this long: its coarse searches pair at most ``coarse_pairs`` per anchor-second
+        of clip (the fan-outs above, down to one, for a longer clip). Their cost grows with the clip's
+        hashes, and a long clip holds the evidence a short one gathers with more pairs per anchor."""
+        def capped(fanout: int) -> int:
+            return max(1, min(fanout, math.floor(self.coarse_pairs / max(seconds, 1e-9) + 0.5)))
+        return replace(self, line_fanout=capped(self.line_fanout), coarse_fanout=capped(self.coarse_fanout))
 
     def hypotheses(self) -> list[Hypothesis]:
         return [h for line in self.lines() for h in line]
@@ -177,17 +188,17 @@ def top_pairs(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> t
     each anchor's strongest first. Peaks are sorted by time: an anchor's candidates are the next peaks up
     to ``dt_max`` frames later, no more columns than the most crowded anchor has."""
     n = len(peaks)
-    t, f = peaks.t, peaks.f
-    zone = replace(p, target_dt_max=dt_max)
-    reach = np.searchsorted(t, t + dt_max, side="right") - np.arange(n) - 1
-    width = max(1, min(zone_peaks(zone), n - 1, int(reach.max())))
-    j = np.arange(n)[:, None] + np.arange(1, width + 1)[None, :]
-    inside = j < n
-    j = np.minimum(j, n - 1)
-    dt = t[j] - t[:, None]
-    adf = np.abs(f[j] - f[:, None])
-    ok = inside & (dt >= p.target_dt_min) & (dt <= dt_max) & (adf >= p.target_df_min) & (adf <= p.target_df_max)
-    strength = np.where(ok, peaks.m[j], -np.inf)
+    reach = np.searchsorted(peaks.t, peaks.t + dt_max, side="right") - np.arange(n) - 1
+    width = max(1, min(zone_peaks(replace(p, target_dt_max=dt_max)), n - 1, int(reach.max())))
+    # past the last peak, sentinels no pair accepts: every candidate index stays inside
+    t = np.concatenate([peaks.t, np.full(width, peaks.t[-1] + dt_max + 1)]).astype(np.int32)
+    f = np.concatenate([peaks.f, np.zeros(width, peaks.f.dtype)]).astype(np.int32)
+    m = np.concatenate([peaks.m, np.zeros(width, peaks.m.dtype)]).astype(np.float32)
+    j = np.arange(n, dtype=np.int32)[:, None] + np.arange(1, width + 1, dtype=np.int32)[None, :]
+    dt = t[j] - t[:n, None]
+    adf = np.abs(f[j] - f[:n, None])
+    ok = (dt >= p.target_dt_min) & (dt <= dt_max) & (adf >= p.target_df_min) & (adf <= p.target_df_max)
+    strength = np.where(ok, m[j], np.float32(-np.inf))
     rows = np.arange(n)
     cols = np.zeros((n, fanout), np.intp)
     good = np.zeros((n, fanout), bool)
@@ -197,7 +208,7 @@ def top_pairs(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> t
         good[:, r] = strength[rows, col] > -np.inf
         strength[rows, col] = -np.inf
     i = np.broadcast_to(rows[:, None], cols.shape)[good]
-    return i, np.take_along_axis(j, cols, axis=1)[good]
+    return i, (i + 1 + cols[good]).astype(np.intp)
 
 
 def batch_hashes(peaks: Peaks, hyps: list[Hypothesis], p: FingerprintParams, fanout: int | None = None,

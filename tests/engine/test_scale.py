@@ -111,6 +111,17 @@ def test_the_grid_spans_the_edits_uploaders_make():
     assert scale.Hypothesis(1.0, 1.0) not in hyps
 
 
+@pytest.mark.parametrize("seconds", [1.0, 3.0, 4.0, 5.0, 10.0, 30.0])
+def test_a_longer_clip_pairs_fewer_per_anchor_in_the_coarse_searches(seconds):
+    grid = scale.ScaleGrid()
+    mine = grid.for_clip(seconds)
+    for full, capped in ((grid.line_fanout, mine.line_fanout), (grid.coarse_fanout, mine.coarse_fanout)):
+        assert 1 <= capped <= full
+        assert capped in (full, 1) or capped * seconds <= grid.coarse_pairs + seconds / 2
+    assert mine.line_fanout == grid.line_fanout if seconds <= 3 else mine.line_fanout < grid.line_fanout
+    assert mine.lines() == grid.lines() and mine.plane() == grid.plane()
+
+
 def test_fine_peaks_find_a_peak_between_frames_and_bins():
     p = DEFAULT_PARAMS
     t0, f0 = 20.3, 40.7  # frame, bin (absolute)
