@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from citywok.matcher.engine import scale
+from citywok.matcher.engine import edit, scale
 from citywok.matcher.engine.catalogue import Catalogue, Postings
 from citywok.matcher.engine.landmarks import Hashes, landmarks
 from citywok.matcher.engine.match import repeats, spread, vote
@@ -60,6 +60,8 @@ class MatchPolicy:
     grid: scale.ScaleGrid = scale.ScaleGrid()
     dense_peaks: int = 20  # clip peaks per bucket kept for the scale search (the index keeps 14)
     coarse_min_score: int = 4  # a coarse alignment weaker than this is not refined (verification guards the rest)
+    waiting_min_score: int = 7  # a line's candidate that did not stand out is refined only with this much:
+    # a clip of an edit off the lines (or of no episode) has weaker ones on every line, and each costs a lookup
     refined: int = 2  # coarse candidates kept per line, and waiting candidates refined when no line's winner verified
     stand_out: float = 2.0  # a line's coarse winner this many times the line's next slot is refined at once
     plane_reach: int = 2  # off the lines, refinement spans this many half time steps either side, and ...
@@ -270,7 +272,7 @@ def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: 
         if scale.stands_out(found, policy.coarse_min_score, policy.stand_out):
             best = _better(best, _refine(library, peaks, found[0], policy))
             found = found[1:]
-        waiting += [f for f in found if f.score >= policy.coarse_min_score]
+        waiting += [f for f in found if f.score >= policy.waiting_min_score]
         if _sure(best, policy):
             return best, looked_up
     if best is None:
@@ -364,7 +366,7 @@ def _decide(result: Identification, library: Catalogue, ranked: Ranked, hyp: sca
     result.candidates = cands[: policy.candidates]
     result.time_scale = result.speed = round(float(hyp.time_scale), 4)
     result.pitch_scale = round(float(hyp.pitch_scale), 4)
-    result.edit = scale.describe(hyp.time_scale, hyp.pitch_scale)
+    result.edit = edit.describe(hyp.time_scale, hyp.pitch_scale)
     contenders = _contenders(cands, policy)
     if not _decisive(cands, policy) and len(contenders) >= 2:
         result.match = result.ambiguous = True

@@ -60,14 +60,15 @@ class ScaleGrid:
     line_dt_max: int = 47  # and a clip under music keeps too few of its strongest short pairs
 
     def lines(self) -> list[list[Hypothesis]]:
-        """The speed line, then tempo, then pitch (the order they are searched in, the most common edit
-        first), unscaled (1, 1) left out: the plain vote has tried it. The speed line steps as the pitch line
-        does: a resampled clip's frequencies move with its time, and frequency tolerates less error."""
+        """The pitch line, then speed, then tempo (the order they are searched in: the pitch line is paired
+        once for all its hypotheses, the cheapest, and a clip it explains nothing of costs little more),
+        unscaled (1, 1) left out: the plain vote has tried it. The speed line steps as the pitch line does: a
+        resampled clip's frequencies move with its time, and frequency tolerates less error."""
         speeds = _geometric(*self.time_range, self.pitch_step)
         tempos = _geometric(*self.time_range, self.time_step)
         pitches = _geometric(*self.pitch_range, self.pitch_step)
-        lines = [[Hypothesis(s, s) for s in speeds], [Hypothesis(s, 1.0) for s in tempos],
-                 [Hypothesis(1.0, s) for s in pitches]]
+        lines = [[Hypothesis(1.0, s) for s in pitches], [Hypothesis(s, s) for s in speeds],
+                 [Hypothesis(s, 1.0) for s in tempos]]
         return [[h for h in line if abs(h.time_scale - 1) > 1e-9 or abs(h.pitch_scale - 1) > 1e-9] for line in lines]
 
     def plane(self) -> tuple[list[float], list[float]]:
@@ -337,18 +338,30 @@ def plain_peaks(peaks: Peaks, p: FingerprintParams) -> Peaks:
 
 def search(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], Postings], grid: ScaleGrid,
            hyps: list[Hypothesis], top: int) -> tuple[list[Found], int]:
-    """The coarse search: hypotheses ``hyps`` in one lookup, the best slots found."""
-    postings = lookup(batch_hashes(peaks, hyps, p, grid.line_fanout, grid.line_dt_max))
+    """The coarse search: hypotheses ``hyps`` in one lookup, the best slots found. Hypotheses of one time
+    scale (the pitch line) are paired once (:func:`moved_pairs`)."""
+    times = sorted({h.time_scale for h in hyps})
+    if len(times) == 1:
+        hashes = moved_pairs(peaks, p, times, [h.pitch_scale for h in hyps], grid.line_fanout, grid.line_dt_max)
+    else:
+        hashes = batch_hashes(peaks, hyps, p, grid.line_fanout, grid.line_dt_max)
+    postings = lookup(hashes)
     return vote_hypotheses(postings, hyps, top=top), postings.looked_up
 
 
 def plane_hashes(peaks: Peaks, p: FingerprintParams, grid: ScaleGrid) -> tuple[Hashes, list[Hypothesis]]:
-    """The short pairs of every hypothesis of the plane, batched as :func:`batch_hashes` does. The peaks are
-    moved, thinned and paired once per time scale; each pitch then moves the pairs' (fractional)
-    frequencies only (pairing is most of the cost, and a pitch change keeps which peaks are the strongest
-    nearby)."""
+    """The short pairs of every hypothesis of the plane (:func:`moved_pairs`), and the hypotheses."""
     times, pitches = grid.plane()
     hyps = [Hypothesis(t, s) for t in times for s in pitches]
+    return moved_pairs(peaks, p, times, pitches, grid.coarse_fanout, grid.coarse_dt_max), hyps
+
+
+def moved_pairs(peaks: Peaks, p: FingerprintParams, times: list[float], pitches: list[float], fanout: int,
+                dt_max: int) -> Hashes:
+    """The pairs of every (time scale, pitch) hypothesis, pitches innermost, batched as :func:`batch_hashes`
+    does. The peaks are moved, thinned and paired once per time scale; each pitch then moves the pairs'
+    (fractional) frequencies only (pairing is most of the cost, and a pitch change keeps which peaks are
+    the strongest nearby)."""
     per_pitch = 1 / np.array(pitches)[:, None]
     band = (np.rint(peaks.f) >= p.min_bin) & (np.rint(peaks.f) < p.max_bin)
     hashes, at = [], []
@@ -358,7 +371,7 @@ def plane_hashes(peaks: Peaks, p: FingerprintParams, grid: ScaleGrid) -> tuple[H
         if keep.size < 2:
             continue
         t, f = t[keep], f[keep]
-        i, k = top_pairs(Peaks(t, np.rint(f).astype(np.int64), m[keep]), p, grid.coarse_fanout, grid.coarse_dt_max)
+        i, k = top_pairs(Peaks(t, np.rint(f).astype(np.int64), m[keep]), p, fanout, dt_max)
         f1, f2 = np.rint(f[i] * per_pitch).astype(np.int64), np.rint(f[k] * per_pitch).astype(np.int64)
         df = f2 - f1
         ok = ((np.minimum(f1, f2) >= p.min_bin) & (np.maximum(f1, f2) < p.max_bin)
@@ -368,8 +381,8 @@ def plane_hashes(peaks: Peaks, p: FingerprintParams, grid: ScaleGrid) -> tuple[H
         hashes.append(pack_hash(f1[ok], df[ok], dt[ok]))
         at.append((t[i][None, :] + hyp)[ok])
     if not hashes:
-        return Hashes.empty(), hyps
-    return Hashes(np.concatenate(hashes), np.concatenate(at).astype(np.uint32)), hyps
+        return Hashes.empty()
+    return Hashes(np.concatenate(hashes), np.concatenate(at).astype(np.uint32))
 
 
 def search_plane(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], Postings], grid: ScaleGrid,
@@ -378,18 +391,3 @@ def search_plane(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], 
     hashes, hyps = plane_hashes(peaks, p, grid)
     postings = lookup(hashes)
     return vote_hypotheses(postings, hyps, top=top, max_bits=grid.plane_table_bits), postings.looked_up
-
-
-def describe(time_scale: float, pitch_scale: float, tolerance: float = 0.015) -> str | None:
-    """What a person reads: "sped up 1.25x", "tempo 0.80x, pitch kept", "pitch +3.0 semitones"."""
-    same_time, same_pitch = abs(time_scale - 1) < tolerance, abs(pitch_scale - 1) < tolerance
-    semis = 12 * math.log2(pitch_scale)
-    if same_time and same_pitch:
-        return None
-    if abs(pitch_scale / time_scale - 1) < tolerance:
-        return f"sped up {time_scale:.2f}x" if time_scale > 1 else f"slowed down to {time_scale:.2f}x"
-    if same_pitch:
-        return f"tempo {time_scale:.2f}x, pitch kept"
-    if same_time:
-        return f"pitch {semis:+.1f} semitones, tempo kept"
-    return f"tempo {time_scale:.2f}x, pitch {semis:+.1f} semitones"
