@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from citywok.matcher.engine import edit, scale
+from citywok.matcher.engine import edit, scale, timefit
 from citywok.matcher.engine.catalogue import Catalogue, Postings
 from citywok.matcher.engine.landmarks import Hashes, landmarks
 from citywok.matcher.engine.match import repeats, spread, vote
@@ -219,12 +219,15 @@ def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchP
     k = hyps.index(min(hyps, key=lambda h: abs(h.pitch_scale - mine.hypothesis.pitch_scale)
                        + abs(h.time_scale - mine.hypothesis.time_scale)))
     local = _hypothesis_postings(postings, k)
-    fit = scale.fit_time_scale(local, found.slot, mine.offset, mine.hypothesis.time_scale)
+    fit = timefit.fit_time_scale(local, found.slot, mine.offset, mine.hypothesis.time_scale)
     h = scale.Hypothesis(fit.time_scale, mine.hypothesis.pitch_scale)
     ranked = _verify(library, peaks, h, policy)
     if not _verified(ranked.candidates, policy):
         return None
-    return Scaled(ranked, h)
+    best = ranked.candidates[0]
+    slope = timefit.refined_slope(ranked.postings, ranked.slots[(best.episode_id, best.season)],
+                                  round(best.offset_seconds / library.params.frame_seconds))
+    return Scaled(ranked, scale.Hypothesis(h.time_scale * slope, h.pitch_scale))
 
 
 def _verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
@@ -315,7 +318,7 @@ def _drifts(ranked: Ranked, frame_seconds: float, policy: MatchPolicy) -> bool:
     clip aligns in part at scale 1, at an offset that is right for one moment of it only."""
     best = ranked.candidates[0]
     fs = frame_seconds
-    fit = scale.fit_time_scale(ranked.postings, ranked.slots[(best.episode_id, best.season)],
+    fit = timefit.fit_time_scale(ranked.postings, ranked.slots[(best.episode_id, best.season)],
                                round(best.offset_seconds / fs), 1.0, span=0.06, step=0.003)
     return abs(fit.time_scale - 1) > 0.004 and fit.score > policy.drift * fit.unscaled
 

@@ -295,42 +295,6 @@ def stands_out(found: list[Found], floor: int, ratio: float) -> bool:
     return len(found) < 2 or found[0].score >= ratio * found[1].score
 
 
-@dataclass(frozen=True)
-class Fit:
-    """How the hits of one slot line up across nearby time scales."""
-
-    time_scale: float  # the best
-    offset: int  # frames, at the best time scale
-    score: int  # hits aligned (+-1 frame) at the best time scale
-    unscaled: int  # hits aligned at the time scale the sweep started from
-
-
-def fit_time_scale(postings: Postings, slot: int, offset: int, time_scale: float, span: float = 0.012,
-                   step: float = 0.001) -> Fit:
-    """The time scale within ``span`` (relative) of ``time_scale`` at which the hits of ``slot`` near
-    ``offset`` line up best: the vote's pooling hides a drift of a frame or two along the clip, and a
-    stretched clip voted at scale 1 lines up only in part."""
-    window = int(span * int(postings.query_t.max(initial=0))) + 3
-    m = (postings.slot == slot) & (np.abs(postings.offset - offset) <= window)
-    if not m.any():
-        return Fit(time_scale, offset, 0, 0)
-    t, db = postings.query_t[m].astype(np.float64), postings.db_t[m]
-    steps = np.arange(-round(span / step), round(span / step) + 1) * step
-    scores, offsets = np.zeros(steps.size, np.int64), np.zeros(steps.size, np.int64)
-    for k, r in enumerate(steps):
-        values, counts = np.unique(db - np.rint(t * (1 + r)).astype(np.int64), return_counts=True)
-        next_to = np.diff(values) == 1
-        pooled = counts.copy()
-        pooled[1:] += np.where(next_to, counts[:-1], 0)
-        pooled[:-1] += np.where(next_to, counts[1:], 0)
-        i = int(np.argmax(pooled))
-        scores[k], offsets[k] = pooled[i], values[i]
-    # the middle of the best run: a short clip lines up about as well over a small range of scales
-    top = np.flatnonzero(scores == scores.max())
-    k = int(top[np.argmin(np.abs(top - top.mean()))])
-    return Fit(time_scale * (1 + steps[k]), int(offsets[k]), int(scores[k]), int(scores[steps.size // 2]))
-
-
 def plain_peaks(peaks: Peaks, p: FingerprintParams) -> Peaks:
     """Dense clip peaks thinned to the index's density, unmoved: what the clip's own hashes pair."""
     return scaled_peaks(peaks, [Hypothesis(1.0, 1.0)], p)

@@ -4,7 +4,8 @@ search at the right offset in the episode's own time, with their factors; and wh
 import numpy as np
 import pytest
 from citywok.matcher import synth
-from citywok.matcher.engine import edit, scale
+from citywok.matcher.engine import edit, scale, timefit
+from citywok.matcher.engine.catalogue import Postings
 from citywok.matcher.engine.fingerprint import fingerprint_pcm
 from citywok.matcher.engine.identify import identify_pcm
 from citywok.matcher.engine.landmarks import landmarks
@@ -37,6 +38,26 @@ def test_edited_clip_found_at_its_offset_with_its_factors(library, episodes, eid
     assert r.pitch_scale == pytest.approx(pitch_scale, rel=0.02)
     assert r.speed == r.time_scale
     assert r.edit == edit.describe(r.time_scale, r.pitch_scale) and r.edit
+
+
+@pytest.mark.parametrize("speed", [1.03, 0.97, 1.17])
+def test_a_speed_between_the_grid_steps_is_estimated_finer_than_the_grid(library, episodes, speed):
+    """The page prints the factor to two decimals: it must be right to half a percent, not to a step."""
+    for start in (5.0, 19.0):
+        r = identify_pcm(library, edited(episodes["S01E03"], start, 7, speed=speed))
+        assert r.match and r.episode_id == "S01E03" and abs(r.offset_seconds - start) <= 0.1
+        assert r.time_scale == pytest.approx(speed, abs=0.004)
+
+
+def test_the_slope_through_the_hits_averages_their_rounding_away():
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.integers(0, 220, 120))
+    db = np.rint(500 + 1.013 * t + rng.uniform(-0.5, 0.5, t.size)).astype(np.int64)
+    chance = rng.integers(0, 2000, 60)  # hits of the same slot far from the line, and of another slot
+    postings = Postings(np.concatenate([t, rng.integers(0, 220, 60), t]), np.repeat([4, 4, 9], [t.size, 60, t.size]),
+                        np.concatenate([db, chance, db - 300]), 0)
+    assert timefit.refined_slope(postings, 4, 500) == pytest.approx(1.013, abs=0.001)
+    assert timefit.refined_slope(postings, 5, 500) == 1.0  # no hits: no slope to fit
 
 
 @pytest.mark.parametrize("factors", [{}, {"speed": 1.2}, {"tempo": 0.85}, {"pitch": 2 ** (3 / 12)},

@@ -1,0 +1,67 @@
+"""How the hits of one episode line up along a clip: the time scale that aligns them (numpy in, numpy out).
+
+A clip played ``s`` times faster than the episode puts each hit at ``db_t = offset + s * t``: at the
+wrong scale its offsets drift along the clip. :func:`fit_time_scale` sweeps nearby scales for the one
+that piles most hits onto one offset (robust, but only as fine as a frame of drift over the clip);
+:func:`refined_slope` then fits the line through that pile's hits by least squares, which averages
+their frame rounding away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from citywok.matcher.engine.catalogue import Postings
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How the hits of one slot line up across nearby time scales."""
+
+    time_scale: float  # the best
+    offset: int  # frames, at the best time scale
+    score: int  # hits aligned (+-1 frame) at the best time scale
+    unscaled: int  # hits aligned at the time scale the sweep started from
+
+
+def fit_time_scale(postings: Postings, slot: int, offset: int, time_scale: float, span: float = 0.012,
+                   step: float = 0.001) -> Fit:
+    """The time scale within ``span`` (relative) of ``time_scale`` at which the hits of ``slot`` near
+    ``offset`` line up best: the vote's pooling hides a drift of a frame or two along the clip, and a
+    stretched clip voted at scale 1 lines up only in part."""
+    window = int(span * int(postings.query_t.max(initial=0))) + 3
+    m = (postings.slot == slot) & (np.abs(postings.offset - offset) <= window)
+    if not m.any():
+        return Fit(time_scale, offset, 0, 0)
+    t, db = postings.query_t[m].astype(np.float64), postings.db_t[m]
+    steps = np.arange(-round(span / step), round(span / step) + 1) * step
+    scores, offsets = np.zeros(steps.size, np.int64), np.zeros(steps.size, np.int64)
+    for k, r in enumerate(steps):
+        values, counts = np.unique(db - np.rint(t * (1 + r)).astype(np.int64), return_counts=True)
+        next_to = np.diff(values) == 1
+        pooled = counts.copy()
+        pooled[1:] += np.where(next_to, counts[:-1], 0)
+        pooled[:-1] += np.where(next_to, counts[1:], 0)
+        i = int(np.argmax(pooled))
+        scores[k], offsets[k] = pooled[i], values[i]
+    # the middle of the best run: a short clip lines up about as well over a small range of scales
+    top = np.flatnonzero(scores == scores.max())
+    k = int(top[np.argmin(np.abs(top - top.mean()))])
+    return Fit(time_scale * (1 + steps[k]), int(offsets[k]), int(scores[k]), int(scores[steps.size // 2]))
+
+
+def refined_slope(postings: Postings, slot: int, offset: int, tolerance: float = 1.5, min_hits: int = 8,
+                  rounds: int = 3) -> float:
+    """The slope of ``db_t`` against ``query_t`` through the hits of ``slot`` that lie within ``tolerance``
+    frames of the line at ``offset`` (slope 1 to start with), refitted ``rounds`` times with the inliers
+    of the last fit; the last slope that enough hits over a long enough stretch of the clip held (1.0 if none)."""
+    m = postings.slot == slot
+    t, db = postings.query_t[m].astype(np.float64), postings.db_t[m].astype(np.float64)
+    a, b = float(offset), 1.0
+    for _ in range(rounds):
+        near = np.abs(db - (a + b * t)) <= tolerance
+        if near.sum() < min_hits or np.ptp(t[near]) < 4 * tolerance:
+            break
+        b, a = (float(v) for v in np.polyfit(t[near], db[near], 1))
+    return b
