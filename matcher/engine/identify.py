@@ -28,7 +28,7 @@ audio recurs within that episode (a loop, a reprised cue), ``also_at`` names the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from citywok.matcher.engine import edit, scale, timefit
@@ -214,20 +214,30 @@ def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchP
     hyps = policy.grid.around(found.hypothesis, reach)
     g = policy.grid
     hashes = scale.batch_hashes(peaks, hyps, library.params, g.refine_fanout, g.refine_dt_max)
-    postings = _slot_postings(library.lookup(hashes), found.slot)
+    postings = scale.slot_postings(library.lookup(hashes), found.slot)
     mine = next((f for f in scale.vote_hypotheses(postings, hyps, top=64) if f.slot == found.slot), found)
     k = hyps.index(min(hyps, key=lambda h: abs(h.pitch_scale - mine.hypothesis.pitch_scale)
                        + abs(h.time_scale - mine.hypothesis.time_scale)))
-    local = _hypothesis_postings(postings, k)
+    local = scale.hypothesis_postings(postings, k)
     fit = timefit.fit_time_scale(local, found.slot, mine.offset, mine.hypothesis.time_scale)
     h = scale.Hypothesis(fit.time_scale, mine.hypothesis.pitch_scale)
     ranked = _verify(library, peaks, h, policy)
     if not _verified(ranked.candidates, policy):
         return None
+    return _fitted(ranked, h, library.params.frame_seconds)
+
+
+def _fitted(ranked: Ranked, h: scale.Hypothesis, frame_seconds: float) -> Scaled:
+    """The verified answer with its time scale and offset from the line through its hits: the vote's
+    pooled bins place a clip played slightly off the hypothesis' scale by the middle of its hits."""
     best = ranked.candidates[0]
-    slope = timefit.refined_slope(ranked.postings, ranked.slots[(best.episode_id, best.season)],
-                                  round(best.offset_seconds / library.params.frame_seconds))
-    return Scaled(ranked, scale.Hypothesis(h.time_scale * slope, h.pitch_scale))
+    line = timefit.fitted_line(ranked.postings, ranked.slots[(best.episode_id, best.season)],
+                               round(best.offset_seconds / frame_seconds))
+    if line is None:
+        return Scaled(ranked, h)
+    moved = replace(best, offset_seconds=round(line.offset * frame_seconds, 3))
+    return Scaled(replace(ranked, candidates=[moved, *ranked.candidates[1:]]),
+                  scale.Hypothesis(h.time_scale * line.slope, h.pitch_scale))
 
 
 def _verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
@@ -241,18 +251,6 @@ def _verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
         return True
     margin = policy.scale_margin if spread_ >= policy.scale_min_score else policy.scale_weak_margin
     return cands[0].score >= margin * _runner_up(cands)
-
-
-def _slot_postings(postings: Postings, slot: int) -> Postings:
-    """The hits of one slot: a refinement votes on its candidate only."""
-    m = postings.slot == slot
-    return Postings(postings.query_t[m], postings.slot[m], postings.db_t[m], postings.looked_up)
-
-
-def _hypothesis_postings(postings: Postings, k: int) -> Postings:
-    """The hits of hypothesis ``k`` of a batched lookup, with the clip times of that hypothesis."""
-    m = (postings.query_t >> scale.T_BITS) == k
-    return Postings(postings.query_t[m] & ((1 << scale.T_BITS) - 1), postings.slot[m], postings.db_t[m], 0)
 
 
 def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: bool, seconds: float

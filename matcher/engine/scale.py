@@ -12,8 +12,10 @@ candidates are refined around their hypothesis and re-voted before anything is a
 are placed between frames and bins first (:func:`fine_peaks`): a hash holds its bins and time
 difference exactly, and a moved peak must round to the episode's own.
 
-A hypothesis tolerates about 1% of error in time (dt of a pair and the drift of the offset along the
-clip) and about 0.75% in frequency (a bin at 1.5 kHz moves by one): the grid steps follow from that.
+A hypothesis tolerates much less error in frequency than in time: a pair's dt is short and the vote
+pools a few frames of drift, while a peak at bin f moves by f times the error, and music pairs peaks
+up to 4 kHz, where a third of a percent is half a bin. So pitches (and speeds, which move pitch) step
+0.75% apart, times 3%.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ class ScaleGrid:
 
     time_range: tuple[float, float] = (0.78, 1.28)
     pitch_range: tuple[float, float] = (0.83, 1.21)
-    time_step: float = 0.02
-    pitch_step: float = 0.015
+    time_step: float = 0.03
+    pitch_step: float = 0.0075
     coarse_fanout: int = 3  # pairs per anchor in the plane's coarse search: the strongest survive an edit best
     coarse_dt_max: int = 31  # frames: short pairs stay hashed right under a slightly wrong time scale
     plane_time_step: float = 0.06  # off the lines: every pitch step at time scales this far apart (pooled
@@ -293,6 +295,18 @@ def stands_out(found: list[Found], floor: int, ratio: float) -> bool:
     if not found or found[0].score < floor:
         return False
     return len(found) < 2 or found[0].score >= ratio * found[1].score
+
+
+def slot_postings(postings: Postings, slot: int) -> Postings:
+    """The hits of one slot: a refinement votes on its candidate only."""
+    m = postings.slot == slot
+    return Postings(postings.query_t[m], postings.slot[m], postings.db_t[m], postings.looked_up)
+
+
+def hypothesis_postings(postings: Postings, k: int) -> Postings:
+    """The hits of hypothesis ``k`` of a batched lookup, with the clip times of that hypothesis."""
+    m = (postings.query_t >> T_BITS) == k
+    return Postings(postings.query_t[m] & ((1 << T_BITS) - 1), postings.slot[m], postings.db_t[m], 0)
 
 
 def plain_peaks(peaks: Peaks, p: FingerprintParams) -> Peaks:

@@ -3,7 +3,7 @@
 A clip played ``s`` times faster than the episode puts each hit at ``db_t = offset + s * t``: at the
 wrong scale its offsets drift along the clip. :func:`fit_time_scale` sweeps nearby scales for the one
 that piles most hits onto one offset (robust, but only as fine as a frame of drift over the clip);
-:func:`refined_slope` then fits the line through that pile's hits by least squares, which averages
+:func:`fitted_line` then fits the line through that pile's hits by least squares, which averages
 their frame rounding away.
 """
 
@@ -51,17 +51,27 @@ def fit_time_scale(postings: Postings, slot: int, offset: int, time_scale: float
     return Fit(time_scale * (1 + steps[k]), int(offsets[k]), int(scores[k]), int(scores[steps.size // 2]))
 
 
-def refined_slope(postings: Postings, slot: int, offset: int, tolerance: float = 1.5, min_hits: int = 8,
-                  rounds: int = 3) -> float:
-    """The slope of ``db_t`` against ``query_t`` through the hits of ``slot`` that lie within ``tolerance``
-    frames of the line at ``offset`` (slope 1 to start with), refitted ``rounds`` times with the inliers
-    of the last fit; the last slope that enough hits over a long enough stretch of the clip held (1.0 if none)."""
+@dataclass(frozen=True)
+class Line:
+    """Where the hits of one slot lie: ``db_t = offset + slope * query_t`` (frames)."""
+
+    slope: float
+    offset: float
+
+
+def fitted_line(postings: Postings, slot: int, offset: int, tolerance: float = 1.5, min_hits: int = 8,
+                rounds: int = 3) -> Line | None:
+    """The least-squares line of ``db_t`` against ``query_t`` through the hits of ``slot`` within
+    ``tolerance`` frames of it, starting from slope 1 at ``offset`` and refitted ``rounds`` times with
+    the inliers of the last fit; None when too few hits, or too short a stretch of the clip, hold it."""
     m = postings.slot == slot
     t, db = postings.query_t[m].astype(np.float64), postings.db_t[m].astype(np.float64)
+    line: Line | None = None
     a, b = float(offset), 1.0
     for _ in range(rounds):
         near = np.abs(db - (a + b * t)) <= tolerance
         if near.sum() < min_hits or np.ptp(t[near]) < 4 * tolerance:
             break
         b, a = (float(v) for v in np.polyfit(t[near], db[near], 1))
-    return b
+        line = Line(b, a)
+    return line

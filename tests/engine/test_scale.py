@@ -56,8 +56,10 @@ def test_the_slope_through_the_hits_averages_their_rounding_away():
     chance = rng.integers(0, 2000, 60)  # hits of the same slot far from the line, and of another slot
     postings = Postings(np.concatenate([t, rng.integers(0, 220, 60), t]), np.repeat([4, 4, 9], [t.size, 60, t.size]),
                         np.concatenate([db, chance, db - 300]), 0)
-    assert timefit.refined_slope(postings, 4, 500) == pytest.approx(1.013, abs=0.001)
-    assert timefit.refined_slope(postings, 5, 500) == 1.0  # no hits: no slope to fit
+    line = timefit.fitted_line(postings, 4, 500)
+    assert line is not None
+    assert line.slope == pytest.approx(1.013, abs=0.001) and line.offset == pytest.approx(500, abs=0.3)
+    assert timefit.fitted_line(postings, 5, 500) is None  # no hits: no line to fit
 
 
 @pytest.mark.parametrize("factors", [{}, {"speed": 1.2}, {"tempo": 0.85}, {"pitch": 2 ** (3 / 12)},
