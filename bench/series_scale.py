@@ -23,6 +23,8 @@ from citywok.matcher.engine.params import DEFAULT_PARAMS
 from citywok.matcher.store.ingest import write_manifest
 from citywok.matcher.store.shard import FORMAT_VERSION, NewEpisode, Shard, compact
 
+from bench.series_clips import EDITS
+from bench.series_cut import Clip, row_name
 from bench.series_http import pct, serve_clips
 from citywok import layout
 
@@ -115,18 +117,35 @@ def data_dir_for(series_dir: Path, pool: Path, plan: list[tuple[int, int]], targ
     return target
 
 
+SCALED_PER_ROW = 10  # clips of each speed, tempo and pitch row the scaling table times
+
+
+def scaled_clips(clips: list[Clip], seconds: float, per_row: int = SCALED_PER_ROW) -> list[Clip]:
+    """The first ``per_row`` indexed clips of ``seconds`` of every row whose edit changes time or pitch."""
+    names = {row_name(e, seconds) for e in EDITS if (e.time_scale, e.pitch_scale) != (1.0, 1.0)}
+    out: dict[str, list[Clip]] = {}
+    for c in clips:
+        if c.episode is not None and c.row in names and len(out.setdefault(c.row, [])) < per_row:
+            out[c.row].append(c)
+    return [c for row in out.values() for c in row]
+
+
 def run(series_dir: Path, clips: list, hours: list[float], series_hours: float, cache: Path, seed: int = 7) -> None:
-    """Print the scaling table for unmodified clips of the longest excerpt length, MP4 and MP3."""
+    """Print the scaling table for unmodified clips of the longest excerpt length, MP4 and MP3, and for
+    that length's speed, tempo and pitch rows (every row's p50, the slowest row's p50 beside it)."""
     longest = max(c.seconds for c in clips)
     chosen = [c for c in clips if c.episode is not None and c.row.startswith("clean") and c.seconds == longest]
+    scaled = scaled_clips(clips, longest)
     pool = cache / f"pool-{DEFAULT_PARAMS.digest()}-shard{FORMAT_VERSION}"
     plans = {h: padding_plan(h, series_hours) for h in hours}
     print(f"\nscaling: unmodified {longest:g} s clips ({len(chosen)}, each sent twice), the series' season plus "
           f"padding seasons of {EPISODES_PER_SEASON} x {PAD_EPISODE_SECONDS / 60:.0f} min", flush=True)
     took = build_pool(series_dir, pool, sorted({p for plan in plans.values() for p in plan}), seed)
     print(f"padding pool: {pool} (built in {took:.0f} s; 0 = cached)")
+    print(f"and {len(scaled)} clips of its speed, tempo and pitch rows ({SCALED_PER_ROW} a row, each sent once)")
     lines = [["hours indexed", "seasons", "index MB", "mp4 server p50", "p99", "mp3 server p50", "p99",
-              "client p50 (all)", "right", "RSS MiB", "PSS MiB", "load"]]
+              "client p50 (all)", "right", "scaled server p50", "p99", "slowest row p50", "scaled right",
+              "RSS MiB", "PSS MiB", "load"]]
     for h in hours:
         data = data_dir_for(series_dir, pool, plans[h], cache / f"data-{int(h)}h")
         vdir = layout.version_dir(data, "v1")
@@ -136,17 +155,24 @@ def run(series_dir: Path, clips: list, hours: list[float], series_hours: float, 
         mp4, mp3 = tallies.get("mp4"), tallies.get("mp3")
         every = [x for t in tallies.values() for x in t.client_ms]
         right = sum(t.right for t in tallies.values()) / max(1, sum(t.total for t in tallies.values()))
+        edited, _ = serve_clips(data, scaled, lambda c: c.row)
+        edited_ms = [x for t in edited.values() for x in t.server_ms]
+        slowest = max(edited.items(), key=lambda kv: float(np.median(kv[1].server_ms)))
+        edited_right = sum(t.right for t in edited.values()) / max(1, len(scaled))
         lines.append([f"{total_h:.1f}", str(len(plans[h]) + 1), f"{size / 1e6:.0f}",
                       pct(mp4.server_ms, 50) if mp4 else "-", pct(mp4.server_ms, 99) if mp4 else "-",
                       pct(mp3.server_ms, 50) if mp3 else "-", pct(mp3.server_ms, 99) if mp3 else "-",
-                      pct(every, 50), f"{100 * right:.1f}%", f"{rss / 2**20:.0f}", f"{pss / 2**20:.0f}",
+                      pct(every, 50), f"{100 * right:.1f}%", pct(edited_ms, 50), pct(edited_ms, 99),
+                      f"{pct(slowest[1].server_ms, 50)} ({slowest[0]})", f"{100 * edited_right:.1f}%",
+                      f"{rss / 2**20:.0f}", f"{pss / 2**20:.0f}",
                       f"{os.getloadavg()[0]:.2f}"])
         print(f"  {total_h:.1f} h measured", flush=True)
     lines.insert(1, ["---"] * len(lines[0]))
     for line in lines:
         print("| " + " | ".join(line) + " |")
-    print("server p50/p99 in ms of the answer's elapsed_ms; RSS sums the server and its workers (shared pages"
-          " counted in each), PSS counts them once; load = 1-minute load average after the hour count's run")
+    print("server p50/p99 in ms of the answer's elapsed_ms (scaled: the speed, tempo and pitch rows' clips pooled);"
+          " RSS sums the server and its workers (shared pages counted in each), PSS counts them once;"
+          " load = 1-minute load average after the hour count's run")
 
 
 def _episodes(vdir: Path, skip: int) -> list[dict]:

@@ -12,7 +12,8 @@ from citywok.matcher import synth
 from citywok.matcher.engine.decode import decode
 
 from bench import series_clips, series_cut, series_gen
-from bench.series_cut import cut_clips
+from bench.series_cut import Clip, cut_clips, row_name
+from bench.series_scale import scaled_clips
 
 RATE = series_gen.RATE
 MINUTES = (0.5, 0.6)
@@ -133,3 +134,12 @@ def test_clips_are_what_uploads_look_like(series: tuple, tmp_path: Path) -> None
     assert np.corrcoef(got, want)[0, 1] > 0.9  # the clip starts where its truth says
     with av.open(io.BytesIO(Path(clean.path).read_bytes())) as f:
         assert f.streams.audio[0].codec_context.name == "aac" and f.streams.video[0].codec_context.name == "h264"
+
+
+def test_the_scaling_table_times_every_speed_tempo_and_pitch_row_and_nothing_else() -> None:
+    clips = [Clip(f"c{k}-{e.label}-{s}", row_name(e, s), None if k == 0 else "S01E01", 1.0, s, e.container)
+             for e in series_clips.EDITS for s in (3.0, 5.0) for k in range(4)]
+    chosen = scaled_clips(clips, 5.0, per_row=2)
+    rows = {c.row for c in chosen}
+    assert rows == {row_name(e, 5.0) for e in series_clips.EDITS if e.kind not in {"clean", "music", "voice", "phone"}}
+    assert all(c.episode is not None and c.seconds == 5.0 for c in chosen) and len(chosen) == 2 * len(rows)
