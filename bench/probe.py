@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 from citywok.matcher.engine.decode import decode
 from citywok.matcher.engine.identify import DEFAULT_POLICY, Identification, MatchPolicy, identify_pcm
+from citywok.matcher.engine.params import DEFAULT_PARAMS
 from citywok.matcher.store.ingest import ingest_paths
 from citywok.matcher.store.library import Library
+from citywok.matcher.store.shard import FORMAT_VERSION
 
 from bench import engine
 from bench.series_cut import clip_folder, cut_clips
@@ -36,7 +38,8 @@ from bench.series_gen import build_series
 from bench.series_http import TOLERANCE
 from citywok import layout
 
-PROBE = engine.CACHE / "probe"
+# a new index, a new cache: a stale one would be searched without what the engine now stores
+PROBE = engine.CACHE / "probe" / f"index-{DEFAULT_PARAMS.digest()}-shard{FORMAT_VERSION}-triplets"
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """How identify's cost grows with the catalogue: the series' season plus padding seasons up to H hours.
 
 Padding is made from the series' own postings, so that it has their statistics (how often each hash
-occurs, how densely in time) without fingerprinting hundreds of hours: the postings of the indexed
-episodes are read back from their shard, and each copy of the whole set gets its own bijection of the
-hash space (h -> h * a + c modulo 2**bits, ``a`` odd), which keeps the popularity of hashes within the copy
-and makes copies as unrelated to each other, and to the clips, as other audio would be. Copies are laid
+occurs, how densely in time) without fingerprinting hundreds of hours: the postings and triplets of the
+indexed episodes are read back from their shard, and each copy of the whole set gets its own bijection of
+each hash space (h -> h * a + c modulo 2**bits, ``a`` odd), which keeps the popularity of hashes within the
+copy and makes copies as unrelated to each other, and to the clips, as other audio would be. Copies are laid
 end to end into 22-minute episodes, 20 to a season, written through the real shard writer (and compacted
 as `citywok ingest` leaves a season). The seasons are built once into a pool (cached) and each hour count
 gets a DATA_DIR whose seasons are hard links into it.
@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.engine.triplets import PAYLOAD_BITS, Triplets
 from citywok.matcher.store.ingest import write_manifest
 from citywok.matcher.store.shard import FORMAT_VERSION, NewEpisode, Shard, compact
 
@@ -33,42 +35,74 @@ EPISODES_PER_SEASON = 20
 SERIES_SEASON = 1
 
 
-def source_episodes(series_dir: Path) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """(hashes, frames, seconds) of each episode of the series' season, read back from its shard."""
+@dataclass(frozen=True)
+class Source:
+    """One episode's postings (hash, frame) and triplets (hash, value), and its length."""
+
+    hashes: tuple[np.ndarray, np.ndarray]
+    triplets: tuple[np.ndarray, np.ndarray]
+    seconds: float
+
+
+def source_episodes(series_dir: Path) -> list[Source]:
+    """The postings and triplets of each episode of the series' season, read back from its shard."""
     vdir = layout.version_dir(series_dir, "v1")
     with Shard.open(vdir / layout.season_name(SERIES_SEASON)) as shard:
         h, slot, t = shard.all_postings()
+        th, tslot, tv = shard.all_triplets()
         eps = shard.episodes()
     out = []
     for ep in eps:
-        mine = slot == ep.slot
-        order = np.argsort(t[mine], kind="stable")
-        out.append((h[mine][order].astype(np.uint64), t[mine][order].astype(np.uint64), ep.duration))
+        mine, tmine = slot == ep.slot, tslot == ep.slot
+        out.append(Source((h[mine].astype(np.uint64), t[mine].astype(np.uint64)),
+                          (th[tmine].astype(np.uint64), tv[tmine].astype(np.uint64)), ep.duration))
     return out
 
 
-def pad_episodes(source: list[tuple[np.ndarray, np.ndarray, float]], count: int, seed: int
-                 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+def pad_episodes(source: list[Source], count: int, seed: int) -> list[NewEpisode]:
     """``count`` padding episodes of PAD_EPISODE_SECONDS: remapped copies of the source, end to end."""
-    bits = max(int(h.max()) for h, _, _ in source if h.size).bit_length()
-    mask = np.uint64((1 << bits) - 1)
-    frames_per_second = 1 / DEFAULT_PARAMS.frame_seconds
     rng = np.random.default_rng([seed, 500])
-    out, parts, seconds, k = [], [], 0.0, 0
-    a = c = np.uint64(1)
+    hashes = _Remap([s.hashes[0] for s in source], rng)
+    trips = _Remap([s.triplets[0] for s in source], rng)
+    frames_per_second = 1 / DEFAULT_PARAMS.frame_seconds
+    out: list[NewEpisode] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    seconds, k = 0.0, 0
     while len(out) < count:
-        if k % len(source) == 0:  # a new copy of the whole set: a new bijection
-            a, c = np.uint64(int(rng.integers(0, 1 << bits)) | 1), np.uint64(int(rng.integers(0, 1 << bits)))
-        h, t, dur = source[k % len(source)]
+        if k % len(source) == 0:  # a new copy of the whole set: new bijections
+            hashes.draw()
+            trips.draw()
+        src = source[k % len(source)]
         k += 1
-        keep = t < np.uint64(int((PAD_EPISODE_SECONDS - seconds) * frames_per_second))  # the last part is cut
-        parts.append((((h[keep] * a + c) & mask), t[keep] + np.uint64(int(seconds * frames_per_second))))
-        seconds = min(PAD_EPISODE_SECONDS, seconds + dur)
+        cut = np.uint64(int((PAD_EPISODE_SECONDS - seconds) * frames_per_second))  # the last part is cut
+        shift = np.uint64(int(seconds * frames_per_second))
+        (h, t), (th, tv) = src.hashes, src.triplets
+        keep, tkeep = t < cut, (tv >> np.uint64(PAYLOAD_BITS)) < cut
+        moved = tv[tkeep] + (shift << np.uint64(PAYLOAD_BITS))
+        parts.append((hashes(h[keep]), t[keep] + shift, trips(th[tkeep]), moved))
+        seconds = min(PAD_EPISODE_SECONDS, seconds + src.seconds)
         if seconds >= PAD_EPISODE_SECONDS:
-            out.append((np.concatenate([p[0] for p in parts]).astype(np.uint32),
-                        np.concatenate([p[1] for p in parts]).astype(np.uint32), seconds))
+            cols = [np.concatenate([p[i] for p in parts]) for i in range(4)]
+            out.append(NewEpisode("", Hashes(cols[0].astype(np.uint32), cols[1].astype(np.uint32)), seconds, "", None,
+                                  Triplets(cols[2].astype(np.uint32), cols[3])))
             parts, seconds = [], 0.0
     return out
+
+
+class _Remap:
+    """h -> h * a + c modulo 2**bits (``a`` odd), a new (a, c) at each ``draw``: a bijection of the hash space."""
+
+    def __init__(self, hashes: list[np.ndarray], rng: np.random.Generator) -> None:
+        self.bits = max([int(h.max()) for h in hashes if h.size] + [1]).bit_length()
+        self.rng = rng
+        self.a = self.c = np.uint64(1)
+
+    def draw(self) -> None:
+        self.a = np.uint64(int(self.rng.integers(0, 1 << self.bits)) | 1)
+        self.c = np.uint64(int(self.rng.integers(0, 1 << self.bits)))
+
+    def __call__(self, h: np.ndarray) -> np.ndarray:
+        return (h * self.a + self.c) & np.uint64((1 << self.bits) - 1)
 
 
 def padding_plan(hours: float, series_hours: float) -> list[tuple[int, int]]:
@@ -93,8 +127,8 @@ def build_pool(series_dir: Path, pool: Path, plan: list[tuple[int, int]], seed: 
         shutil.rmtree(path, ignore_errors=True)
         shard = Shard.create(path, DEFAULT_PARAMS, n)
         try:
-            shard.add_episodes([NewEpisode(f"S{n:02d}E{e + 1:02d}", Hashes(h, t), dur, f"pad-{seed}-{n}-{e}")
-                                for e, (h, t, dur) in enumerate(eps)])
+            shard.add_episodes([replace(ep, id=f"S{n:02d}E{e + 1:02d}", sha256=f"pad-{seed}-{n}-{e}")
+                                for e, ep in enumerate(eps)])
         finally:
             shard.close()
         compact(path)
@@ -136,7 +170,7 @@ def run(series_dir: Path, clips: list, hours: list[float], series_hours: float, 
     longest = max(c.seconds for c in clips)
     chosen = [c for c in clips if c.episode is not None and c.row.startswith("clean") and c.seconds == longest]
     scaled = scaled_clips(clips, longest)
-    pool = cache / f"pool-{DEFAULT_PARAMS.digest()}-shard{FORMAT_VERSION}"
+    pool = cache / f"pool-{DEFAULT_PARAMS.digest()}-shard{FORMAT_VERSION}-triplets"
     plans = {h: padding_plan(h, series_hours) for h in hours}
     print(f"\nscaling: unmodified {longest:g} s clips ({len(chosen)}, each sent twice), the series' season plus "
           f"padding seasons of {EPISODES_PER_SEASON} x {PAD_EPISODE_SECONDS / 60:.0f} min", flush=True)

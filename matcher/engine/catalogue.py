@@ -58,6 +58,11 @@ class Catalogue(Protocol):
         """Every posting of these hashes, in every season; slots are global (see ``entry``)."""
         ...
 
+    def lookup_triplets(self, hashes: Hashes) -> Postings:
+        """Every triplet posting (matcher/engine/triplets.py) of these hashes, slots as ``lookup``'s, each
+        posting's ``db_t`` its stored value; none for a catalogue without triplets."""
+        ...
+
     def entry(self, slot: int) -> tuple[int, Entry] | None:
         """The season and episode of a global slot from ``lookup``; None if it holds none."""
         ...

@@ -1,7 +1,9 @@
-"""PCM stream -> landmark hashes, block by block, with the same result as the whole file at once.
+"""PCM stream -> landmark hashes and triplets, block by block, with the same result as the whole file at
+once.
 
-The stages are spectrogram -> peaks -> landmarks; this module only carries the overlap each stage
-needs between blocks (n_fft samples, the peak neighbourhood, the landmark target zone).
+The stages are spectrogram -> peaks -> landmarks (and triplets, matcher/engine/triplets.py); this module
+only carries the overlap each stage needs between blocks (n_fft samples, the peak neighbourhood, the
+landmark target zone).
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from citywok.matcher.engine import triplets
 from citywok.matcher.engine.landmarks import Hashes, landmarks
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
-from citywok.matcher.engine.peaks import Peaks, find_peaks
+from citywok.matcher.engine.peaks import Peaks, find_peaks, fine_peaks
 from citywok.matcher.engine.spectrogram import log_spectrogram, n_frames
+from citywok.matcher.engine.triplets import Triplets
 
 
 class Fingerprinter:
@@ -29,7 +33,11 @@ class Fingerprinter:
         self._spec_start = 0  # absolute frame of self._spec row 0
         self._peaks_done = 0  # peaks are final for frames < this (a bucket boundary)
         self._peaks = Peaks.empty()  # final peaks whose landmarks are not all emitted yet
+        self._fine = Peaks.empty()  # the same peaks at fractional frames and bins
+        self._strong = np.zeros(0, bool)  # which of them triplets are made of
         self._out: list[Hashes] = []
+        self._triplets: list[Triplets] = []
+        self.triplets = Triplets.empty()  # after finish(): the stream's triplets
         self.samples_seen = 0
 
     def feed(self, pcm: np.ndarray) -> None:
@@ -48,9 +56,11 @@ class Fingerprinter:
             self._advance(ready, final=False)
 
     def finish(self) -> Hashes:
+        """The stream's hashes (and, in ``triplets``, its triplets)."""
         self._advance(self._next_frame, final=True)
         out = Hashes.concat(self._out)
-        self._out = []
+        self.triplets = Triplets.concat(self._triplets)
+        self._out, self._triplets = [], []
         return out
 
     @property
@@ -63,7 +73,10 @@ class Fingerprinter:
         hi = upto - self._spec_start
         if hi > lo:
             new = find_peaks(self._spec, self._spec_start, lo, hi, p)
+            fine = fine_peaks(self._spec, Peaks(new.t - self._spec_start, new.f, new.m), p)
             self._peaks = Peaks.concat([self._peaks, new])
+            self._fine = Peaks.concat([self._fine, Peaks(fine.t + self._spec_start, fine.f, fine.m)])
+            self._strong = np.concatenate([self._strong, triplets.strongest(new, p)])
             self._peaks_done = upto
             keep_from = max(0, upto - p.peak_time_radius - self._spec_start)
             self._spec = self._spec[keep_from:]
@@ -75,7 +88,15 @@ class Fingerprinter:
             anchors = int(np.searchsorted(self._peaks.t, self._peaks_done - p.target_dt_max, side="left"))
         if anchors:
             self._out.append(landmarks(self._peaks, p, anchors))
-            self._peaks = self._peaks[anchors:]
+            self._triplets.append(self._triplets_of(anchors))
+            self._peaks, self._fine, self._strong = self._peaks[anchors:], self._fine[anchors:], self._strong[anchors:]
+
+    def _triplets_of(self, anchors: int) -> Triplets:
+        """The triplets anchored at the first ``anchors`` peaks."""
+        pick = np.flatnonzero(self._strong)
+        peaks, fine = (Peaks(x.t[pick], x.f[pick], x.m[pick]) for x in (self._peaks, self._fine))
+        shapes = triplets.shapes(peaks, fine, self.p, int(np.count_nonzero(self._strong[:anchors])))
+        return triplets.index_triplets(shapes, self.p)
 
 
 def fingerprint_pcm(pcm: np.ndarray, params: FingerprintParams = DEFAULT_PARAMS) -> Hashes:
@@ -88,8 +109,17 @@ def fingerprint_pcm(pcm: np.ndarray, params: FingerprintParams = DEFAULT_PARAMS)
 def fingerprint_chunks(
     chunks: Iterable[np.ndarray], params: FingerprintParams = DEFAULT_PARAMS
 ) -> tuple[Hashes, float]:
-    """Hashes and duration (seconds) of a chunked PCM stream (an episode being ingested)."""
+    """Hashes and duration (seconds) of a chunked PCM stream."""
+    hashes, _, seconds = fingerprint_episode(chunks, params)
+    return hashes, seconds
+
+
+def fingerprint_episode(
+    chunks: Iterable[np.ndarray], params: FingerprintParams = DEFAULT_PARAMS
+) -> tuple[Hashes, Triplets, float]:
+    """Hashes, triplets and duration (seconds) of a chunked PCM stream (an episode being ingested)."""
     fp = Fingerprinter(params)
     for c in chunks:
         fp.feed(c)
-    return fp.finish(), fp.duration
+    hashes = fp.finish()
+    return hashes, fp.triplets, fp.duration

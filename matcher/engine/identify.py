@@ -28,14 +28,15 @@ audio recurs within that episode (a loop, a reprised cue), ``also_at`` names the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
-from citywok.matcher.engine import edit, scale, timefit
+from citywok.matcher.engine import edit, scale, timefit, triplets
+from citywok.matcher.engine.answer import Candidate, Identification
 from citywok.matcher.engine.catalogue import Catalogue, Postings
 from citywok.matcher.engine.landmarks import Hashes, landmarks
 from citywok.matcher.engine.match import repeats, spread, vote
-from citywok.matcher.engine.peaks import Peaks
+from citywok.matcher.engine.peaks import Peaks, fine_peaks
 
 from citywok.errors import CityWokError
 
@@ -73,6 +74,7 @@ class MatchPolicy:
     scale_weak: int = 12  # a spread down to this (a short or noisy clip) passes only ...
     scale_weak_margin: float = 4.0  # ... this far above the best other episode
     scale_sure: int = 30  # a verified scaled answer this strong ends the search (the later lines are not tried)
+    triplet_min_score: int = 5  # a triplet vote's candidate (matcher/engine/triplets.py) is verified with this much
     drift: float = 1.3  # a plain answer whose hits line up this much better at another time scale drifts
     candidates: int = 5
     repeat_ratio: float = 0.5  # another offset of the same episode with this share of the best score
@@ -80,16 +82,6 @@ class MatchPolicy:
 
 
 DEFAULT_POLICY = MatchPolicy()
-
-
-@dataclass
-class Candidate:
-    episode_id: str
-    season: int
-    offset_seconds: float
-    score: int  # aligned hashes at the offset (+-1 frame)
-    title: str | None = None
-    spread: int = 0  # the same, counting at most MatchPolicy.part_cap from each half second of the clip
 
 
 @dataclass(frozen=True)
@@ -101,34 +93,6 @@ class Ranked:
     looked_up: int
     postings: Postings
     slots: dict[tuple[str, int], int]  # (episode id, season) -> slot in the postings
-
-
-@dataclass
-class Identification:
-    match: bool
-    episode_id: str | None = None
-    title: str | None = None
-    season: int | None = None
-    offset_seconds: float | None = None
-    confidence: float = 0.0
-    score: int = 0
-    spread: int = 0
-    speed: float = 1.0  # the same as time_scale (older clients read it)
-    time_scale: float = 1.0  # the clip plays this many times faster than the episode
-    pitch_scale: float = 1.0  # the clip's frequencies are this many times the episode's
-    edit: str | None = None  # the scale change in words: "sped up 1.25x", "pitch +3.0 semitones, tempo kept"
-    query_hashes: int = 0
-    hashes_looked_up: int = 0
-    clip_seconds: float = 0.0
-    db_version: str | None = None
-    candidates: list[Candidate] = field(default_factory=list)
-    ambiguous: bool = False
-    episodes: list[Candidate] = field(default_factory=list)  # when ambiguous: every episode it could be
-    shared_segment: str | None = None  # when ambiguous: what the shared audio is
-    also_at: list[float] = field(default_factory=list)  # the clip's audio recurs at these offsets too
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def _halves(hashes: Hashes) -> tuple[Hashes, Hashes]:
@@ -253,18 +217,21 @@ def _verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
     return cands[0].score >= margin * _runner_up(cands)
 
 
-def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: bool, seconds: float
-                  ) -> tuple[Scaled | None, int]:
+def _scale_search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: MatchPolicy, plane: bool,
+                  seconds: float) -> tuple[Scaled | None, int]:
     """The best verified answer under the scale hypotheses, and the distinct hashes looked up.
 
-    The lines are searched one by one. A line's coarse winner is refined at once when it stands out of
+    The triplets come first: one lookup for every scale, each candidate verified at the scales its hits
+    read. When they verify nothing (a catalogue without triplets, a clip under music), the lines are
+    searched one by one. A line's coarse winner is refined at once when it stands out of
     its line (the line of the clip's edit, mostly); the other candidates wait, and the strongest
     ``refined`` of them are refined only when no line's winner verified (a noisy clip's true
     alignment ties with chance in the coarse vote). An answer of ``scale_sure`` ends the search. When
     the lines verify nothing and ``plane`` (no plain answer either), the plane off the lines is
     searched: a tempo change with a pitch shift on top."""
-    best: Scaled | None = None
-    looked_up = 0
+    best, looked_up = _triplet_search(library, peaks, shapes, policy)
+    if best is not None:
+        return best, looked_up
     waiting: list[scale.Found] = []
     grid = policy.grid.for_clip(seconds)
     for line in grid.lines():
@@ -283,6 +250,24 @@ def _scale_search(library: Catalogue, peaks: Peaks, policy: MatchPolicy, plane: 
         looked_up += n
         best = _best_refined(library, peaks, found, policy, policy.plane_reach, policy.plane_min_score)
     return best, looked_up
+
+
+def _triplet_search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: MatchPolicy
+                    ) -> tuple[Scaled | None, int]:
+    """The triplet vote's candidates, each verified at the scales its hits read (refined on the local
+    grid when that fails), the strongest first; the first verified is the answer."""
+    g = policy.grid
+    pitches = (min(g.time_range[0], g.pitch_range[0]), max(g.time_range[1], g.pitch_range[1]))
+    postings = library.lookup_triplets(triplets.query_hashes(shapes, library.params, pitches))
+    for f in triplets.vote(postings, shapes, g.time_range, pitches, top=policy.refined):
+        if f.score < policy.triplet_min_score:
+            break
+        ranked = _verify(library, peaks, f.hypothesis, policy)
+        found = (_fitted(ranked, f.hypothesis, library.params.frame_seconds) if _verified(ranked.candidates, policy)
+                 else _refine(library, peaks, f, policy))
+        if found is not None:
+            return found, postings.looked_up
+    return None, postings.looked_up
 
 
 def _better(best: Scaled | None, s: Scaled | None) -> Scaled | None:
@@ -350,7 +335,8 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
     drifting = plain_ok and _drifts(ranked, p.frame_seconds, policy)
     answered = cands[0].spread if plain_ok and not drifting else 0
     if answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
-        scaled, looked_up = _scale_search(library, scale.fine_peaks(spec, peaks, p), policy, answered == 0,
+        fine = fine_peaks(spec, peaks, p)
+        scaled, looked_up = _scale_search(library, fine, triplets.clip_shapes(peaks, fine, p), policy, answered == 0,
                                           pcm.size / p.sample_rate)
         result.hashes_looked_up += looked_up
         if scaled is not None and scaled.ranked.candidates[0].spread > answered:

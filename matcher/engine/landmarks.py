@@ -6,7 +6,7 @@ anchor's time, and matching votes on the difference between stored and query tim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -93,3 +93,31 @@ def landmarks(peaks: Peaks, p: FingerprintParams, anchors: int | None = None) ->
     jj = np.take_along_axis(j, top, axis=1)[chosen]
     h = pack_hash(f[i], f[jj] - f[i], t[jj] - t[i])
     return Hashes(h, t[i].astype(np.uint32))
+
+
+def top_pairs(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """The anchor and target indices of :func:`top_landmarks`' pairs (at least two peaks), by anchor,
+    each anchor's strongest first. Peaks are sorted by time: an anchor's candidates are the next peaks up
+    to ``dt_max`` frames later, no more columns than the most crowded anchor has."""
+    n = len(peaks)
+    reach = np.searchsorted(peaks.t, peaks.t + dt_max, side="right") - np.arange(n) - 1
+    width = max(1, min(zone_peaks(replace(p, target_dt_max=dt_max)), n - 1, int(reach.max())))
+    # past the last peak, sentinels no pair accepts: every candidate index stays inside
+    t = np.concatenate([peaks.t, np.full(width, peaks.t[-1] + dt_max + 1)]).astype(np.int32)
+    f = np.concatenate([peaks.f, np.zeros(width, peaks.f.dtype)]).astype(np.int32)
+    m = np.concatenate([peaks.m, np.zeros(width, peaks.m.dtype)]).astype(np.float32)
+    j = np.arange(n, dtype=np.int32)[:, None] + np.arange(1, width + 1, dtype=np.int32)[None, :]
+    dt = t[j] - t[:n, None]
+    adf = np.abs(f[j] - f[:n, None])
+    ok = (dt >= p.target_dt_min) & (dt <= dt_max) & (adf >= p.target_df_min) & (adf <= p.target_df_max)
+    strength = np.where(ok, m[j], np.float32(-np.inf))
+    rows = np.arange(n)
+    cols = np.zeros((n, fanout), np.intp)
+    good = np.zeros((n, fanout), bool)
+    for r in range(fanout):
+        col = np.argmax(strength, axis=1)
+        cols[:, r] = col
+        good[:, r] = strength[rows, col] > -np.inf
+        strength[rows, col] = -np.inf
+    i = np.broadcast_to(rows[:, None], cols.shape)[good]
+    return i, (i + 1 + cols[good]).astype(np.intp)

@@ -86,3 +86,38 @@ def find_peaks(spec: np.ndarray, first_frame: int, lo: int, hi: int, p: Fingerpr
     t, f, m = t[keep], cols[keep].astype(np.int64) + p.min_bin, mags[keep]
     final = np.lexsort((f, t))
     return Peaks(t[final], f[final], m[final])
+
+
+def thinned(t: np.ndarray, f: np.ndarray, m: np.ndarray, p: FingerprintParams) -> np.ndarray:
+    """Which peaks the index's thinning keeps (the strongest ``peaks_per_bucket`` of each bucket), by
+    time, then frequency."""
+    bucket = t // p.bucket_frames
+    order = np.lexsort((-m, bucket))
+    sorted_buckets = bucket[order]
+    rank = np.arange(order.size) - np.searchsorted(sorted_buckets, sorted_buckets, side="left")
+    keep = order[rank < p.peaks_per_bucket]
+    return keep[np.lexsort((f[keep], t[keep]))]
+
+
+def fine_peaks(spec: np.ndarray, peaks: Peaks, p: FingerprintParams) -> Peaks:
+    """The clip's peaks at fractional frames and bins (a parabola through each peak and its neighbours
+    in the log spectrogram, per axis). A hash holds its frequencies and time difference exactly, so a
+    peak moved by a hypothesis must round to the bin and frame the episode's own peak sits at: moving
+    an already rounded position and rounding again misses by one about as often as not."""
+    rows, cols = peaks.t, peaks.f - p.min_bin
+    return Peaks(rows + _vertex(spec, rows, cols, 0), cols + p.min_bin + _vertex(spec, rows, cols, 1), peaks.m)
+
+
+def _vertex(spec: np.ndarray, rows: np.ndarray, cols: np.ndarray, axis: int) -> np.ndarray:
+    """Where the parabola through each peak and its two neighbours along ``axis`` peaks, relative to the
+    peak (within half a cell; 0 at an edge)."""
+    n = spec.shape[axis]
+    at = rows if axis == 0 else cols
+    lo, hi = np.maximum(at - 1, 0), np.minimum(at + 1, n - 1)
+    b = spec[rows, cols].astype(np.float64)
+    a = (spec[lo, cols] if axis == 0 else spec[rows, lo]).astype(np.float64)
+    c = (spec[hi, cols] if axis == 0 else spec[rows, hi]).astype(np.float64)
+    den = a - 2 * b + c
+    inside = (at > 0) & (at < n - 1) & (den < 0)
+    shift = np.where(inside, 0.5 * (a - c) / np.where(inside, den, -1.0), 0.0)
+    return np.clip(shift, -0.5, 0.5)

@@ -26,10 +26,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from citywok.matcher.engine.catalogue import Postings
-from citywok.matcher.engine.landmarks import Hashes, pack_hash, zone_peaks
+from citywok.matcher.engine.landmarks import Hashes, pack_hash, top_pairs
 from citywok.matcher.engine.match import Votes, vote
 from citywok.matcher.engine.params import FingerprintParams
-from citywok.matcher.engine.peaks import Peaks, find_peaks
+from citywok.matcher.engine.peaks import Peaks, find_peaks, thinned
 from citywok.matcher.engine.spectrogram import log_spectrogram
 
 T_BITS = 12  # clip frames under a hypothesis: 30 s at 1.3x is 2,440 frames; the hypothesis goes above
@@ -121,30 +121,6 @@ def clip_peaks(spec: np.ndarray, p: FingerprintParams, per_bucket: int) -> Peaks
     return find_peaks(spec, 0, 0, spec.shape[0], dense)
 
 
-def fine_peaks(spec: np.ndarray, peaks: Peaks, p: FingerprintParams) -> Peaks:
-    """The clip's peaks at fractional frames and bins (a parabola through each peak and its neighbours
-    in the log spectrogram, per axis). A hash holds its frequencies and time difference exactly, so a
-    peak moved by a hypothesis must round to the bin and frame the episode's own peak sits at: moving
-    an already rounded position and rounding again misses by one about as often as not."""
-    rows, cols = peaks.t, peaks.f - p.min_bin
-    return Peaks(rows + _vertex(spec, rows, cols, 0), cols + p.min_bin + _vertex(spec, rows, cols, 1), peaks.m)
-
-
-def _vertex(spec: np.ndarray, rows: np.ndarray, cols: np.ndarray, axis: int) -> np.ndarray:
-    """Where the parabola through each peak and its two neighbours along ``axis`` peaks, relative to the
-    peak (within half a cell; 0 at an edge)."""
-    n = spec.shape[axis]
-    at = rows if axis == 0 else cols
-    lo, hi = np.maximum(at - 1, 0), np.minimum(at + 1, n - 1)
-    b = spec[rows, cols].astype(np.float64)
-    a = (spec[lo, cols] if axis == 0 else spec[rows, lo]).astype(np.float64)
-    c = (spec[hi, cols] if axis == 0 else spec[rows, hi]).astype(np.float64)
-    den = a - 2 * b + c
-    inside = (at > 0) & (at < n - 1) & (den < 0)
-    shift = np.where(inside, 0.5 * (a - c) / np.where(inside, den, -1.0), 0.0)
-    return np.clip(shift, -0.5, 0.5)
-
-
 def clip_spectrogram(pcm: np.ndarray, p: FingerprintParams) -> np.ndarray:
     return log_spectrogram(pcm, p)
 
@@ -160,19 +136,8 @@ def scaled_peaks(peaks: Peaks, hyps: list[Hypothesis], p: FingerprintParams) -> 
     m = np.broadcast_to(peaks.m[None, :], t.shape)
     ok = (f >= p.min_bin) & (f < p.max_bin)
     t, f, m = t[ok], f[ok], m[ok]
-    final = _thinned(t, f, m, p)
+    final = thinned(t, f, m, p)
     return Peaks(t[final], f[final], m[final])
-
-
-def _thinned(t: np.ndarray, f: np.ndarray, m: np.ndarray, p: FingerprintParams) -> np.ndarray:
-    """Which peaks the index's thinning keeps (the strongest ``peaks_per_bucket`` of each bucket), by
-    time, then frequency."""
-    bucket = t // p.bucket_frames
-    order = np.lexsort((-m, bucket))
-    sorted_buckets = bucket[order]
-    rank = np.arange(order.size) - np.searchsorted(sorted_buckets, sorted_buckets, side="left")
-    keep = order[rank < p.peaks_per_bucket]
-    return keep[np.lexsort((f[keep], t[keep]))]
 
 
 def top_landmarks(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> Hashes:
@@ -184,34 +149,6 @@ def top_landmarks(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) 
     i, k = top_pairs(peaks, p, fanout, dt_max)
     t, f = peaks.t, peaks.f
     return Hashes(pack_hash(f[i], f[k] - f[i], t[k] - t[i]), t[i].astype(np.uint32))
-
-
-def top_pairs(peaks: Peaks, p: FingerprintParams, fanout: int, dt_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """The anchor and target indices of :func:`top_landmarks`' pairs (at least two peaks), by anchor,
-    each anchor's strongest first. Peaks are sorted by time: an anchor's candidates are the next peaks up
-    to ``dt_max`` frames later, no more columns than the most crowded anchor has."""
-    n = len(peaks)
-    reach = np.searchsorted(peaks.t, peaks.t + dt_max, side="right") - np.arange(n) - 1
-    width = max(1, min(zone_peaks(replace(p, target_dt_max=dt_max)), n - 1, int(reach.max())))
-    # past the last peak, sentinels no pair accepts: every candidate index stays inside
-    t = np.concatenate([peaks.t, np.full(width, peaks.t[-1] + dt_max + 1)]).astype(np.int32)
-    f = np.concatenate([peaks.f, np.zeros(width, peaks.f.dtype)]).astype(np.int32)
-    m = np.concatenate([peaks.m, np.zeros(width, peaks.m.dtype)]).astype(np.float32)
-    j = np.arange(n, dtype=np.int32)[:, None] + np.arange(1, width + 1, dtype=np.int32)[None, :]
-    dt = t[j] - t[:n, None]
-    adf = np.abs(f[j] - f[:n, None])
-    ok = (dt >= p.target_dt_min) & (dt <= dt_max) & (adf >= p.target_df_min) & (adf <= p.target_df_max)
-    strength = np.where(ok, m[j], np.float32(-np.inf))
-    rows = np.arange(n)
-    cols = np.zeros((n, fanout), np.intp)
-    good = np.zeros((n, fanout), bool)
-    for r in range(fanout):
-        col = np.argmax(strength, axis=1)
-        cols[:, r] = col
-        good[:, r] = strength[rows, col] > -np.inf
-        strength[rows, col] = -np.inf
-    i = np.broadcast_to(rows[:, None], cols.shape)[good]
-    return i, (i + 1 + cols[good]).astype(np.intp)
 
 
 def batch_hashes(peaks: Peaks, hyps: list[Hypothesis], p: FingerprintParams, fanout: int | None = None,
@@ -345,7 +282,7 @@ def moved_pairs(peaks: Peaks, p: FingerprintParams, times: list[float], pitches:
     hashes, at = [], []
     for a, time_scale in enumerate(times):
         t, f, m = np.rint(peaks.t[band] * time_scale).astype(np.int64), peaks.f[band], peaks.m[band]
-        keep = _thinned(t, f, m, p)
+        keep = thinned(t, f, m, p)
         if keep.size < 2:
             continue
         t, f = t[keep], f[keep]

@@ -272,11 +272,14 @@ class PickleSeason:
         """Every stored posting of the query's hashes, paired with each query time of that hash."""
         return lookup_seasons([self], hashes, max_postings)
 
-    def find_postings(self, query: Query, max_postings: int = MAX_POSTINGS
+    def find_postings(self, query: Query, max_postings: int = MAX_POSTINGS, triplets: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Like ``Shard.find_postings``, a hash is skipped when the group of hashes it shares
         (``hash >> GROUP_BITS``) holds more than ``max_postings`` postings, so both modes weigh exactly
-        the same evidence."""
+        the same evidence. Pickles hold no triplets."""
+        if triplets:
+            z = np.zeros(0, np.uint32)
+            return z, z, z
         found_h: list[int] = []
         slots: list[int] = []
         dbt: list[int] = []

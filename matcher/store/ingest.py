@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from citywok.matcher.engine.decode import DecodeError, iter_pcm
-from citywok.matcher.engine.fingerprint import fingerprint_chunks
+from citywok.matcher.engine.fingerprint import fingerprint_episode
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
+from citywok.matcher.engine.triplets import Triplets
 from citywok.matcher.store import shared
 from citywok.matcher.store.library import Library
 from citywok.matcher.store.names import episode_id_for, title_for
@@ -69,9 +70,9 @@ def media_files(paths: Iterable[Path]) -> Iterator[Path]:
             raise FileNotFoundError(f"{p}: no such file or folder")
 
 
-def fingerprint_file(path: str, params: FingerprintParams = DEFAULT_PARAMS) -> tuple[Hashes, float]:
+def fingerprint_file(path: str, params: FingerprintParams = DEFAULT_PARAMS) -> tuple[Hashes, Triplets, float]:
     """Decode and fingerprint one file, streamed (runs in a worker process)."""
-    return fingerprint_chunks(iter_pcm(path, params.sample_rate), params)
+    return fingerprint_episode(iter_pcm(path, params.sample_rate), params)
 
 
 def _die_with(parent: int) -> None:
@@ -86,16 +87,16 @@ def _die_with(parent: int) -> None:
 PR_SET_PDEATHSIG = 1
 
 
-def _work(path: str, params: FingerprintParams) -> tuple[Hashes | None, float, str | None]:
+def _work(path: str, params: FingerprintParams) -> tuple[tuple[Hashes, Triplets] | None, float, str | None]:
     try:
-        hashes, seconds = fingerprint_file(path, params)
+        hashes, trips, seconds = fingerprint_file(path, params)
     except DecodeError as e:
         return None, 0.0, str(e)
     if seconds < MIN_EPISODE_SECONDS:
         return None, seconds, too_short(seconds)
     if len(hashes) == 0:
         return None, seconds, f"{seconds:.0f} s of audio without a single fingerprint (silence?)"
-    return hashes, seconds, None
+    return (hashes, trips), seconds, None
 
 
 def too_short(seconds: float) -> str:
@@ -191,11 +192,11 @@ def ingest_files(writer: SeasonWriter, files: list[Path], params: FingerprintPar
             for fut in as_completed(futures):
                 path = futures[fut]
                 eid, sha, existed = todo[path]
-                hashes, seconds, err = fut.result()
-                if err is not None or hashes is None:
+                prints, seconds, err = fut.result()
+                if err is not None or prints is None:
                     sink.done(IngestResult(path, eid, "failed", seconds, 0, err))
                     continue
-                sink.batch.append((path, NewEpisode(eid, hashes, seconds, sha, names[path]), existed))
+                sink.batch.append((path, NewEpisode(eid, prints[0], seconds, sha, names[path], prints[1]), existed))
                 if time.monotonic() - sink.last_write >= WRITE_EVERY:
                     sink.write()
             if sink.batch:
@@ -292,13 +293,14 @@ def ingest_bytes(shard: Shard, episode_id: str, data: bytes, params: Fingerprint
     old = shard.episode(episode_id)
     if old is not None and old.sha256 == sha:
         return IngestResult("<upload>", episode_id, "skipped", old.duration, old.hashes)
-    hashes, seconds = fingerprint_chunks(iter_pcm(data, params.sample_rate, time_limit=INGEST_TIME_LIMIT), params)
+    hashes, trips, seconds = fingerprint_episode(iter_pcm(data, params.sample_rate, time_limit=INGEST_TIME_LIMIT),
+                                                 params)
     if seconds < MIN_EPISODE_SECONDS:
         return IngestResult("<upload>", episode_id, "failed", seconds, 0, too_short(seconds))
     if len(hashes) == 0:
         return IngestResult("<upload>", episode_id, "failed", seconds, 0,
                             f"{seconds:.0f} s of audio without a single fingerprint (silence?)")
-    shard.add_episode(episode_id, hashes, seconds, sha, title=title or episode_id)
+    shard.add_episodes([NewEpisode(episode_id, hashes, seconds, sha, title or episode_id, trips)])
     # not compacted: the shard stays open in the server; `citywok ingest` compacts later
     shared.update(shard, [episode_id])
     return IngestResult("<upload>", episode_id, "replaced" if old is not None else "added", seconds, len(hashes))

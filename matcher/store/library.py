@@ -10,7 +10,14 @@ import lmdb
 from citywok.matcher.engine.catalogue import Postings
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS, FingerprintParams
-from citywok.matcher.store.season import MAX_SLOTS, SLOT_BITS, Episode, SeasonStore, lookup_seasons
+from citywok.matcher.store.season import (
+    MAX_SLOTS,
+    SLOT_BITS,
+    TRIPLET_MAX_POSTINGS,
+    Episode,
+    SeasonStore,
+    lookup_seasons,
+)
 from citywok.matcher.store.shard import Shard, ShardError
 from citywok.matcher.store.shared import SharedSegment
 from citywok.matcher.store.shared import load as load_shared
@@ -89,6 +96,10 @@ class Library:
     def lookup(self, hashes: Hashes) -> Postings:
         """One lookup over every season: season k's slots are moved past ``k << SLOT_BITS``."""
         return lookup_seasons(list(self.shards.values()), hashes)
+
+    def lookup_triplets(self, hashes: Hashes) -> Postings:
+        """:meth:`lookup` in the triplet tables: each posting's time is its stored value."""
+        return lookup_seasons(list(self.shards.values()), hashes, TRIPLET_MAX_POSTINGS, triplets=True)
 
     def entry(self, slot: int) -> tuple[int, Episode] | None:
         """The season and episode of a slot from :meth:`lookup`."""

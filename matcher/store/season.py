@@ -17,11 +17,13 @@ import numpy as np
 from citywok.matcher.engine.catalogue import Postings
 from citywok.matcher.engine.landmarks import HASH_BITS, Hashes
 from citywok.matcher.engine.params import FingerprintParams
+from citywok.matcher.engine.triplets import Triplets
 
 SLOT_BITS = 10  # episode slots per season, at most; a library moves season k's slots past k << SLOT_BITS
 MAX_SLOTS = 1 << SLOT_BITS
 GROUP_BITS = 3  # a query skips a group of 2**3 neighbouring hashes holding more than MAX_POSTINGS postings
 MAX_POSTINGS = 1024  # per group; beyond it a hash is too common to be evidence
+TRIPLET_MAX_POSTINGS = 1024  # the same for a group of triplet hashes
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class NewEpisode:
     duration: float
     sha256: str
     title: str | None = None
+    triplets: Triplets | None = None  # its scale-invariant triplets (none: the episode has no triplet postings)
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,11 @@ class SeasonStore(Protocol):
         """The season's counts: ``hash_count``, ``posting_count``, ``episode_count``, ``total_seconds``."""
         ...
 
-    def find_postings(self, query: Query, max_postings: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def find_postings(self, query: Query, max_postings: int, triplets: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The stored postings of ``query.distinct`` as (hash, slot, frame) arrays, leaving out every
-        crowding group of more than ``max_postings`` postings and postings of no listed episode."""
+        crowding group of more than ``max_postings`` postings and postings of no listed episode.
+        ``triplets``: the season's triplet postings instead (none when it has no triplet table)."""
         ...
 
     def get_shared(self) -> list[dict[str, Any]]:
@@ -124,8 +129,10 @@ class SeasonWriter(Protocol):
     def close(self) -> None: ...
 
 
-def lookup_seasons(seasons: Sequence[SeasonStore], hashes: Hashes, max_postings: int = MAX_POSTINGS) -> Postings:
+def lookup_seasons(seasons: Sequence[SeasonStore], hashes: Hashes, max_postings: int = MAX_POSTINGS,
+                   triplets: bool = False) -> Postings:
     """Look a query up in several seasons at once; season k's slots come back as ``slot + (k << SLOT_BITS)``.
+    ``triplets``: in the triplet tables, whose postings' times are stored values.
 
     Each season reads only the groups the query touches; the pairing of postings with query times is
     done once over all of them.
@@ -138,7 +145,7 @@ def lookup_seasons(seasons: Sequence[SeasonStore], hashes: Hashes, max_postings:
     with _flagged(uniq) as (wanted, position):
         query = Query(uniq, wanted)
         for k, season in enumerate(seasons):
-            h, slot, t = season.find_postings(query, max_postings)
+            h, slot, t = season.find_postings(query, max_postings, triplets)
             found_h.append(h)
             found_slot.append(slot.astype(np.int64) + (k << SLOT_BITS))
             found_t.append(t)

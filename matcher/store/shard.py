@@ -13,6 +13,7 @@ import fcntl
 import json
 import shutil
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import lmdb
 import numpy as np
 from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.params import FingerprintParams
+from citywok.matcher.engine.triplets import Triplets
 from citywok.matcher.store.season import GROUP_BITS, MAX_SLOTS, Episode, NewEpisode
 from citywok.matcher.store.shardfiles import (
     MAP_SIZE,
@@ -42,6 +44,7 @@ from citywok.matcher.store.shardtable import (
     Layout,
     ShardError,
     distinct,
+    pack_columns,
     pack_table,
     split_keys,
     table_keys,
@@ -52,6 +55,24 @@ from citywok.layout import DATA_FILE
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "GROUP_BITS", "MAX_FRAME", "PAD", "Layout", "NewEpisode", "Shard",
            "ShardError", "compact", "pack_table", "repack", "split_keys", "table_keys", "unpack_table"]
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """A triplet table as (hash, slot, value) columns: its values are wider than a sortable key holds."""
+
+    hash: np.ndarray
+    slot: np.ndarray
+    value: np.ndarray
+
+    def without(self, slot: int) -> _Columns:
+        keep = self.slot != slot
+        return _Columns(self.hash[keep], self.slot[keep], self.value[keep])
+
+    @staticmethod
+    def concat(parts: list[_Columns]) -> _Columns:
+        return _Columns(*(np.concatenate([getattr(p, k) for p in parts]).astype(dt)
+                          for k, dt in (("hash", np.uint32), ("slot", np.uint32), ("value", np.uint64))))
 
 
 def _slot_key(slot: int) -> bytes:
@@ -74,7 +95,7 @@ class Shard(ShardReader):
         except OSError as e:
             raise ShardError(f"{path}: cannot create the season folder ({e.strerror})") from None
         try:
-            env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=5, subdir=True)
+            env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=8, subdir=True)
         except lmdb.Error as e:
             release_lock(hold)
             if new:  # a half-made folder would be a damaged season to every reader
@@ -86,7 +107,7 @@ class Shard(ShardReader):
             if existing is None:
                 meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params.to_dict(),
                         "params_digest": params.digest(), "season": season, "hash_count": 0,
-                        "posting_count": 0, "episode_count": 0, "total_seconds": 0.0}
+                        "posting_count": 0, "episode_count": 0, "total_seconds": 0.0, "triplet_count": 0}
                 with env.begin(write=True) as txn:
                     txn.put(b"meta", json.dumps(meta).encode(), db=shard._meta_db)
             else:
@@ -111,11 +132,11 @@ class Shard(ShardReader):
         try:
             check_shard_file(path)
             if writable:
-                env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=5, subdir=True, create=False)
+                env = lmdb.open(str(path), map_size=MAP_SIZE, max_dbs=8, subdir=True, create=False)
             else:
                 # A read-only volume cannot hold a lock file; readers then rely on no writer existing.
                 lock = dir_writable(path)
-                env = lmdb.open(str(path), readonly=True, lock=lock, max_dbs=5, subdir=True,
+                env = lmdb.open(str(path), readonly=True, lock=lock, max_dbs=8, subdir=True,
                                 create=False, readahead=False, max_readers=512)
         except lmdb.Error as e:
             release_lock(hold)
@@ -153,10 +174,11 @@ class Shard(ShardReader):
             txn.put(b"covered", json.dumps(covered, sort_keys=True).encode(), db=self._shared_db)
 
     def add_episode(
-        self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None
+        self, episode_id: str, hashes: Hashes, duration: float, sha256: str, title: str | None = None,
+        triplets: Triplets | None = None,
     ) -> Episode:
         """Add (or replace) one episode in a single transaction."""
-        return self.add_episodes([NewEpisode(episode_id, hashes, duration, sha256, title)])[0]
+        return self.add_episodes([NewEpisode(episode_id, hashes, duration, sha256, title, triplets)])[0]
 
     def add_episodes(self, new: Sequence[NewEpisode]) -> list[Episode]:
         """Add (or replace) several episodes in one transaction, rewriting the table once for all.
@@ -172,7 +194,9 @@ class Shard(ShardReader):
         with self._writing() as txn:
             meta = record_json(txn.get(b"meta", db=self._meta_db))
             table = self._table(txn)
+            trip = _Columns(*self._triplet_columns(txn))
             parts: dict[int, np.ndarray] = {}  # this batch's postings by slot
+            tparts: dict[int, _Columns] = {}  # ... and triplets
             for n in new:
                 old = txn.get(n.id.encode(), db=self._ids_db)
                 if old is not None:
@@ -180,16 +204,22 @@ class Shard(ShardReader):
                     self._forget(txn, meta, old_slot, n.id)
                     table = table[((table >> np.uint64(KEY_SLOT_SHIFT)) & np.uint64(MAX_SLOTS - 1))
                                   != np.uint64(old_slot)]
+                    trip = trip.without(old_slot)
                     parts.pop(old_slot, None)
+                    tparts.pop(old_slot, None)
                 slot = self._free_slot(txn)
                 ep = Episode(slot, n.id, n.title or n.id, float(n.duration), n.sha256, len(n.hashes))
                 txn.put(_slot_key(slot), json.dumps(ep.to_json()).encode(), db=self._episodes_db)
                 txn.put(n.id.encode(), _slot_key(slot), db=self._ids_db)
                 parts[slot] = np.sort(table_keys(n.hashes.hash, slot, n.hashes.t))
+                if n.triplets is not None:
+                    tparts[slot] = _Columns(n.triplets.hash, np.full(len(n.triplets), slot, np.uint32),
+                                            n.triplets.value)
                 meta["episode_count"] += 1
                 meta["total_seconds"] = round(meta["total_seconds"] + float(n.duration), 3)
                 added.append(ep)
             self._put_table(txn, meta, np.sort(np.concatenate([table, *parts.values()]), kind="stable"))
+            self._put_triplets(txn, meta, _Columns.concat([trip, *tparts.values()]))
             txn.put(b"meta", json.dumps(meta).encode(), db=self._meta_db)
         return added
 
@@ -219,6 +249,7 @@ class Shard(ShardReader):
             table = self._table(txn)
             self._put_table(txn, meta, table[((table >> np.uint64(KEY_SLOT_SHIFT)) & np.uint64(MAX_SLOTS - 1))
                                              != np.uint64(slot)])
+            self._put_triplets(txn, meta, _Columns(*self._triplet_columns(txn)).without(slot))
             txn.put(b"meta", json.dumps(meta).encode(), db=self._meta_db)
         return True
 
@@ -256,6 +287,20 @@ class Shard(ShardReader):
                               "frame_bits": layout.frame_bits}
         meta["hash_count"] = distinct(keys >> np.uint64(KEY_HASH_SHIFT))
         meta["posting_count"] = int(keys.size)
+
+    def _put_triplets(self, txn: lmdb.Transaction, meta: dict[str, Any], cols: _Columns) -> None:
+        """Store the whole triplet table (sorted here) and count it in ``meta``."""
+        db = self._triplets_db
+        if cols.hash.size == 0:
+            for k in (b"layout", b"offsets", b"data"):
+                txn.delete(k, db=db)
+        else:
+            order = np.lexsort((cols.value, cols.slot, cols.hash))
+            layout, offsets, data = pack_columns(cols.hash[order], cols.slot[order], cols.value[order])
+            txn.put(b"layout", layout.to_bytes(), db=db)
+            txn.put(b"offsets", offsets, db=db)
+            txn.put(b"data", data, db=db)
+        meta["triplet_count"] = int(cols.hash.size)
 
     def _forget(self, txn: lmdb.Transaction, meta: dict[str, Any], slot: int, episode_id: str) -> None:
         """Drop an episode's records (its postings go with the next ``_put_table``)."""

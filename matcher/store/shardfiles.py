@@ -59,7 +59,7 @@ def compact(path: Path) -> int | None:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         check_shard_file(path)
-        env = lmdb.open(str(path), readonly=True, max_dbs=5, subdir=True, create=False)
+        env = lmdb.open(str(path), readonly=True, max_dbs=8, subdir=True, create=False)
         try:
             repack(env, tmp)
         finally:

@@ -21,6 +21,8 @@ from citywok.matcher.store.season import MAX_POSTINGS, Episode, Query, lookup_se
 from citywok.matcher.store.shardtable import (
     FORMAT,
     FORMAT_VERSION,
+    TIME_BITS,
+    TRIPLET_VALUE_BITS,
     PackedTable,
     ShardError,
     distinct,
@@ -49,12 +51,9 @@ class ShardReader:
         self._episodes_db = env.open_db(b"episodes", create=writable)
         self._ids_db = env.open_db(b"ids", create=writable)
         self._postings_db = env.open_db(b"postings", create=writable)
-        self._shared_db: lmdb._Database | None
-        try:
-            self._shared_db = env.open_db(b"shared", create=writable)
-        except lmdb.NotFoundError:  # a shard written before shared segments were recorded
-            self._shared_db = None
-        self._pinned: tuple[lmdb.Transaction, PackedTable | None] | None = None
+        self._shared_db = _optional_db(env, b"shared", writable)  # None: written before shared segments
+        self._triplets_db = _optional_db(env, b"triplets", writable)  # None: written before triplets
+        self._pinned: tuple[lmdb.Transaction, PackedTable | None, PackedTable | None] | None = None
         self._fd = os.open(path / DATA_FILE, os.O_RDONLY)  # to see the file shrink under the mapping
 
     def intact(self) -> str | None:
@@ -70,7 +69,7 @@ class ShardReader:
         (a served version): queries then skip a transaction and the parsing of the offsets each."""
         if self._pinned is None:
             txn = self.env.begin(buffers=True)
-            self._pinned = (txn, self._packed(txn))
+            self._pinned = (txn, self._packed(txn), self._packed(txn, triplets=True))
 
     def close(self) -> None:
         if self._pinned is not None:
@@ -151,31 +150,35 @@ class ShardReader:
         """
         return lookup_seasons([self], hashes, max_postings)
 
-    def find_postings(self, query: Query, max_postings: int = MAX_POSTINGS
+    def find_postings(self, query: Query, max_postings: int = MAX_POSTINGS, triplets: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The stored postings of the query's hashes as (hash, slot, frame), skipping every group of
         2**GROUP_BITS neighbouring hashes that holds more than ``max_postings`` postings. Every layout's
         bucket is a crowding group (Layout.from_bytes insists), so crowded ones are skipped from their
-        offsets, undecoded."""
-        with self._snapshot() as table:
+        offsets, undecoded. ``triplets``: from the triplet table, whose frames are values (none if the
+        shard has no triplets)."""
+        with self._snapshot(triplets) as table:
             return _EMPTY if table is None else table.find(query.buckets, query.wanted, max_postings)
 
     @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[PackedTable | None]:
-        """The postings table to read: the pinned one, or one viewed in a read transaction for the block."""
+    def _snapshot(self, triplets: bool = False) -> Iterator[PackedTable | None]:
+        """The table to read: the pinned one, or one viewed in a read transaction for the block."""
         if self._pinned is not None:
-            yield self._pinned[1]
+            _, pairs, trips = self._pinned
+            yield trips if triplets else pairs
             return
         with self.env.begin(buffers=True) as txn:
-            yield self._packed(txn)
+            yield self._packed(txn, triplets)
 
-    def _packed(self, txn: lmdb.Transaction) -> PackedTable | None:
-        """This snapshot's postings table, viewed in place (valid while ``txn`` is); None when empty."""
-        raw = txn.get(b"layout", db=self._postings_db)
+    def _packed(self, txn: lmdb.Transaction, triplets: bool = False) -> PackedTable | None:
+        """This snapshot's postings (or triplet) table, viewed in place (valid while ``txn`` is); None when
+        empty or absent."""
+        db = self._triplets_db if triplets else self._postings_db
+        raw = None if db is None else txn.get(b"layout", db=db)
         if raw is None:
             return None
-        return PackedTable.view(parse_layout(bytes(raw)), txn.get(b"offsets", db=self._postings_db),
-                                txn.get(b"data", db=self._postings_db))
+        bits = TRIPLET_VALUE_BITS if triplets else TIME_BITS
+        return PackedTable.view(parse_layout(bytes(raw), bits), txn.get(b"offsets", db=db), txn.get(b"data", db=db))
 
     def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every posting of the shard as (hash, slot, frame) arrays: for season-wide analyses."""
@@ -186,6 +189,18 @@ class ShardReader:
         """The whole postings table of this transaction's snapshot, as sorted keys."""
         table = self._packed(txn)
         return np.zeros(0, np.uint64) if table is None else table_keys(*table.decode())
+
+    def all_triplets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every stored triplet as (hash, slot, value) arrays, sorted by hash, slot, value."""
+        with self.env.begin(buffers=True) as txn:
+            return self._triplet_columns(txn)
+
+    def _triplet_columns(self, txn: lmdb.Transaction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        table = self._packed(txn, triplets=True)
+        if table is None:
+            return np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.uint64)
+        h, slot, value = table.decode()
+        return h, slot, value.astype(np.uint64)
 
     def shared_recorded(self) -> bool:
         """Whether shared segments were ever stored (an empty list is a finding too)."""
@@ -211,29 +226,42 @@ class ShardReader:
 
 
     def check(self) -> dict[str, Any]:
-        """Recount hashes and postings and compare with the metadata record (used by validate and tests)."""
+        """Recount hashes, postings and triplets and compare with the metadata record (used by validate and
+        tests)."""
         meta = self.meta()
         problems = []
         with self.env.begin(buffers=True) as txn:
             try:
                 keys = self._table(txn)
+                _th, tslot, _tv = self._triplet_columns(txn)
             except ShardError as e:
-                keys = np.zeros(0, np.uint64)
+                keys, tslot = np.zeros(0, np.uint64), np.zeros(0, np.uint32)
                 problems.append(str(e))
         if keys.size and np.any(keys[1:] < keys[:-1]):
             problems.append("postings are out of order")
         h, slot, _ = split_keys(keys)
         episodes = self.episodes()
-        if keys.size and not np.isin(np.unique(slot), [e.slot for e in episodes]).all():
+        held = [e.slot for e in episodes]
+        if keys.size and not np.isin(np.unique(slot), held).all():
             problems.append("postings name an episode slot the shard does not hold")
+        if tslot.size and not np.isin(np.unique(tslot), held).all():
+            problems.append("triplets name an episode slot the shard does not hold")
         hash_count, postings = distinct(h), int(keys.size)
-        ok = not problems and (hash_count, postings, len(episodes)) == (
-            meta["hash_count"], meta["posting_count"], meta["episode_count"])
+        ok = not problems and (hash_count, postings, len(episodes), int(tslot.size)) == (
+            meta["hash_count"], meta["posting_count"], meta["episode_count"], meta.get("triplet_count", 0))
         return {"ok": ok, "hash_count": hash_count, "posting_count": postings, "episode_count": len(episodes),
                 "problems": problems, "meta": meta}
 
     def nbytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.name == DATA_FILE)
+
+
+def _optional_db(env: lmdb.Environment, name: bytes, writable: bool) -> Any:
+    """A named database a shard of an older kind lacks: None when it is not there and cannot be made."""
+    try:
+        return env.open_db(name, create=writable)
+    except lmdb.NotFoundError:
+        return None
 
 
 def record_json(raw: Any) -> Any:

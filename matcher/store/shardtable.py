@@ -3,7 +3,7 @@ numpy in and out). The one place the format lives; shard.py opens and writes it,
 
 Named databases:
     meta      b"meta" -> JSON {format, format_version, params, params_digest, season, hash_count,
-                               posting_count, episode_count, total_seconds, layout}
+                               posting_count, episode_count, total_seconds, layout, triplet_count}
     episodes  uint16 BE episode slot -> JSON {id, title, duration, sha256, hashes}
     ids       episode id (utf-8) -> uint16 BE slot
     shared    b"segments" -> JSON list of shared segments (matcher/store/shared.py)
@@ -13,6 +13,9 @@ Named databases:
                             step would not fit, ``wide``: a uint32 per bucket); one more entry ends the last
               b"data"    -> the postings, bit-packed at ``L + S + F`` bits each, sorted by hash, slot, frame:
                             (hash & (2**L - 1)) << (S + F) | slot << F | frame; 8 zero bytes pad the end
+    triplets  the same three records for the scale-invariant triplets (matcher/engine/triplets.py), whose
+              frame field is a value: the anchor's frame << PAYLOAD_BITS | its payload. Optional: a shard
+              written before triplets has none (``triplet_count`` 0), and its clips skip that search.
 
 The postings are one compressed-sparse-row table, two values read straight from the memory map. LMDB
 spends about 18 bytes on every key, more than a posting's 3, so a key per hash (or per group of a few
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from citywok.matcher.engine.landmarks import HASH_BITS
+from citywok.matcher.engine.triplets import PAYLOAD_BITS
 from citywok.matcher.store.season import GROUP_BITS, MAX_SLOTS, SLOT_BITS
 
 from citywok.errors import CityWokError
@@ -38,6 +42,7 @@ FORMAT = "citywok-season-shard"
 FORMAT_VERSION = 3
 TIME_BITS = 19
 MAX_FRAME = (1 << TIME_BITS) - 1
+TRIPLET_VALUE_BITS = TIME_BITS + PAYLOAD_BITS  # the triplet table's frame field: a frame and its payload
 BLOCK_BITS = 6  # narrow offsets: a 32-bit base per 64 buckets, a 16-bit step per bucket
 PAD = 8  # zero bytes after the packed postings, so every posting can be read as one unaligned uint64
 
@@ -82,9 +87,10 @@ class Layout:
         return bytes([self.low_bits, self.slot_bits, self.frame_bits, int(self.wide)])
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> Layout:
+    def from_bytes(cls, raw: bytes, frame_bits: int = TIME_BITS) -> Layout:
+        """A stored layout, checked: ``frame_bits`` is the most the table's frame field may hold."""
         if len(raw) != 4 or raw[0] != GROUP_BITS or not 0 < raw[1] <= SLOT_BITS \
-                or not 0 < raw[2] <= TIME_BITS or raw[3] > 1:
+                or not 0 < raw[2] <= frame_bits or raw[3] > 1:
             raise ShardError(f"damaged postings layout {bytes(raw)!r}")
         return cls(raw[0], raw[1], raw[2], bool(raw[3]))
 
@@ -104,7 +110,12 @@ def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def pack_table(keys: np.ndarray) -> tuple[Layout, bytes, bytes]:
     """Sorted keys -> (layout, offsets, data): the bytes the ``postings`` database stores."""
-    h, slot, frame = split_keys(keys)
+    return pack_columns(*split_keys(keys))
+
+
+def pack_columns(h: np.ndarray, slot: np.ndarray, frame: np.ndarray) -> tuple[Layout, bytes, bytes]:
+    """Postings sorted by hash as columns -> (layout, offsets, data). The frame field may be wider than a
+    key holds (the triplet table's values, see TRIPLET_VALUE_BITS)."""
     layout = Layout.fit(int(slot.max(initial=0)), int(frame.max(initial=0)))
     cum = np.zeros(layout.buckets + 1, np.int64)
     np.cumsum(np.bincount(h >> np.uint32(layout.low_bits), minlength=layout.buckets), out=cum[1:])
@@ -116,8 +127,8 @@ def pack_table(keys: np.ndarray) -> tuple[Layout, bytes, bytes]:
     else:
         offsets = base.astype("<u4").tobytes() + step.astype("<u2").tobytes()
     # drop the bucket's bits from the hash and close the gaps left by unused slot and frame bits
-    low = keys & np.uint64((1 << (layout.low_bits + KEY_HASH_SHIFT)) - 1)
-    v = (((low >> np.uint64(KEY_HASH_SHIFT)) << np.uint64(layout.slot_bits + layout.frame_bits))
+    low = h.astype(np.uint64) & np.uint64((1 << layout.low_bits) - 1)
+    v = ((low << np.uint64(layout.slot_bits + layout.frame_bits))
          | (slot.astype(np.uint64) << np.uint64(layout.frame_bits)) | frame.astype(np.uint64))
     return layout, offsets, _pack_bits(v, layout.bits)
 
@@ -211,7 +222,8 @@ class PackedTable:
     def _slot_frame(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lay = self.layout
         slot = ((v >> np.uint64(lay.frame_bits)) & np.uint64((1 << lay.slot_bits) - 1)).astype(np.uint32)
-        return slot, (v & np.uint64((1 << lay.frame_bits) - 1)).astype(np.uint32)
+        frame = v & np.uint64((1 << lay.frame_bits) - 1)
+        return slot, frame.astype(np.uint32) if lay.frame_bits <= 32 else frame
 
 
 def decode_table(layout: Layout, offsets: Any, data: Any, buckets: np.ndarray | None = None,
@@ -272,6 +284,6 @@ def distinct(sorted_values: np.ndarray) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def parse_layout(raw: bytes) -> Layout:
+def parse_layout(raw: bytes, frame_bits: int = TIME_BITS) -> Layout:
     """A stored layout record, parsed once per distinct value."""
-    return Layout.from_bytes(raw)
+    return Layout.from_bytes(raw, frame_bits)

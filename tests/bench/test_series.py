@@ -143,3 +143,26 @@ def test_the_scaling_table_times_every_speed_tempo_and_pitch_row_and_nothing_els
     rows = {c.row for c in chosen}
     assert rows == {row_name(e, 5.0) for e in series_clips.EDITS if e.kind not in {"clean", "music", "voice", "phone"}}
     assert all(c.episode is not None and c.seconds == 5.0 for c in chosen) and len(chosen) == 2 * len(rows)
+
+
+def test_padding_copies_postings_and_triplets_end_to_end_with_fresh_hashes():
+    from citywok.matcher.engine.triplets import PAYLOAD_BITS
+
+    from bench.series_scale import PAD_EPISODE_SECONDS, Source, pad_episodes
+
+    rng = np.random.default_rng(1)
+    frames = int(600 / 0.016)
+    def some(high: int, n: int) -> np.ndarray:
+        return rng.integers(0, high, n).astype(np.uint64)
+
+    values = (np.sort(some(frames, 900)) << np.uint64(PAYLOAD_BITS)) | np.uint64(1234)
+    src = Source((some(1 << 21, 5000), np.sort(some(frames, 5000))), (some(1 << 21, 900), values), 600.0)
+    eps = pad_episodes([src], 2, seed=3)
+    assert len(eps) == 2 and all(e.duration == PAD_EPISODE_SECONDS for e in eps)
+    ep = eps[0]
+    frame = ep.triplets.value >> np.uint64(PAYLOAD_BITS)
+    assert int(frame.max()) < PAD_EPISODE_SECONDS / 0.016 and int(ep.hashes.t.max()) < PAD_EPISODE_SECONDS / 0.016
+    assert np.all(ep.triplets.value & np.uint64((1 << PAYLOAD_BITS) - 1) == 1234)  # payloads kept
+    first = ep.triplets.hash[: 900]  # the first copy: a bijection of the source's triplet hashes
+    assert np.unique(first).size == np.unique(src.triplets[0]).size and not np.array_equal(first, src.triplets[0])
+    assert len(ep.triplets) > 900 and len(ep.hashes) > 5000  # more than one copy, laid end to end

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from citywok.matcher import synth
-from citywok.matcher.engine.fingerprint import fingerprint_pcm
+from citywok.matcher.engine.fingerprint import fingerprint_episode, fingerprint_pcm
 from citywok.matcher.engine.params import DEFAULT_PARAMS
 from citywok.matcher.store.library import Library
 from citywok.matcher.store.shard import Shard
@@ -25,6 +25,20 @@ def library(tmp_path_factory: pytest.TempPathFactory, episodes: dict) -> Library
     with Shard.create(vdir / "season_01.lmdb", DEFAULT_PARAMS, 1) as shard:
         for eid, x in episodes.items():
             shard.add_episode(eid, fingerprint_pcm(x), SECONDS, "0" * 64)
+    lib = Library.open(vdir)
+    yield lib
+    lib.close()
+
+
+@pytest.fixture(scope="session")
+def triplet_library(tmp_path_factory: pytest.TempPathFactory, episodes: dict) -> Library:
+    """The episodes of ``library`` with their triplets stored too (``library`` has none: a shard written
+    before triplets)."""
+    vdir = tmp_path_factory.mktemp("tlib") / "v1"
+    with Shard.create(vdir / "season_01.lmdb", DEFAULT_PARAMS, 1) as shard:
+        for eid, x in episodes.items():
+            hashes, triplets, _ = fingerprint_episode([x])
+            shard.add_episode(eid, hashes, SECONDS, "0" * 64, triplets=triplets)
     lib = Library.open(vdir)
     yield lib
     lib.close()

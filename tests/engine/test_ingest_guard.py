@@ -57,7 +57,7 @@ def test_a_rerun_after_a_killed_ingest_finds_the_shared_segments_it_missed(tmp_p
     data = tmp_path / "data"
     with Shard.create(season_path(data, "v1", 1), DEFAULT_PARAMS, 1) as shard:
         for f in files:
-            hashes, seconds = fingerprint_file(str(f))
+            hashes, _, seconds = fingerprint_file(str(f))
             shard.add_episodes([NewEpisode(f.stem, hashes, seconds, file_sha256(f), f.stem)])
     results = ingest_paths([eps], 1, data, workers=1)
     assert [r.status for r in results] == ["skipped", "skipped"]

@@ -10,6 +10,7 @@ from citywok.matcher.engine.fingerprint import fingerprint_pcm
 from citywok.matcher.engine.identify import identify_pcm
 from citywok.matcher.engine.landmarks import landmarks
 from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.engine.peaks import fine_peaks
 
 RATE = 8000
 
@@ -29,9 +30,10 @@ def edited(x: np.ndarray, start: float, seconds: float, **factors: float) -> np.
     ("S01E06", 17.0, {"tempo": 1.15, "pitch": 2 ** (2 / 12)}, 1.15, 2 ** (2 / 12)),  # off the three lines
     ("S01E01", 26.5, {"speed": 1.1, "pitch": 2 ** (-3 / 12)}, 1.1, 1.1 * 2 ** (-3 / 12)),
 ])
-def test_edited_clip_found_at_its_offset_with_its_factors(library, episodes, eid, start, factors, time_scale,
+@pytest.mark.parametrize("which", ["library", "triplet_library"])  # the scale hypotheses; the triplets first
+def test_edited_clip_found_at_its_offset_with_its_factors(request, which, episodes, eid, start, factors, time_scale,
                                                           pitch_scale):
-    r = identify_pcm(library, edited(episodes[eid], start, 6, **factors))
+    r = identify_pcm(request.getfixturevalue(which), edited(episodes[eid], start, 6, **factors))
     assert r.match and not r.ambiguous and r.episode_id == eid
     assert abs(r.offset_seconds - start) <= 0.1
     assert r.time_scale == pytest.approx(time_scale, rel=0.02)
@@ -64,13 +66,16 @@ def test_the_slope_through_the_hits_averages_their_rounding_away():
 
 @pytest.mark.parametrize("factors", [{}, {"speed": 1.2}, {"tempo": 0.85}, {"pitch": 2 ** (3 / 12)},
                                      {"tempo": 1.15, "pitch": 2 ** (2 / 12)}])
-def test_unindexed_audio_is_not_matched_at_any_scale(library, factors):
+@pytest.mark.parametrize("which", ["library", "triplet_library"])
+def test_unindexed_audio_is_not_matched_at_any_scale(request, which, factors):
     for seed in (901, 902, 903):
-        r = identify_pcm(library, edited(synth.episode(seed, 20, RATE), 5, 6, **factors))
+        r = identify_pcm(request.getfixturevalue(which), edited(synth.episode(seed, 20, RATE), 5, 6, **factors))
         assert not r.match and r.episode_id is None and r.offset_seconds is None
 
 
-def test_a_five_percent_tempo_change_is_never_answered_decisively_at_a_wrong_offset(library, episodes):
+@pytest.mark.parametrize("which", ["library", "triplet_library"])
+def test_a_five_percent_tempo_change_is_never_answered_decisively_at_a_wrong_offset(request, which, episodes):
+    library = request.getfixturevalue(which)
     answered = 0
     for k, (eid, x) in enumerate(episodes.items()):
         for start in (4.0 + 7 * k, 33.0 - 3 * k):
@@ -152,7 +157,7 @@ def test_fine_peaks_find_a_peak_between_frames_and_bins():
     spec = (-((rows - t0) / 3.0) ** 2 - ((bins - f0) / 2.0) ** 2).astype(np.float32)
     peaks = scale.clip_peaks(spec, p, 20)
     (k,) = np.flatnonzero((peaks.t == 20) & (peaks.f == 41))
-    fine = scale.fine_peaks(spec, peaks, p)
+    fine = fine_peaks(spec, peaks, p)
     assert abs(fine.t[k] - t0) < 0.05 and abs(fine.f[k] - f0) < 0.05
     assert np.all(np.abs(fine.t - peaks.t) <= 0.5) and np.all(np.abs(fine.f - peaks.f) <= 0.5)
 
