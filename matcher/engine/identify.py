@@ -262,12 +262,31 @@ def _triplet_search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, p
     for f in triplets.vote(postings, shapes, g.time_range, pitches, top=policy.refined):
         if f.score < policy.triplet_min_score:
             break
-        ranked = _verify(library, peaks, f.hypothesis, policy)
-        found = (_fitted(ranked, f.hypothesis, library.params.frame_seconds) if _verified(ranked.candidates, policy)
-                 else _refine(library, peaks, f, policy))
+        found = _at_candidate(library, peaks, f, policy)
         if found is not None:
             return found, postings.looked_up
     return None, postings.looked_up
+
+
+def _at_candidate(library: Catalogue, peaks: Peaks, f: scale.Found, policy: MatchPolicy) -> Scaled | None:
+    """A triplet candidate verified at the scales its hits read, its time scale first fitted to the hits
+    of that vote (a tempo change keeps the timing inside a note, so short triplets read a time scale a
+    little closer to 1 than the clip's; verified off the clip's own scale, a repeat of the passage can
+    outscore it). Refined on the local grid when that does not verify."""
+    h = f.hypothesis
+    ranked = _verify(library, peaks, h, policy)
+    fit = timefit.fit_time_scale(ranked.postings, f.slot, f.offset, h.time_scale, span=0.025)
+    if abs(fit.time_scale / h.time_scale - 1) > REFIT and fit.score > fit.unscaled:
+        refit = scale.Hypothesis(fit.time_scale, h.pitch_scale)
+        again = _verify(library, peaks, refit, policy)
+        if _verified(again.candidates, policy):
+            return _fitted(again, refit, library.params.frame_seconds)
+    if _verified(ranked.candidates, policy):
+        return _fitted(ranked, h, library.params.frame_seconds)
+    return _refine(library, peaks, f, policy)
+
+
+REFIT = 0.003  # a fitted time scale this far from the triplets' is verified again
 
 
 def _better(best: Scaled | None, s: Scaled | None) -> Scaled | None:
