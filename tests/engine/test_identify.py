@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from citywok.matcher import synth
 from citywok.matcher.engine.decode import decode
-from citywok.matcher.engine.identify import DEFAULT_POLICY, Candidate, ClipTooShort, _verified, identify_pcm
+from citywok.matcher.engine.identify import DEFAULT_POLICY, Candidate, ClipTooShort, identify_pcm
+from citywok.matcher.engine.scalesearch import verified as scale_verified
 
 RATE = 8000
 
@@ -87,11 +88,12 @@ def test_clear_clips_are_decided_by_half_their_hashes_and_doubtful_ones_by_all(l
 def test_aligned_hashes_from_one_moment_of_the_clip_are_not_a_match():
     """Unindexed music reached a dozen or more aligned hashes by sharing a chord with an indexed piece:
     the threshold is on the evidence spread over the clip, not on the plain count."""
-    from citywok.matcher.engine.identify import Candidate, _decisive
+    from citywok.matcher.engine.identify import Candidate
+    from citywok.matcher.engine.ranking import decisive
 
     other = Candidate("S01E02", 1, 80.0, 5, spread=5)
-    assert not _decisive([Candidate("S01E01", 1, 10.0, 30, spread=8), other], DEFAULT_POLICY)
-    assert _decisive([Candidate("S01E01", 1, 10.0, 30, spread=DEFAULT_POLICY.min_score), other], DEFAULT_POLICY)
+    assert not decisive([Candidate("S01E01", 1, 10.0, 30, spread=8), other], DEFAULT_POLICY)
+    assert decisive([Candidate("S01E01", 1, 10.0, 30, spread=DEFAULT_POLICY.min_score), other], DEFAULT_POLICY)
 
 
 def test_the_answer_reports_the_spread_its_threshold_was_applied_to(library, episodes):
@@ -109,4 +111,4 @@ def test_the_answer_reports_the_spread_its_threshold_was_applied_to(library, epi
 def test_a_scaled_answer_needs_more_margin_the_less_spread_it_has(best, runner, verified):
     score, spread_ = best
     cands = [Candidate("S01E01", 1, 10.0, score, spread=spread_), Candidate("S01E02", 1, 50.0, runner, spread=runner)]
-    assert _verified(cands, DEFAULT_POLICY) is verified
+    assert scale_verified(cands, DEFAULT_POLICY) is verified
