@@ -23,12 +23,16 @@ audio recurs within that episode (a loop, a reprised cue), ``also_at`` names the
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 from citywok.matcher.engine import edit, scale, scalesearch, timefit, triplets
 from citywok.matcher.engine.answer import Candidate, Identification
 from citywok.matcher.engine.catalogue import Catalogue
 from citywok.matcher.engine.landmarks import landmarks
 from citywok.matcher.engine.match import repeats
+from citywok.matcher.engine.params import FingerprintParams
 from citywok.matcher.engine.peaks import Peaks, fine_peaks
 from citywok.matcher.engine.ranking import (
     DEFAULT_POLICY,
@@ -89,15 +93,41 @@ def _drifts(ranked: Ranked, frame_seconds: float, policy: MatchPolicy) -> bool:
     return abs(fit.time_scale - 1) > 0.004 and fit.score > policy.drift * fit.unscaled
 
 
-def _plain(library: Catalogue, peaks: Peaks, policy: MatchPolicy) -> Ranked:
+@dataclass
+class _Clip:
+    """A clip's spectrogram and dense peaks, and what the scale search needs of them, made when first asked."""
+
+    spec: np.ndarray
+    peaks: Peaks
+    p: FingerprintParams
+    triplets_tried: bool = False  # their lookup is made once, before or in the scale search
+
+    @functools.cached_property
+    def fine(self) -> Peaks:
+        return fine_peaks(self.spec, self.peaks, self.p)
+
+    @functools.cached_property
+    def shapes(self) -> triplets.Shapes:
+        return triplets.clip_shapes(self.peaks, self.fine, self.p)
+
+
+def _plain(library: Catalogue, clip: _Clip, policy: MatchPolicy) -> tuple[Ranked, scalesearch.Scaled | None, int]:
     """The vote at scale 1: most clips are decided by half of their hashes, at half the cost; any doubt
-    and the other half is looked up too, and all of them vote."""
-    hashes = landmarks(scale.plain_peaks(peaks, library.params), library.params)
+    and the other half is looked up too, and all of them vote. A clip of which the first half finds next to
+    nothing (``triplets_first``: an edited clip, most likely) looks up its triplets before the other
+    half, and an answer they verify ends it there. Returns the vote, that answer, and the triplet lookups."""
+    hashes = landmarks(scale.plain_peaks(clip.peaks, library.params), library.params)
     first, rest = halves(hashes)
     ranked = rank_hashes(library, first, policy)
-    if not decisive(ranked.candidates, policy, policy.half_min_score):
-        ranked = rank_postings(library, ranked.postings.joined(library.lookup(rest)), len(hashes), policy)
-    return ranked
+    if decisive(ranked.candidates, policy, policy.half_min_score):
+        return ranked, None, 0
+    looked_up = 0
+    if not ranked.candidates or ranked.candidates[0].spread < policy.triplets_first:
+        early, looked_up = scalesearch.triplet_search(library, clip.fine, clip.shapes, policy)
+        clip.triplets_tried = True
+        if early is not None:
+            return ranked, early, looked_up
+    return rank_postings(library, ranked.postings.joined(library.lookup(rest)), len(hashes), policy), None, looked_up
 
 
 def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFAULT_POLICY) -> Identification:
@@ -107,23 +137,23 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
     if seconds < MIN_CLIP_SECONDS:
         raise ClipTooShort(f"the clip has {seconds:.2f} s of audio; at least {MIN_CLIP_SECONDS:g} s is needed")
     pcm = pcm[: int(MAX_CLIP_SECONDS * p.sample_rate)]
+    seconds_kept = pcm.size / p.sample_rate
     result = Identification(match=False, clip_seconds=round(seconds, 3), db_version=library.version)
     spec = scale.clip_spectrogram(pcm, p)
-    peaks = scale.clip_peaks(spec, p, policy.dense_peaks)
-    ranked = _plain(library, peaks, policy)
+    clip = _Clip(spec, scale.clip_peaks(spec, p, policy.dense_peaks), p)
+    ranked, scaled, looked_up = _plain(library, clip, policy)
     cands = ranked.candidates
-    result.query_hashes, result.hashes_looked_up = ranked.query_hashes, ranked.looked_up
+    result.query_hashes, result.hashes_looked_up = ranked.query_hashes, ranked.looked_up + looked_up
     hyp = scale.Hypothesis(1.0, 1.0)
     plain_ok = decisive(cands, policy)
     drifting = plain_ok and _drifts(ranked, p.frame_seconds, policy)
     answered = cands[0].spread if plain_ok and not drifting else 0
-    if answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
-        fine = fine_peaks(spec, peaks, p)
-        shapes = triplets.clip_shapes(peaks, fine, p)
-        scaled, looked_up = scalesearch.search(library, fine, shapes, policy, answered == 0, pcm.size / p.sample_rate)
+    if scaled is None and answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
+        shapes = None if clip.triplets_tried else clip.shapes
+        scaled, looked_up = scalesearch.search(library, clip.fine, shapes, policy, answered == 0, seconds_kept)
         result.hashes_looked_up += looked_up
-        if scaled is not None and scaled.ranked.candidates[0].spread > answered:
-            ranked, cands, hyp, drifting = scaled.ranked, scaled.ranked.candidates, scaled.hypothesis, False
+    if scaled is not None and scaled.ranked.candidates[0].spread > answered:
+        ranked, hyp, drifting = scaled.ranked, scaled.hypothesis, False
     _decide(result, library, ranked, hyp, drifting, policy)
     return result
 

@@ -43,6 +43,7 @@ class MatchPolicy:
     candidates: int = 5
     repeat_ratio: float = 0.5  # another offset of the same episode with this share of the best score
     half_min_score: int = 20  # a first vote of half the hashes decides only with more evidence than a match needs
+    triplets_first: int = 8  # a first half whose best spread is below this looks up triplets before the rest
 
 
 DEFAULT_POLICY = MatchPolicy()

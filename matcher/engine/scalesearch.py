@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from citywok.matcher.engine import scale, timefit, triplets
 from citywok.matcher.engine.answer import Candidate
 from citywok.matcher.engine.catalogue import Catalogue
+from citywok.matcher.engine.match import repeats
 from citywok.matcher.engine.peaks import Peaks
-from citywok.matcher.engine.ranking import MatchPolicy, Ranked, decisive, rank_hashes, runner_up
+from citywok.matcher.engine.ranking import MatchPolicy, Ranked, decisive, halves, rank_hashes, rank_postings, runner_up
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,26 @@ class Scaled:
 
 
 def verify(library: Catalogue, peaks: Peaks, h: scale.Hypothesis, policy: MatchPolicy) -> Ranked:
-    """A fresh, full vote with every hash of the clip under one hypothesis."""
+    """A fresh vote with the clip's hashes under one hypothesis: half of them first, which settle it when
+    their answer passes verification with ``half_min_score`` spread (as the plain vote's first half must),
+    then all of them."""
     hashes = scale.batch_hashes(peaks, [h], library.params)
-    return rank_hashes(library, hashes, policy)
+    first, rest = halves(hashes)
+    ranked = rank_hashes(library, first, policy)
+    cands = ranked.candidates
+    settled = cands and cands[0].spread >= policy.half_min_score and verified(cands, policy)
+    if settled and not _recurs(ranked, policy, library.params.frame_seconds):
+        return ranked
+    return rank_postings(library, ranked.postings.joined(library.lookup(rest)), len(hashes), policy)
+
+
+def _recurs(ranked: Ranked, policy: MatchPolicy, frame_seconds: float) -> bool:
+    """Whether the best episode aligns about as well at another offset (a loop, a repeated phrase): half the
+    hashes are too few to choose between the two."""
+    best = ranked.candidates[0]
+    at = round(best.offset_seconds / frame_seconds)
+    return bool(repeats(ranked.postings, ranked.slots[(best.episode_id, best.season)], at,
+                        policy.repeat_ratio * best.score))
 
 
 def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchPolicy, reach: int = 1
@@ -78,8 +96,8 @@ def verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
     return cands[0].score >= margin * runner_up(cands)
 
 
-def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: MatchPolicy, plane: bool,
-                  seconds: float) -> tuple[Scaled | None, int]:
+def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, policy: MatchPolicy, plane: bool,
+           seconds: float) -> tuple[Scaled | None, int]:
     """The best verified answer under the scale hypotheses, and the distinct hashes looked up.
 
     The triplets come first: one lookup for every scale, each candidate verified at the scales its hits
@@ -89,8 +107,8 @@ def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: Ma
     ``refined`` of them are refined only when no line's winner verified (a noisy clip's true
     alignment ties with chance in the coarse vote). An answer of ``scale_sure`` ends the search. When
     the lines verify nothing and ``plane`` (no plain answer either), the plane off the lines is
-    searched: a tempo change with a pitch shift on top."""
-    best, looked_up = _triplet_search(library, peaks, shapes, policy)
+    searched: a tempo change with a pitch shift on top. ``shapes`` None: the triplets were tried."""
+    best, looked_up = triplet_search(library, peaks, shapes, policy) if shapes is not None else (None, 0)
     if best is not None:
         return best, looked_up
     waiting: list[scale.Found] = []
@@ -113,7 +131,7 @@ def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: Ma
     return best, looked_up
 
 
-def _triplet_search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: MatchPolicy
+def triplet_search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: MatchPolicy
                     ) -> tuple[Scaled | None, int]:
     """The triplet vote's candidates, each verified at the scales its hits read (refined on the local
     grid when that fails), the strongest first; the first verified is the answer."""

@@ -119,3 +119,34 @@ def test_the_triplets_answer_with_a_fraction_of_the_lookups(library, triplet_lib
         assert r.match and r.episode_id == "S01E05" and abs(r.offset_seconds - 30.0) <= 0.1
         assert r.time_scale == pytest.approx(1.2, rel=0.02)
     assert trip.hashes_looked_up * 5 < lines.hashes_looked_up
+
+
+class Counting:
+    """A catalogue that counts its lookups (the engine's cost is in them)."""
+
+    def __init__(self, library: Library) -> None:
+        self.library, self.pairs, self.triplets = library, 0, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.library, name)
+
+    def lookup(self, hashes):
+        self.pairs += 1
+        return self.library.lookup(hashes)
+
+    def lookup_triplets(self, hashes):
+        self.triplets += 1
+        return self.library.lookup_triplets(hashes)
+
+
+def test_an_edited_clip_costs_a_few_lookups_and_an_unknown_one_its_triplets_once(triplet_library, episodes):
+    """Half the plain hashes find nothing, so the triplets are looked up before the other half, and their
+    candidate is verified by half its hashes: three pair lookups in all. A clip of nothing indexed looks its
+    triplets up once, however many searches follow."""
+    counted = Counting(triplet_library)
+    r = identify_pcm(counted, edited(episodes["S01E03"], 20.0, 8, tempo=0.85, pitch=2 ** (2 / 12)))
+    assert r.match and r.episode_id == "S01E03" and abs(r.offset_seconds - 20.0) <= 0.1
+    assert counted.pairs <= 3 and counted.triplets == 1
+    unknown = Counting(triplet_library)
+    assert not identify_pcm(unknown, edited(synth.episode(907, 20, RATE), 5, 6, speed=1.1)).match
+    assert unknown.triplets == 1 and unknown.pairs > 3
