@@ -110,6 +110,9 @@ class _Clip:
     def shapes(self) -> triplets.Shapes:
         return triplets.clip_shapes(self.peaks, self.fine, self.p)
 
+    def dense_shapes(self, policy: MatchPolicy) -> triplets.Shapes:
+        return triplets.clip_shapes(self.peaks, self.fine, self.p, *policy.dense_triplets)
+
 
 def _plain(library: Catalogue, clip: _Clip, policy: MatchPolicy) -> tuple[Ranked, scalesearch.Scaled | None, int]:
     """The vote at scale 1: most clips are decided by half of their hashes, at half the cost; any doubt
@@ -150,7 +153,8 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
     answered = cands[0].spread if plain_ok and not drifting else 0
     if scaled is None and answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
         shapes = None if clip.triplets_tried else clip.shapes
-        scaled, looked_up = scalesearch.search(library, clip.fine, shapes, policy, answered == 0, seconds_kept)
+        dense = clip.dense_shapes(policy)
+        scaled, looked_up = scalesearch.search(library, clip.fine, shapes, dense, policy, answered == 0, seconds_kept)
         result.hashes_looked_up += looked_up
     if scaled is not None and scaled.ranked.candidates[0].spread > answered:
         ranked, hyp, drifting = scaled.ranked, scaled.hypothesis, False

@@ -39,6 +39,9 @@ class MatchPolicy:
     scale_weak_margin: float = 4.0  # ... this far above the best other episode
     scale_sure: int = 30  # a verified scaled answer this strong ends the search (the later lines are not tried)
     triplet_min_score: int = 5  # a triplet vote's candidate (matcher/engine/triplets.py) is verified with this much
+    dense_triplets: tuple[int, int] = (12, 6)  # peaks per bucket and targets per anchor of a clip's second, denser
+    # triplet lookup, made when the first verified nothing: music over the clip takes its strongest peaks
+    dense_triplet_min_score: int = 8  # ... whose candidates need more hits (more lookups, more chance hits)
     drift: float = 1.3  # a plain answer whose hits line up this much better at another time scale drifts
     candidates: int = 5
     repeat_ratio: float = 0.5  # another offset of the same episode with this share of the best score

@@ -96,8 +96,8 @@ def verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
     return cands[0].score >= margin * runner_up(cands)
 
 
-def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, policy: MatchPolicy, plane: bool,
-           seconds: float) -> tuple[Scaled | None, int]:
+def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, dense: triplets.Shapes,
+           policy: MatchPolicy, plane: bool, seconds: float) -> tuple[Scaled | None, int]:
     """The best verified answer under the scale hypotheses, and the distinct hashes looked up.
 
     The triplets come first: one lookup for every scale, each candidate verified at the scales its hits
@@ -109,6 +109,9 @@ def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, pol
     the lines verify nothing and ``plane`` (no plain answer either), the plane off the lines is
     searched: a tempo change with a pitch shift on top. ``shapes`` None: the triplets were tried."""
     best, looked_up = triplet_search(library, peaks, shapes, policy) if shapes is not None else (None, 0)
+    if best is None:
+        best, n = triplet_search(library, peaks, dense, policy, policy.dense_triplet_min_score)
+        looked_up += n
     if best is not None:
         return best, looked_up
     waiting: list[scale.Found] = []
@@ -131,15 +134,17 @@ def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, pol
     return best, looked_up
 
 
-def triplet_search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: MatchPolicy
-                    ) -> tuple[Scaled | None, int]:
-    """The triplet vote's candidates, each verified at the scales its hits read (refined on the local
-    grid when that fails), the strongest first; the first verified is the answer."""
+def triplet_search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: MatchPolicy,
+                   min_score: int | None = None) -> tuple[Scaled | None, int]:
+    """The triplet vote's candidates of at least ``min_score`` (``triplet_min_score``), each verified at
+    the scales its hits read (refined on the local grid when that fails), the strongest first; the first
+    verified is the answer."""
     g = policy.grid
     pitches = (min(g.time_range[0], g.pitch_range[0]), max(g.time_range[1], g.pitch_range[1]))
     postings = library.lookup_triplets(triplets.query_hashes(shapes, library.params, pitches))
+    floor = policy.triplet_min_score if min_score is None else min_score
     for f in triplets.vote(postings, shapes, g.time_range, pitches, top=policy.refined):
-        if f.score < policy.triplet_min_score:
+        if f.score < floor:
             break
         found = _at_candidate(library, peaks, f, policy)
         if found is not None:

@@ -75,38 +75,41 @@ class Shapes:
         return int(self.t.size)
 
 
-def strongest(peaks: Peaks, p: FingerprintParams) -> np.ndarray:
-    """Which peaks triplets are made of: the strongest ``PEAKS_PER_BUCKET`` of each bucket, a flag per
-    peak. A whole bucket must be there (the streamed fingerprinter asks when its peaks are found)."""
+def strongest(peaks: Peaks, p: FingerprintParams, per_bucket: int = PEAKS_PER_BUCKET) -> np.ndarray:
+    """Which peaks triplets are made of: the strongest ``per_bucket`` of each bucket, a flag per peak. A
+    whole bucket must be there (the streamed fingerprinter asks when its peaks are found)."""
     keep = np.zeros(len(peaks), bool)
-    keep[thinned(peaks.t, peaks.f, peaks.m, replace(p, peaks_per_bucket=PEAKS_PER_BUCKET))] = True
+    keep[thinned(peaks.t, peaks.f, peaks.m, replace(p, peaks_per_bucket=per_bucket))] = True
     return keep
 
 
-def clip_shapes(peaks: Peaks, fine: Peaks, p: FingerprintParams) -> Shapes:
+def clip_shapes(peaks: Peaks, fine: Peaks, p: FingerprintParams, per_bucket: int = PEAKS_PER_BUCKET,
+                fanout: int = FANOUT) -> Shapes:
     """A clip's triplets from its dense peaks and the same peaks at fractional positions: the strongest of
-    each bucket of the clip's own time, as an episode's are of its time."""
-    pick = np.flatnonzero(strongest(peaks, p))
+    each bucket of the clip's own time, as an episode's are of its time. More peaks and targets than an
+    episode's find its triplets among music laid over it, at several times the lookups."""
+    pick = np.flatnonzero(strongest(peaks, p, per_bucket))
     picked = [Peaks(x.t[pick], x.f[pick], x.m[pick]) for x in (peaks, fine)]
-    return shapes(picked[0], picked[1], p)
+    return shapes(picked[0], picked[1], p, fanout=fanout)
 
 
-def shapes(peaks: Peaks, fine: Peaks, p: FingerprintParams, anchors: int | None = None) -> Shapes:
+def shapes(peaks: Peaks, fine: Peaks, p: FingerprintParams, anchors: int | None = None, fanout: int = FANOUT
+           ) -> Shapes:
     """The triplets of the first ``anchors`` peaks (all by default): ``peaks`` picks the targets (by frame
     and bin, the strongest ``FANOUT`` up to ``DT_MAX`` frames on), ``fine`` (the same peaks, fractional)
     gives the values."""
     empty = np.zeros(0)
     if len(peaks) < 3:
         return Shapes(empty, empty, empty, empty, empty, empty)
-    i, k = top_pairs(peaks, p, FANOUT, DT_MAX)
+    i, k = top_pairs(peaks, p, fanout, DT_MAX)
     n = len(peaks) if anchors is None else anchors
     keep = i < n
     i, k = i[keep], k[keep]
-    targets = np.full((n, FANOUT), -1, np.int64)
+    targets = np.full((n, fanout), -1, np.int64)
     targets[i, np.arange(i.size) - np.searchsorted(i, i, side="left")] = k
     a_, b_, c_ = [], [], []
-    for x in range(FANOUT):
-        for y in range(x + 1, FANOUT):
+    for x in range(fanout):
+        for y in range(x + 1, fanout):
             ok = (targets[:, x] >= 0) & (targets[:, y] >= 0)
             a_.append(np.flatnonzero(ok))
             b_.append(targets[ok, x])

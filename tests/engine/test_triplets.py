@@ -142,11 +142,31 @@ class Counting:
 def test_an_edited_clip_costs_a_few_lookups_and_an_unknown_one_its_triplets_once(triplet_library, episodes):
     """Half the plain hashes find nothing, so the triplets are looked up before the other half, and their
     candidate is verified by half its hashes: three pair lookups in all. A clip of nothing indexed looks its
-    triplets up once, however many searches follow."""
+    triplets up once, and the denser ones once, however many searches follow."""
     counted = Counting(triplet_library)
     r = identify_pcm(counted, edited(episodes["S01E03"], 20.0, 8, tempo=0.85, pitch=2 ** (2 / 12)))
     assert r.match and r.episode_id == "S01E03" and abs(r.offset_seconds - 20.0) <= 0.1
     assert counted.pairs <= 3 and counted.triplets == 1
     unknown = Counting(triplet_library)
     assert not identify_pcm(unknown, edited(synth.episode(907, 20, RATE), 5, 6, speed=1.1)).match
-    assert unknown.triplets == 1 and unknown.pairs > 3
+    assert unknown.triplets == 2 and unknown.pairs > 3
+
+
+def test_music_over_a_sped_up_clip_is_found_by_the_denser_triplets(triplet_library, episodes):
+    """Music at 0 dB takes a clip's strongest peaks, so its first triplets find nothing; the denser second
+    lookup does, for a fraction of the hashes the scale hypotheses would look up."""
+    from dataclasses import replace
+
+    from citywok.matcher.engine.identify import DEFAULT_POLICY
+
+    for eid, start in (("S01E02", 12.0), ("S01E03", 20.0)):
+        clip = edited(episodes[eid], start, 15, speed=1.25)
+        music = synth.episode(950, 20, RATE)[: clip.size]
+        mix = (clip / np.std(clip) + music / np.std(music)).astype(np.float32)
+        counted = Counting(triplet_library)
+        r = identify_pcm(counted, mix)
+        assert r.match and r.episode_id == eid and abs(r.offset_seconds - start) <= 0.1
+        assert r.time_scale == pytest.approx(1.25, rel=0.01) and counted.triplets == 2
+        lines = identify_pcm(triplet_library, mix, replace(DEFAULT_POLICY, dense_triplet_min_score=10 ** 6))
+        assert lines.match and lines.episode_id == eid  # the hypotheses find it too, at a higher cost
+        assert r.hashes_looked_up * 3 < lines.hashes_looked_up
