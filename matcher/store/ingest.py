@@ -212,7 +212,8 @@ def ingest_files(writer: SeasonWriter, files: list[Path], params: FingerprintPar
 def _changed_files(writer: SeasonWriter, files: list[Path], sink: _Sink, titles: dict[str, str]
                    ) -> tuple[dict[str, tuple[str, str, bool]], dict[str, str]]:
     """The files to fingerprint (path -> episode id, sha256, whether the episode exists) and each file's
-    title; unchanged episodes are reported skipped (their title updated if it changed)."""
+    title; unchanged episodes are reported skipped (their title updated if it changed), but for those an
+    LMDB season holds without triplets (written before them): fingerprinted again, they get theirs."""
     todo: dict[str, tuple[str, str, bool]] = {}
     names: dict[str, str] = {}
     for f in files:
@@ -225,7 +226,7 @@ def _changed_files(writer: SeasonWriter, files: list[Path], sink: _Sink, titles:
         sha = sha256_file(f)
         old = writer.episode(eid)
         names[str(f)] = named or (old.title if old is not None else eid)
-        if old is not None and old.sha256 == sha:
+        if old is not None and old.sha256 == sha and not (isinstance(writer, Shard) and old.triplets is None):
             if named and old.title != named and isinstance(writer, Shard):
                 writer.set_title(eid, named)
             sink.done(IngestResult(str(f), eid, "skipped", old.duration, old.hashes))
@@ -291,7 +292,7 @@ def ingest_bytes(shard: Shard, episode_id: str, data: bytes, params: Fingerprint
     """
     sha = hashlib.sha256(data).hexdigest()
     old = shard.episode(episode_id)
-    if old is not None and old.sha256 == sha:
+    if old is not None and old.sha256 == sha and old.triplets is not None:
         return IngestResult("<upload>", episode_id, "skipped", old.duration, old.hashes)
     hashes, trips, seconds = fingerprint_episode(iter_pcm(data, params.sample_rate, time_limit=INGEST_TIME_LIMIT),
                                                  params)

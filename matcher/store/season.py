@@ -34,10 +34,12 @@ class Episode:
     duration: float
     sha256: str
     hashes: int
+    triplets: int | None = None  # None: stored without triplets (before they were, or by a store without them)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "duration": self.duration, "sha256": self.sha256,
-                "hashes": self.hashes}
+        out = {"id": self.id, "title": self.title, "duration": self.duration, "sha256": self.sha256,
+               "hashes": self.hashes}
+        return out if self.triplets is None else {**out, "triplets": self.triplets}
 
 
 @dataclass(frozen=True)

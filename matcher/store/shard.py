@@ -208,7 +208,8 @@ class Shard(ShardReader):
                     parts.pop(old_slot, None)
                     tparts.pop(old_slot, None)
                 slot = self._free_slot(txn)
-                ep = Episode(slot, n.id, n.title or n.id, float(n.duration), n.sha256, len(n.hashes))
+                ep = Episode(slot, n.id, n.title or n.id, float(n.duration), n.sha256, len(n.hashes),
+                             None if n.triplets is None else len(n.triplets))
                 txn.put(_slot_key(slot), json.dumps(ep.to_json()).encode(), db=self._episodes_db)
                 txn.put(n.id.encode(), _slot_key(slot), db=self._ids_db)
                 parts[slot] = np.sort(table_keys(n.hashes.hash, slot, n.hashes.t))

@@ -129,8 +129,7 @@ class ShardReader:
         with self.env.begin(db=self._episodes_db) as txn:
             for k, v in txn.cursor():
                 d = json.loads(v)
-                out.append(Episode(int.from_bytes(k, "big"), d["id"], d.get("title", d["id"]),
-                                   d["duration"], d["sha256"], d["hashes"]))
+                out.append(_episode(int.from_bytes(k, "big"), d))
         return out
 
     def episode(self, episode_id: str) -> Episode | None:
@@ -139,8 +138,7 @@ class ShardReader:
             if slot is None:
                 return None
             d = record_json(txn.get(slot, db=self._episodes_db))
-        return Episode(int.from_bytes(slot, "big"), d["id"], d.get("title", d["id"]), d["duration"],
-                       d["sha256"], d["hashes"])
+        return _episode(int.from_bytes(slot, "big"), d)
 
     def lookup(self, hashes: Hashes, max_postings: int = MAX_POSTINGS) -> Postings:
         """Every stored posting of the query's hashes, paired with each query time of that hash.
@@ -254,6 +252,10 @@ class ShardReader:
 
     def nbytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.name == DATA_FILE)
+
+
+def _episode(slot: int, d: dict[str, Any]) -> Episode:
+    return Episode(slot, d["id"], d.get("title", d["id"]), d["duration"], d["sha256"], d["hashes"], d.get("triplets"))
 
 
 def _optional_db(env: lmdb.Environment, name: bytes, writable: bool) -> Any:

@@ -57,10 +57,52 @@ def test_a_rerun_after_a_killed_ingest_finds_the_shared_segments_it_missed(tmp_p
     data = tmp_path / "data"
     with Shard.create(season_path(data, "v1", 1), DEFAULT_PARAMS, 1) as shard:
         for f in files:
-            hashes, _, seconds = fingerprint_file(str(f))
-            shard.add_episodes([NewEpisode(f.stem, hashes, seconds, file_sha256(f), f.stem)])
+            hashes, triplets, seconds = fingerprint_file(str(f))
+            shard.add_episodes([NewEpisode(f.stem, hashes, seconds, file_sha256(f), f.stem, triplets)])
     results = ingest_paths([eps], 1, data, workers=1)
     assert [r.status for r in results] == ["skipped", "skipped"]
     with Shard.open(season_path(data, "v1", 1)) as shard:
         segments = shard.get_shared()
     assert segments and {o["episode_id"] for o in segments[0]["occurrences"]} == {"S01E01", "S01E02"}
+
+
+def test_an_episode_stored_before_triplets_gets_them_from_the_next_ingest(tmp_path) -> None:
+    """A season written before triplets were stored serves without them (the scale hypotheses alone):
+    ingesting its unchanged files again fingerprints them again, once, and stores their triplets."""
+    from citywok.matcher.engine.params import DEFAULT_PARAMS
+    from citywok.matcher.store.ingest import fingerprint_file, season_path
+    from citywok.matcher.store.shard import NewEpisode, Shard
+
+    from citywok.checksum import sha256_file as file_sha256
+
+    eps = tmp_path / "eps"
+    eps.mkdir()
+    f = eps / "S01E01.flac"
+    f.write_bytes(synth.encode(synth.episode(3, 30.0, 8000), 8000, "flac"))
+    data = tmp_path / "data"
+    with Shard.create(season_path(data, "v1", 1), DEFAULT_PARAMS, 1) as shard:
+        hashes, _, seconds = fingerprint_file(str(f))
+        shard.add_episodes([NewEpisode("S01E01", hashes, seconds, file_sha256(f), "S01E01")])  # no triplets
+        assert shard.meta()["triplet_count"] == 0 and shard.episode("S01E01").triplets is None
+    assert [r.status for r in ingest_paths([eps], 1, data, workers=1)] == ["replaced"]
+    with Shard.open(season_path(data, "v1", 1)) as shard:
+        stored = shard.episode("S01E01")
+        assert stored.triplets and shard.meta()["triplet_count"] == stored.triplets and shard.check()["ok"]
+    assert [r.status for r in ingest_paths([eps], 1, data, workers=1)] == ["skipped"]
+
+
+def test_an_upload_of_an_episode_stored_before_triplets_stores_them(tmp_path) -> None:
+    import hashlib
+
+    from citywok.matcher.engine.fingerprint import fingerprint_pcm
+    from citywok.matcher.engine.params import DEFAULT_PARAMS
+    from citywok.matcher.store.ingest import ingest_bytes
+    from citywok.matcher.store.shard import Shard
+
+    pcm = synth.episode(4, 30.0, 8000)
+    data = synth.encode(pcm, 8000, "flac")
+    with Shard.create(tmp_path / "season_01.lmdb", DEFAULT_PARAMS, 1) as shard:
+        shard.add_episode("S01E01", fingerprint_pcm(pcm), 30.0, hashlib.sha256(data).hexdigest())  # no triplets
+        assert ingest_bytes(shard, "S01E01", data).status == "replaced"
+        assert shard.episode("S01E01").triplets and shard.meta()["triplet_count"] > 0
+        assert ingest_bytes(shard, "S01E01", data).status == "skipped"
