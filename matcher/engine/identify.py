@@ -153,8 +153,8 @@ def identify_pcm(library: Catalogue, pcm: np.ndarray, policy: MatchPolicy = DEFA
     answered = cands[0].spread if plain_ok and not drifting else 0
     if scaled is None and answered < policy.speed_min_score and len(_contenders(cands, policy)) < 2:
         shapes = None if clip.triplets_tried else clip.shapes
-        dense = clip.dense_shapes(policy)
-        scaled, looked_up = scalesearch.search(library, clip.fine, shapes, dense, policy, answered == 0, seconds_kept)
+        scaled, looked_up = scalesearch.search(library, clip.fine, shapes, lambda: clip.dense_shapes(policy), policy,
+                                               answered == 0, seconds_kept)
         result.hashes_looked_up += looked_up
     if scaled is not None and scaled.ranked.candidates[0].spread > answered:
         ranked, hyp, drifting = scaled.ranked, scaled.hypothesis, False

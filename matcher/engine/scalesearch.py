@@ -9,6 +9,7 @@ and stand well above the best other episode (the less spread its evidence, the f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from citywok.matcher.engine import scale, timefit, triplets
@@ -96,7 +97,7 @@ def verified(cands: list[Candidate], policy: MatchPolicy) -> bool:
     return cands[0].score >= margin * runner_up(cands)
 
 
-def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, dense: triplets.Shapes,
+def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, dense: Callable[[], triplets.Shapes],
            policy: MatchPolicy, plane: bool, seconds: float) -> tuple[Scaled | None, int]:
     """The best verified answer under the scale hypotheses, and the distinct hashes looked up.
 
@@ -107,10 +108,11 @@ def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, den
     ``refined`` of them are refined only when no line's winner verified (a noisy clip's true
     alignment ties with chance in the coarse vote). An answer of ``scale_sure`` ends the search. When
     the lines verify nothing and ``plane`` (no plain answer either), the plane off the lines is
-    searched: a tempo change with a pitch shift on top. ``shapes`` None: the triplets were tried."""
+    searched: a tempo change with a pitch shift on top. ``shapes`` None: the triplets were tried; ``dense``
+    makes the denser ones, only when they are looked up."""
     best, looked_up = triplet_search(library, peaks, shapes, policy) if shapes is not None else (None, 0)
     if best is None:
-        best, n = triplet_search(library, peaks, dense, policy, policy.dense_triplet_min_score)
+        best, n = triplet_search(library, peaks, dense(), policy, policy.dense_triplet_min_score)
         looked_up += n
     if best is not None:
         return best, looked_up
