@@ -6,7 +6,6 @@ season format (the legacy pickles), with no branch here on which one it is.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -60,12 +59,6 @@ class Query:
 
     distinct: np.ndarray  # uint32, sorted
     wanted: np.ndarray  # a flag per possible hash, raised for ``distinct``
-
-    @functools.cached_property
-    def buckets(self) -> np.ndarray:
-        """The distinct crowding groups (``hash >> GROUP_BITS``) the query touches, sorted."""
-        groups = self.distinct >> np.uint32(GROUP_BITS)
-        return groups[np.r_[True, groups[1:] != groups[:-1]]].astype(np.int64)
 
 
 class SeasonStore(Protocol):

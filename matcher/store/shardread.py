@@ -20,7 +20,7 @@ from citywok.matcher.engine.params import FingerprintParams
 from citywok.matcher.store.season import MAX_POSTINGS, Episode, Query, lookup_seasons
 from citywok.matcher.store.shardtable import (
     FORMAT,
-    FORMAT_VERSION,
+    READABLE_VERSIONS,
     TIME_BITS,
     TRIPLET_VALUE_BITS,
     PackedTable,
@@ -90,7 +90,7 @@ class ShardReader:
         self.close()
 
     def _check_meta(self, meta: dict[str, Any], params: FingerprintParams | None) -> None:
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
             raise ShardError(f"unsupported shard format {meta.get('format')!r} v{meta.get('format_version')}")
         if params is not None and meta.get("params_digest") != params.digest():
             theirs = meta.get("params", {})
@@ -151,12 +151,11 @@ class ShardReader:
     def find_postings(self, query: Query, max_postings: int = MAX_POSTINGS, triplets: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The stored postings of the query's hashes as (hash, slot, frame), skipping every group of
-        2**GROUP_BITS neighbouring hashes that holds more than ``max_postings`` postings. Every layout's
-        bucket is a crowding group (Layout.from_bytes insists), so crowded ones are skipped from their
-        offsets, undecoded. ``triplets``: from the triplet table, whose frames are values (none if the
-        shard has no triplets)."""
+        2**GROUP_BITS neighbouring hashes that holds more than ``max_postings`` postings (from the offsets,
+        undecoded: a layout's bucket is a crowding group or a part of one, Layout.from_bytes insists).
+        ``triplets``: from the triplet table, whose frames are values (none if the shard has no triplets)."""
         with self._snapshot(triplets) as table:
-            return _EMPTY if table is None else table.find(query.buckets, query.wanted, max_postings)
+            return _EMPTY if table is None else table.find(query.distinct, query.wanted, max_postings)
 
     @contextlib.contextmanager
     def _snapshot(self, triplets: bool = False) -> Iterator[PackedTable | None]:

@@ -19,10 +19,13 @@ Named databases:
 
 The postings are one compressed-sparse-row table, two values read straight from the memory map. LMDB
 spends about 18 bytes on every key, more than a posting's 3, so a key per hash (or per group of a few
-hashes, format 2) made most of the file overhead. A bucket is a group of 8 neighbouring hashes (L = 3),
-the unit a query's crowding rule judges, so a crowded group is skipped from its offsets alone. S and F
-are fitted to each shard when it is written: no more bits than its episodes and their lengths need.
-Limits: 1,024 episodes per season, 2.3 hours per episode.
+hashes, format 2) made most of the file overhead. A query reads whole buckets and keeps the postings of its
+own hashes; a bucket spans 2**L neighbouring hashes, L chosen per table (format 4; format 3 had L = 3
+always): as many hashes, up to 8, as keep a bucket to BUCKET_POSTINGS postings on average. A dense season
+is then read nearly hash by hash, and a small one keeps 2 bytes of offsets per 8 hashes; a bucket narrowed
+to fewer hashes still holds more than BUCKET_POSTINGS / 2 postings of about 3 bytes against its 2 bytes of
+offsets. S and F are fitted to each shard when it is written: no more bits than its episodes and their
+lengths need. Limits: 1,024 episodes per season, 2.3 hours per episode.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ from citywok.matcher.store.season import GROUP_BITS, MAX_SLOTS, SLOT_BITS
 from citywok.errors import CityWokError
 
 FORMAT = "citywok-season-shard"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (3, 4)  # format 3 is format 4 with every table at L = 3
 TIME_BITS = 19
 MAX_FRAME = (1 << TIME_BITS) - 1
 TRIPLET_VALUE_BITS = TIME_BITS + PAYLOAD_BITS  # the triplet table's frame field: a frame and its payload
+BUCKET_POSTINGS = 4  # a table's buckets hold about this many postings or fewer (L = GROUP_BITS at most)
 BLOCK_BITS = 6  # narrow offsets: a 32-bit base per 64 buckets, a 16-bit step per bucket
 PAD = 8  # zero bytes after the packed postings, so every posting can be read as one unaligned uint64
 
@@ -79,9 +84,13 @@ class Layout:
         return 1 << (HASH_BITS - self.low_bits)
 
     @classmethod
-    def fit(cls, max_slot: int, max_frame: int) -> Layout:
-        """The fewest bits that hold these slots and frames; a bucket per crowding group."""
-        return cls(GROUP_BITS, max(1, int(max_slot).bit_length()), max(1, int(max_frame).bit_length()))
+    def fit(cls, max_slot: int, max_frame: int, postings: int = 0) -> Layout:
+        """The fewest bits that hold these slots and frames, and buckets of as many hashes (up to a crowding
+        group) as keep ``postings`` at about BUCKET_POSTINGS a bucket: a query reads its buckets whole."""
+        low = GROUP_BITS
+        while low > 0 and postings > BUCKET_POSTINGS << (HASH_BITS - low):
+            low -= 1
+        return cls(low, max(1, int(max_slot).bit_length()), max(1, int(max_frame).bit_length()))
 
     def to_bytes(self) -> bytes:
         return bytes([self.low_bits, self.slot_bits, self.frame_bits, int(self.wide)])
@@ -89,7 +98,7 @@ class Layout:
     @classmethod
     def from_bytes(cls, raw: bytes, frame_bits: int = TIME_BITS) -> Layout:
         """A stored layout, checked: ``frame_bits`` is the most the table's frame field may hold."""
-        if len(raw) != 4 or raw[0] != GROUP_BITS or not 0 < raw[1] <= SLOT_BITS \
+        if len(raw) != 4 or raw[0] > GROUP_BITS or not 0 < raw[1] <= SLOT_BITS \
                 or not 0 < raw[2] <= frame_bits or raw[3] > 1:
             raise ShardError(f"damaged postings layout {bytes(raw)!r}")
         return cls(raw[0], raw[1], raw[2], bool(raw[3]))
@@ -108,15 +117,19 @@ def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             (keys & np.uint64(MAX_FRAME)).astype(np.uint32))
 
 
-def pack_table(keys: np.ndarray) -> tuple[Layout, bytes, bytes]:
+def pack_table(keys: np.ndarray, low_bits: int | None = None) -> tuple[Layout, bytes, bytes]:
     """Sorted keys -> (layout, offsets, data): the bytes the ``postings`` database stores."""
-    return pack_columns(*split_keys(keys))
+    return pack_columns(*split_keys(keys), low_bits=low_bits)
 
 
-def pack_columns(h: np.ndarray, slot: np.ndarray, frame: np.ndarray) -> tuple[Layout, bytes, bytes]:
+def pack_columns(h: np.ndarray, slot: np.ndarray, frame: np.ndarray, low_bits: int | None = None
+                 ) -> tuple[Layout, bytes, bytes]:
     """Postings sorted by hash as columns -> (layout, offsets, data). The frame field may be wider than a
-    key holds (the triplet table's values, see TRIPLET_VALUE_BITS)."""
-    layout = Layout.fit(int(slot.max(initial=0)), int(frame.max(initial=0)))
+    key holds (the triplet table's values, see TRIPLET_VALUE_BITS). ``low_bits``: the buckets' L, fitted to
+    the table's size unless given."""
+    layout = Layout.fit(int(slot.max(initial=0)), int(frame.max(initial=0)), h.size)
+    if low_bits is not None:
+        layout = replace(layout, low_bits=low_bits)
     cum = np.zeros(layout.buckets + 1, np.int64)
     np.cumsum(np.bincount(h >> np.uint32(layout.low_bits), minlength=layout.buckets), out=cum[1:])
     base = cum[:: 1 << BLOCK_BITS]
@@ -194,13 +207,28 @@ class PackedTable:
             h, v = self._read(buckets, max_count)
         return h, *self._slot_frame(v)
 
-    def find(self, buckets: np.ndarray, wanted: np.ndarray, max_count: int
+    def find(self, distinct: np.ndarray, wanted: np.ndarray, max_count: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Like :meth:`decode` of ``buckets``, keeping only postings whose hash is flagged in ``wanted``
-        (a bool per possible hash); the slot and frame of the others are never unpacked."""
-        h, v = self._read(buckets, max_count)
-        keep = wanted[h]
-        return h[keep], *self._slot_frame(v[keep])
+        """The postings of hashes ``distinct`` (sorted; ``wanted`` flags them, a bool per possible hash) as
+        (hash, slot, frame), skipping every crowding group (``hash >> GROUP_BITS``) that holds more than
+        ``max_count`` postings, from the offsets alone. A bucket's postings of other hashes are dropped before
+        their slot and frame are unpacked."""
+        low = self.layout.low_bits
+        group = distinct >> np.uint32(GROUP_BITS)
+        first = np.r_[True, group[1:] != group[:-1]]
+        g = group[first].astype(np.int64)
+        span = GROUP_BITS - low
+        crowded = self.starts((g + 1) << span) - self.starts(g << span) > max_count
+        if crowded.any():
+            distinct = distinct[~np.repeat(crowded, np.diff(np.r_[np.flatnonzero(first), distinct.size]))]
+        buckets = (distinct >> np.uint32(low)).astype(np.int64)
+        if low:
+            buckets = buckets[np.r_[True, buckets[1:] != buckets[:-1]]]
+        h, v = self._read(buckets, None)
+        if low:
+            keep = wanted[h]
+            h, v = h[keep], v[keep]
+        return h, *self._slot_frame(v)
 
     def _read(self, buckets: np.ndarray, max_count: int | None) -> tuple[np.ndarray, np.ndarray]:
         """The hashes and packed values stored in ``buckets``, skipping buckets of more than ``max_count``."""

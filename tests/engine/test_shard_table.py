@@ -1,5 +1,7 @@
 """The postings table codec (pure numpy) and the shard's refusal of a damaged table."""
 
+import json
+
 import lmdb
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from citywok.matcher.engine.fingerprint import fingerprint_pcm
 from citywok.matcher.engine.landmarks import HASH_BITS
 from citywok.matcher.engine.params import DEFAULT_PARAMS
 from citywok.matcher.store.shard import (
+    FORMAT_VERSION,
     GROUP_BITS,
     PAD,
     Layout,
@@ -18,6 +21,7 @@ from citywok.matcher.store.shard import (
     table_keys,
     unpack_table,
 )
+from citywok.matcher.store.shardtable import BUCKET_POSTINGS, PackedTable
 
 
 def _table(n: int, slots: int, frames: int, seed: int = 0, skewed: bool = True) -> np.ndarray:
@@ -67,9 +71,39 @@ def test_wide_offsets_when_a_block_of_buckets_overflows_16_bits() -> None:
     assert Layout.from_bytes(layout.to_bytes()) == layout
 
 
+def test_buckets_narrow_as_the_table_grows() -> None:
+    per_bucket = [BUCKET_POSTINGS << (HASH_BITS - low) for low in range(GROUP_BITS + 1)]
+    assert Layout.fit(5, 1000, per_bucket[GROUP_BITS]).low_bits == GROUP_BITS
+    assert Layout.fit(5, 1000, per_bucket[GROUP_BITS] + 1).low_bits == GROUP_BITS - 1
+    assert Layout.fit(5, 1000, per_bucket[1] + 1).low_bits == 0
+    assert Layout.fit(5, 1000, 10 * per_bucket[0]).low_bits == 0
+    for low in range(GROUP_BITS + 1):
+        assert Layout.from_bytes(Layout(low, 5, 17).to_bytes()).low_bits == low
+
+
+@pytest.mark.parametrize("low", range(GROUP_BITS + 1))
+def test_find_reads_the_query_hashes_and_skips_crowded_groups_at_every_bucket_width(low: int) -> None:
+    keys = _table(120_000, 9, 50_000, seed=low)  # skewed: some groups hold more than max_count
+    layout, offsets, data = pack_table(keys, low_bits=low)
+    assert layout.low_bits == low
+    table = PackedTable.view(layout, offsets, data)
+    h, slot, frame = split_keys(keys)
+    rng = np.random.default_rng(1)
+    query = np.unique(np.r_[h[rng.integers(0, h.size, 3000)], rng.integers(0, 1 << HASH_BITS, 3000)]
+                      ).astype(np.uint32)
+    wanted = np.zeros(1 << HASH_BITS, bool)
+    wanted[query] = True
+    max_count = 64
+    group_size = np.bincount(h >> GROUP_BITS, minlength=1 << (HASH_BITS - GROUP_BITS))
+    assert (group_size[query >> GROUP_BITS] > max_count).any()  # the crowding rule is exercised
+    expect = wanted[h] & (group_size[h >> GROUP_BITS] <= max_count)
+    got = table_keys(*table.find(query, wanted, max_count))
+    assert np.array_equal(np.sort(got), keys[expect])
+
+
 def test_damaged_layout_refused() -> None:
     with pytest.raises(ShardError, match="layout"):
-        Layout.from_bytes(b"\x00\x05\x11\x00")
+        Layout.from_bytes(b"\x04\x05\x11\x00")
     with pytest.raises(ShardError, match="layout"):
         Layout.from_bytes(b"\x03\x05\x11")
 
@@ -95,3 +129,37 @@ def test_truncated_table_is_a_clear_error(tmp_path) -> None:
         assert not report["ok"] and "short of" in report["problems"][0]
         with pytest.raises(ShardError, match="short of"):
             s.lookup(hashes)
+
+
+def _set_format_version(path, version: int) -> None:
+    env = lmdb.open(str(path), max_dbs=8, map_size=1 << 30)
+    try:
+        db = env.open_db(b"meta", create=False)
+        with env.begin(write=True, db=db) as txn:
+            meta = json.loads(txn.get(b"meta"))
+            txn.put(b"meta", json.dumps({**meta, "format_version": version}).encode())
+    finally:
+        env.close()
+
+
+def test_a_format_3_shard_is_read_and_rewritten_as_format_4(tmp_path) -> None:
+    path = tmp_path / "season_01.lmdb"
+    a, b = fingerprint_pcm(synth.episode(3, 20, 8000)), fingerprint_pcm(synth.episode(4, 20, 8000))
+    with Shard.create(path, DEFAULT_PARAMS, 1) as s:
+        s.add_episode("a", a, 20, "0" * 64)
+    _set_format_version(path, 3)  # what a shard written before format 4 holds: every bucket at L = 3
+    with Shard.open(path, DEFAULT_PARAMS) as s:
+        assert s.meta()["format_version"] == 3 and s.meta()["layout"]["low_bits"] == GROUP_BITS
+        assert s.lookup(a).slot.size >= len(a)
+    with Shard.open(path, DEFAULT_PARAMS, writable=True) as s:
+        s.add_episode("b", b, 20, "1" * 64)
+        assert s.meta()["format_version"] == FORMAT_VERSION == 4
+
+
+def test_a_shard_of_a_later_format_is_refused_by_name(tmp_path) -> None:
+    path = tmp_path / "season_01.lmdb"
+    with Shard.create(path, DEFAULT_PARAMS, 1) as s:
+        s.add_episode("a", fingerprint_pcm(synth.episode(3, 20, 8000)), 20, "0" * 64)
+    _set_format_version(path, 5)
+    with pytest.raises(ShardError, match="unsupported shard format 'citywok-season-shard' v5"):
+        Shard.open(path, DEFAULT_PARAMS)
