@@ -22,8 +22,8 @@ spends about 18 bytes on every key, more than a posting's 3, so a key per hash (
 hashes, format 2) made most of the file overhead. A query reads whole buckets and keeps the postings of its
 own hashes; a bucket spans 2**L neighbouring hashes, L chosen per table (format 4; format 3 had L = 3
 always): as many hashes, up to 8, as keep a bucket to BUCKET_POSTINGS postings on average. A dense season
-is then read nearly hash by hash, and a small one keeps 2 bytes of offsets per 8 hashes; a bucket narrowed
-to fewer hashes still holds more than BUCKET_POSTINGS / 2 postings of about 3 bytes against its 2 bytes of
+is then read hash by hash, and a small one keeps 2 bytes of offsets per 8 hashes; a bucket narrowed to
+fewer hashes still holds more than BUCKET_POSTINGS / 2 postings of about 3 bytes against its 2 bytes of
 offsets. S and F are fitted to each shard when it is written: no more bits than its episodes and their
 lengths need. Limits: 1,024 episodes per season, 2.3 hours per episode.
 """
@@ -47,7 +47,7 @@ READABLE_VERSIONS = (3, 4)  # format 3 is format 4 with every table at L = 3
 TIME_BITS = 19
 MAX_FRAME = (1 << TIME_BITS) - 1
 TRIPLET_VALUE_BITS = TIME_BITS + PAYLOAD_BITS  # the triplet table's frame field: a frame and its payload
-BUCKET_POSTINGS = 4  # a table's buckets hold about this many postings or fewer (L = GROUP_BITS at most)
+BUCKET_POSTINGS = 2  # a table's buckets hold about this many postings or fewer (L = GROUP_BITS at most)
 BLOCK_BITS = 6  # narrow offsets: a 32-bit base per 64 buckets, a 16-bit step per bucket
 PAD = 8  # zero bytes after the packed postings, so every posting can be read as one unaligned uint64
 
