@@ -16,7 +16,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,7 +177,8 @@ def ingest_files(writer: SeasonWriter, files: list[Path], params: FingerprintPar
                  workers: int | None = None, on_result: Callable[[IngestResult], None] | None = None,
                  titles: dict[str, str] | None = None) -> list[IngestResult]:
     """Fingerprint ``files`` in parallel into an open season ``writer`` (any format), recompute its
-    shared segments, and close it."""
+    shared segments, and close it. Episodes are written in the files' order, whichever worker finishes
+    first: the same files always get the same slots, and so the same answers where evidence ties."""
     sink = _Sink(writer, on_result)
     try:
         todo, names = _changed_files(writer, files, sink, titles or {})
@@ -188,9 +189,8 @@ def ingest_files(writer: SeasonWriter, files: list[Path], params: FingerprintPar
         if pool_cls is ProcessPoolExecutor:
             pool_kw = {"initializer": _die_with, "initargs": (os.getpid(),)}
         with pool_cls(max_workers=n_workers, **pool_kw) as pool:
-            futures = {pool.submit(_work, path, params): path for path in todo}
-            for fut in as_completed(futures):
-                path = futures[fut]
+            futures = [(path, pool.submit(_work, path, params)) for path in todo]
+            for path, fut in futures:
                 eid, sha, existed = todo[path]
                 prints, seconds, err = fut.result()
                 if err is not None or prints is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from citywok.matcher import synth
-from citywok.matcher.store.ingest import ingest_paths
+from citywok.matcher.store.ingest import ingest_paths, season_path
+from citywok.matcher.store.shard import Shard
 
 from citywok import layout
 
@@ -106,3 +107,15 @@ def test_an_upload_of_an_episode_stored_before_triplets_stores_them(tmp_path) ->
         assert ingest_bytes(shard, "S01E01", data).status == "replaced"
         assert shard.episode("S01E01").triplets and shard.meta()["triplet_count"] > 0
         assert ingest_bytes(shard, "S01E01", data).status == "skipped"
+
+
+def test_episodes_take_slots_in_the_order_of_the_files_whichever_finishes_first(tmp_path) -> None:
+    eps = tmp_path / "eps"
+    eps.mkdir()
+    # the first file takes several times as long to fingerprint as the next ones
+    for name, seed, seconds in (("S01E01", 1, 240.0), ("S01E02", 2, 5.0), ("S01E03", 3, 5.0)):
+        (eps / f"{name}.flac").write_bytes(synth.encode(synth.episode(seed, seconds, 8000), 8000, "flac"))
+    results = ingest_paths([eps], 1, tmp_path / "data", workers=2)
+    assert [r.episode_id for r in results] == ["S01E01", "S01E02", "S01E03"]
+    with Shard.open(season_path(tmp_path / "data", "v1", 1)) as shard:
+        assert sorted((e.slot, e.id) for e in shard.episodes()) == [(0, "S01E01"), (1, "S01E02"), (2, "S01E03")]
