@@ -15,8 +15,9 @@ import os
 import re
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,10 @@ def _die_with(parent: int) -> None:
 PR_SET_PDEATHSIG = 1
 
 
-def _work(path: str, params: FingerprintParams) -> tuple[tuple[Hashes, Triplets] | None, float, str | None]:
+_Result = tuple[tuple[Hashes, Triplets] | None, float, str | None]  # fingerprints, seconds, error
+
+
+def _work(path: str, params: FingerprintParams) -> _Result:
     try:
         hashes, trips, seconds = fingerprint_file(path, params)
     except DecodeError as e:
@@ -189,10 +193,8 @@ def ingest_files(writer: SeasonWriter, files: list[Path], params: FingerprintPar
         if pool_cls is ProcessPoolExecutor:
             pool_kw = {"initializer": _die_with, "initargs": (os.getpid(),)}
         with pool_cls(max_workers=n_workers, **pool_kw) as pool:
-            futures = [(path, pool.submit(_work, path, params)) for path in todo]
-            for path, fut in futures:
+            for path, (prints, seconds, err) in _in_order(pool, list(todo), params, AHEAD * n_workers):
                 eid, sha, existed = todo[path]
-                prints, seconds, err = fut.result()
                 if err is not None or prints is None:
                     sink.done(IngestResult(path, eid, "failed", seconds, 0, err))
                     continue
@@ -207,6 +209,25 @@ def ingest_files(writer: SeasonWriter, files: list[Path], params: FingerprintPar
     finally:
         writer.close()
     return sink.results
+
+
+AHEAD = 4  # files submitted per worker beyond the one written next: the ones done early wait in memory
+
+
+def _in_order(pool: Executor, paths: list[str], params: FingerprintParams, ahead: int
+              ) -> Iterator[tuple[str, _Result]]:
+    """Each file's fingerprints in the files' order, with at most ``ahead`` files submitted and not yet
+    taken: the workers keep busy while one long file is fingerprinted, and what they finish meanwhile (a
+    few megabytes an episode) waits for it in a bounded queue."""
+    pending: deque[tuple[str, Future[_Result]]] = deque()
+    rest = iter(paths)
+    while True:
+        while len(pending) < ahead and (path := next(rest, None)) is not None:
+            pending.append((path, pool.submit(_work, path, params)))
+        if not pending:
+            return
+        path, fut = pending.popleft()
+        yield path, fut.result()
 
 
 def _changed_files(writer: SeasonWriter, files: list[Path], sink: _Sink, titles: dict[str, str]

@@ -1,11 +1,15 @@
-"""What ingest refuses: look-alike episode ids, non-ASCII season numbers, audio with no fingerprints."""
+"""What ingest refuses (look-alike episode ids, non-ASCII season numbers, audio with no fingerprints), and
+the order it writes episodes in."""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from citywok.matcher import synth
-from citywok.matcher.store.ingest import ingest_paths, season_path
+from citywok.matcher.engine.params import DEFAULT_PARAMS
+from citywok.matcher.store.ingest import _in_order, ingest_paths, season_path
 from citywok.matcher.store.shard import Shard
 
 from citywok import layout
@@ -119,3 +123,26 @@ def test_episodes_take_slots_in_the_order_of_the_files_whichever_finishes_first(
     assert [r.episode_id for r in results] == ["S01E01", "S01E02", "S01E03"]
     with Shard.open(season_path(tmp_path / "data", "v1", 1)) as shard:
         assert sorted((e.slot, e.id) for e in shard.episodes()) == [(0, "S01E01"), (1, "S01E02"), (2, "S01E03")]
+
+
+def test_files_are_fingerprinted_a_bounded_number_ahead_of_the_one_written_next(tmp_path) -> None:
+    paths = []
+    for n in range(6):
+        p = tmp_path / f"S01E0{n + 1}.flac"
+        p.write_bytes(synth.encode(synth.episode(n, 5.0, 8000), 8000, "flac"))
+        paths.append(str(p))
+
+    class Counting(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.submitted += 1
+            return super().submit(*args, **kwargs)
+
+    with Counting(max_workers=2) as pool:
+        taken = []
+        for path, (prints, seconds, err) in _in_order(pool, paths, DEFAULT_PARAMS, ahead=2):
+            taken.append(path)
+            assert err is None and prints is not None and seconds == 5.0
+            assert pool.submitted <= len(taken) + 1  # the one taken and at most one more waiting
+    assert taken == paths and pool.submitted == len(paths)
