@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from citywok.matcher import synth
 from citywok.matcher.engine.fingerprint import fingerprint_pcm
-from citywok.matcher.engine.landmarks import HASH_BITS
+from citywok.matcher.engine.landmarks import HASH_BITS, Hashes
 from citywok.matcher.engine.params import DEFAULT_PARAMS
 from citywok.matcher.store.shard import (
     FORMAT_VERSION,
     GROUP_BITS,
     PAD,
     Layout,
+    NewEpisode,
     Shard,
     ShardError,
     pack_table,
@@ -163,3 +164,31 @@ def test_a_shard_of_a_later_format_is_refused_by_name(tmp_path) -> None:
     _set_format_version(path, 5)
     with pytest.raises(ShardError, match="unsupported shard format 'citywok-season-shard' v5"):
         Shard.open(path, DEFAULT_PARAMS)
+
+
+def _postings_of(episodes: list, query: np.ndarray) -> list[tuple[str, int]]:
+    """(episode id, frame) of every posting of ``query``'s hashes: what a lookup must find."""
+    return sorted((ep.id, int(t)) for ep in episodes for t in ep.hashes.t[np.isin(ep.hashes.hash, query)].tolist())
+
+
+def test_a_dense_season_narrows_its_buckets_and_reads_back_every_posting(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    episodes = [NewEpisode(f"S01E0{e + 1}", Hashes(rng.integers(0, 1 << HASH_BITS, 250_000).astype(np.uint32),
+                                                    np.sort(rng.integers(0, 80_000, 250_000)).astype(np.uint32)),
+                           1300.0, f"{e:064d}") for e in range(3)]
+    query = np.unique(np.r_[episodes[0].hashes.hash[:2000], episodes[2].hashes.hash[-2000:],
+                            rng.integers(0, 1 << HASH_BITS, 2000)]).astype(np.uint32)
+
+    def found(s: Shard) -> list[tuple[str, int]]:
+        post = s.lookup(Hashes(query, np.zeros(query.size, np.uint32)))
+        id_of = {ep.slot: ep.id for ep in s.episodes()}
+        return sorted((id_of[int(sl)], int(t)) for sl, t in zip(post.slot, post.db_t, strict=True))
+
+    path = tmp_path / "season_01.lmdb"
+    with Shard.create(path, DEFAULT_PARAMS, 1) as s:
+        s.add_episodes(episodes)
+        assert s.meta()["layout"]["low_bits"] == GROUP_BITS - 1  # 750,000 postings: 4 hashes a bucket
+        assert s.check()["ok"] and found(s) == _postings_of(episodes, query)
+        assert s.remove_episode("S01E02")
+        assert s.meta()["layout"]["low_bits"] == GROUP_BITS  # 500,000 postings: 8 again
+        assert s.check()["ok"] and found(s) == _postings_of([episodes[0], episodes[2]], query)
