@@ -7,6 +7,7 @@ pickles) is the store's business. Anything with these few members can be identif
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +57,11 @@ class Catalogue(Protocol):
 
     def lookup(self, hashes: Hashes) -> Postings:
         """Every posting of these hashes, in every season; slots are global (see ``entry``)."""
+        ...
+
+    def lookup_near(self, hashes: Hashes, slots: Collection[int]) -> Postings:
+        """``lookup`` in the seasons holding these global slots alone (a second look, where a first found
+        candidates); slots as ``lookup``'s."""
         ...
 
     def lookup_triplets(self, hashes: Hashes) -> Postings:

@@ -28,6 +28,8 @@ class MatchPolicy:
     waiting_min_score: int = 7  # a line's candidate that did not stand out is refined only with this much:
     # a clip of an edit off the lines (or of no episode) has weaker ones on every line, and each costs a lookup
     refined: int = 2  # coarse candidates kept per line, and waiting candidates refined when no line's winner verified
+    narrow_slots: int = 8  # a coarse search looks its second half of hashes up in the seasons of this many of
+    narrow_min_score: int = 2  # ... the first half's best slots, of at least this many hits each
     stand_out: float = 2.0  # a line's coarse winner this many times the line's next slot is refined at once
     plane_reach: int = 2  # off the lines, refinement spans this many half time steps either side, and ...
     plane_min_score: int = 6  # ... a coarse candidate needs this much: the plane holds several times the lines'

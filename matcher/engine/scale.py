@@ -21,7 +21,6 @@ up to 4 kHz, where a third of a percent is half a bin. So pitches (and speeds, w
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -251,17 +250,13 @@ def plain_peaks(peaks: Peaks, p: FingerprintParams) -> Peaks:
     return scaled_peaks(peaks, [Hypothesis(1.0, 1.0)], p)
 
 
-def search(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], Postings], grid: ScaleGrid,
-           hyps: list[Hypothesis], top: int) -> tuple[list[Found], int]:
-    """The coarse search: hypotheses ``hyps`` in one lookup, the best slots found. Hypotheses of one time
-    scale (the pitch line) are paired once (:func:`moved_pairs`)."""
+def line_hashes(peaks: Peaks, p: FingerprintParams, grid: ScaleGrid, hyps: list[Hypothesis]) -> Hashes:
+    """The coarse search's hashes of hypotheses ``hyps`` (a line), batched for one lookup. Hypotheses of one
+    time scale (the pitch line) are paired once (:func:`moved_pairs`)."""
     times = sorted({h.time_scale for h in hyps})
     if len(times) == 1:
-        hashes = moved_pairs(peaks, p, times, [h.pitch_scale for h in hyps], grid.line_fanout, grid.line_dt_max)
-    else:
-        hashes = batch_hashes(peaks, hyps, p, grid.line_fanout, grid.line_dt_max)
-    postings = lookup(hashes)
-    return vote_hypotheses(postings, hyps, top=top), postings.looked_up
+        return moved_pairs(peaks, p, times, [h.pitch_scale for h in hyps], grid.line_fanout, grid.line_dt_max)
+    return batch_hashes(peaks, hyps, p, grid.line_fanout, grid.line_dt_max)
 
 
 def plane_hashes(peaks: Peaks, p: FingerprintParams, grid: ScaleGrid) -> tuple[Hashes, list[Hypothesis]]:
@@ -298,11 +293,3 @@ def moved_pairs(peaks: Peaks, p: FingerprintParams, times: list[float], pitches:
     if not hashes:
         return Hashes.empty()
     return Hashes(np.concatenate(hashes), np.concatenate(at).astype(np.uint32))
-
-
-def search_plane(peaks: Peaks, p: FingerprintParams, lookup: Callable[[Hashes], Postings], grid: ScaleGrid,
-                 top: int) -> tuple[list[Found], int]:
-    """The coarse search off the lines (:meth:`ScaleGrid.plane`) in one lookup, the best slots found."""
-    hashes, hyps = plane_hashes(peaks, p, grid)
-    postings = lookup(hashes)
-    return vote_hypotheses(postings, hyps, top=top, max_bits=grid.plane_table_bits), postings.looked_up

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from citywok.matcher.engine import scale, timefit, triplets
 from citywok.matcher.engine.answer import Candidate
 from citywok.matcher.engine.catalogue import Catalogue
+from citywok.matcher.engine.landmarks import Hashes
 from citywok.matcher.engine.match import repeats
 from citywok.matcher.engine.peaks import Peaks
 from citywok.matcher.engine.ranking import MatchPolicy, Ranked, decisive, halves, rank_hashes, rank_postings, runner_up
@@ -119,7 +120,7 @@ def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, den
     waiting: list[scale.Found] = []
     grid = policy.grid.for_clip(seconds)
     for line in grid.lines():
-        found, n = scale.search(peaks, library.params, library.lookup, grid, line, policy.refined)
+        found, n = coarse(library, scale.line_hashes(peaks, library.params, grid, line), line, policy)
         looked_up += n
         if scale.stands_out(found, policy.coarse_min_score, policy.stand_out):
             best = _better(best, _refine(library, peaks, found[0], policy))
@@ -130,10 +131,26 @@ def search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes | None, den
     if best is None:
         best = _best_refined(library, peaks, sorted(waiting, key=lambda f: -f.score)[: policy.refined], policy)
     if best is None and plane:
-        found, n = scale.search_plane(peaks, library.params, library.lookup, grid, policy.refined)
+        hashes, hyps = scale.plane_hashes(peaks, library.params, grid)
+        found, n = coarse(library, hashes, hyps, policy, grid.plane_table_bits)
         looked_up += n
         best = _best_refined(library, peaks, found, policy, policy.plane_reach, policy.plane_min_score)
     return best, looked_up
+
+
+def coarse(library: Catalogue, hashes: Hashes, hyps: list[scale.Hypothesis], policy: MatchPolicy,
+           max_bits: int | None = None) -> tuple[list[scale.Found], int]:
+    """The coarse vote of ``hyps``' batched hashes: the best ``refined`` slots, and the hashes looked up. Half
+    the hashes are looked up in every season, the other half only in the seasons of the first half's best
+    ``narrow_slots`` of at least ``narrow_min_score`` hits, and nowhere when there are none (a clip of
+    nothing indexed): the hypotheses' hashes are many, and each costs a read in every season."""
+    first, rest = halves(hashes)
+    postings = library.lookup(first)
+    lead = [f.slot for f in scale.vote_hypotheses(postings, hyps, policy.narrow_slots, max_bits=max_bits)
+            if f.score >= policy.narrow_min_score]
+    if lead:
+        postings = postings.joined(library.lookup_near(rest, lead))
+    return scale.vote_hypotheses(postings, hyps, policy.refined, max_bits=max_bits), postings.looked_up
 
 
 def triplet_search(library: Catalogue, peaks: Peaks, shapes: triplets.Shapes, policy: MatchPolicy,

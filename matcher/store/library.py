@@ -97,6 +97,10 @@ class Library:
         """One lookup over every season: season k's slots are moved past ``k << SLOT_BITS``."""
         return lookup_seasons(list(self.shards.values()), hashes)
 
+    def lookup_near(self, hashes: Hashes, slots: Collection[int]) -> Postings:
+        """:meth:`lookup` in the seasons holding these slots (of an earlier lookup) alone."""
+        return lookup_seasons(list(self.shards.values()), hashes, only={s >> SLOT_BITS for s in slots})
+
     def lookup_triplets(self, hashes: Hashes) -> Postings:
         """:meth:`lookup` in the triplet tables: each posting's time is its stored value."""
         return lookup_seasons(list(self.shards.values()), hashes, TRIPLET_MAX_POSTINGS, triplets=True)

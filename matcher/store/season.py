@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -125,9 +125,10 @@ class SeasonWriter(Protocol):
 
 
 def lookup_seasons(seasons: Sequence[SeasonStore], hashes: Hashes, max_postings: int = MAX_POSTINGS,
-                   triplets: bool = False) -> Postings:
+                   triplets: bool = False, only: Collection[int] | None = None) -> Postings:
     """Look a query up in several seasons at once; season k's slots come back as ``slot + (k << SLOT_BITS)``.
-    ``triplets``: in the triplet tables, whose postings' times are stored values.
+    ``triplets``: in the triplet tables, whose postings' times are stored values. ``only``: in seasons of
+    these positions k alone.
 
     Each season reads only the groups the query touches; the pairing of postings with query times is
     done once over all of them.
@@ -139,12 +140,13 @@ def lookup_seasons(seasons: Sequence[SeasonStore], hashes: Hashes, max_postings:
     found_h, found_slot, found_t = [], [], []
     with _flagged(uniq) as (wanted, position):
         query = Query(uniq, wanted)
-        for k, season in enumerate(seasons):
+        picked = [(k, s) for k, s in enumerate(seasons) if only is None or k in only]
+        for k, season in picked:
             h, slot, t = season.find_postings(query, max_postings, triplets)
             found_h.append(h)
             found_slot.append(slot.astype(np.int64) + (k << SLOT_BITS))
             found_t.append(t)
-        looked_up = int(uniq.size) * len(seasons)
+        looked_up = int(uniq.size) * len(picked)
         if not found_h:
             return Postings(z, z, z, looked_up)
         h, gslot, db_t = np.concatenate(found_h), np.concatenate(found_slot), np.concatenate(found_t)

@@ -1,16 +1,21 @@
 """Clips sped up, slowed down, time-stretched or pitch-shifted (FFmpeg's filters), found by the scale
 search at the right offset in the episode's own time, with their factors; and what must not match."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from citywok.matcher import synth
-from citywok.matcher.engine import edit, scale, timefit
+from citywok.matcher.engine import edit, scale, scalesearch, timefit
 from citywok.matcher.engine.catalogue import Postings
 from citywok.matcher.engine.fingerprint import fingerprint_pcm
-from citywok.matcher.engine.identify import identify_pcm
+from citywok.matcher.engine.identify import DEFAULT_POLICY, identify_pcm
 from citywok.matcher.engine.landmarks import landmarks
 from citywok.matcher.engine.params import DEFAULT_PARAMS
 from citywok.matcher.engine.peaks import fine_peaks
+from citywok.matcher.engine.ranking import halves
+from citywok.matcher.store.library import Library
+from citywok.matcher.store.shard import Shard
 
 RATE = 8000
 
@@ -203,3 +208,46 @@ def _found(*scores: int) -> list[scale.Found]:
 ])
 def test_a_coarse_winner_stands_out_of_a_crowd_of_equals(scores, stands):
     assert scale.stands_out(_found(*scores), 4, 2.0) is stands
+
+
+class _Near:
+    """A catalogue that records where its second looks went."""
+
+    def __init__(self, library) -> None:
+        self.library, self.near = library, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.library, name)
+
+    def lookup_near(self, hashes, slots):
+        self.near.append({self.library.entry(s)[0] for s in slots})
+        return self.library.lookup_near(hashes, slots)
+
+
+def test_a_coarse_search_looks_its_second_half_up_only_where_the_first_found_candidates(tmp_path, episodes):
+    vdir = tmp_path / "v1"
+    for season, ids in ((1, ["S01E01", "S01E02"]), (2, ["S01E03", "S01E04"]), (3, ["S01E05", "S01E06"])):
+        with Shard.create(vdir / f"season_{season:02d}.lmdb", DEFAULT_PARAMS, season) as shard:
+            for eid in ids:
+                shard.add_episode(eid, fingerprint_pcm(episodes[eid]), len(episodes[eid]) / RATE, "0" * 64)
+    p, grid = DEFAULT_PARAMS, DEFAULT_POLICY.grid.for_clip(6.0)
+    speed_line = grid.lines()[1]
+
+    def coarse(pcm: np.ndarray, policy=DEFAULT_POLICY):
+        spec = scale.clip_spectrogram(pcm, p)
+        fine = fine_peaks(spec, scale.clip_peaks(spec, p, policy.dense_peaks), p)
+        hashes = scale.line_hashes(fine, p, grid, speed_line)
+        near = _Near(lib)
+        found, looked_up = scalesearch.coarse(near, hashes, speed_line, policy)
+        first = np.unique(halves(hashes)[0].hash).size
+        return found, looked_up, near.near, np.unique(hashes.hash).size, first
+
+    with Library.open(vdir) as lib:
+        found, looked_up, near, distinct, _ = coarse(edited(episodes["S01E04"], 30.0, 6, speed=1.2))
+        season, ep = lib.entry(found[0].slot)
+        assert (season, ep.id) == (2, "S01E04") and found[0].hypothesis.time_scale == pytest.approx(1.2, rel=0.02)
+        assert len(near) == 1 and 2 in near[0] and len(near[0]) < 3  # the second half skipped a season
+        assert looked_up < 3 * distinct
+        unknown = edited(synth.episode(907, 30, RATE), 5, 6, speed=1.1)
+        _, looked_up, near, _, first = coarse(unknown, replace(DEFAULT_POLICY, narrow_min_score=1000))
+        assert near == [] and looked_up == 3 * first  # no candidates: the second half is looked up nowhere
