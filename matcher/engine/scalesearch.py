@@ -2,7 +2,8 @@
 
 The triplets (triplets.py) come first: one lookup for every scale, each candidate verified at the scales its
 hits read. When they verify nothing (a clip under music, a catalogue without triplets), the scale
-hypotheses (scale.py) are searched: the speed, tempo and pitch lines, then the plane off them. A candidate
+hypotheses (scale.py) are searched: the speed, tempo and pitch lines, then the plane off them, each with
+half its hashes in every season and the rest only where the first half found candidates. A candidate
 is refined on a local grid and verified by a fresh vote at its scales, which must clear ``scale_min_score``
 and stand well above the best other episode (the less spread its evidence, the further above).
 """
