@@ -11,6 +11,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,12 @@ def test_a_manifest_removed_while_serving_keeps_the_version_answering(data: Path
         assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
         assert [r.json()["episode_id"] for r in answers] == ["S01E01", "S02E01"]
         assert requests.get(f"{s.url}/readyz", timeout=5).status_code == 200
-        test = requests.get(f"{s.url}/api/v1/test", timeout=5).json()
+        deadline = time.monotonic() + 10  # the next look at `current` (every 0.1 s here) reports it
+        while True:
+            test = requests.get(f"{s.url}/api/v1/test", timeout=5).json()
+            if layout.MANIFEST in (test["last_error"] or "") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert layout.MANIFEST in (test["last_error"] or "")
 
 
