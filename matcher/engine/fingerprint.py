@@ -100,18 +100,10 @@ class Fingerprinter:
 
 
 def fingerprint_pcm(pcm: np.ndarray, params: FingerprintParams = DEFAULT_PARAMS) -> Hashes:
-    """Hashes of a PCM array already in memory (a query clip)."""
+    """Hashes of a PCM array already in memory (an episode made in memory, as tests and benchmarks do)."""
     fp = Fingerprinter(params)
     fp.feed(pcm)
     return fp.finish()
-
-
-def fingerprint_chunks(
-    chunks: Iterable[np.ndarray], params: FingerprintParams = DEFAULT_PARAMS
-) -> tuple[Hashes, float]:
-    """Hashes and duration (seconds) of a chunked PCM stream."""
-    hashes, _, seconds = fingerprint_episode(chunks, params)
-    return hashes, seconds
 
 
 def fingerprint_episode(

@@ -57,8 +57,8 @@ def _refine(library: Catalogue, peaks: Peaks, found: scale.Found, policy: MatchP
             ) -> Scaled | None:
     """The coarse winner's hypothesis refined on a local grid (one lookup), its time scale fitted to
     the hits, then verified by a fresh vote at the refined scales."""
-    hyps = policy.grid.around(found.hypothesis, reach)
     g = policy.grid
+    hyps = g.around(found.hypothesis, reach)
     hashes = scale.batch_hashes(peaks, hyps, library.params, g.refine_fanout, g.refine_dt_max)
     postings = scale.slot_postings(library.lookup(hashes), found.slot)
     mine = next((f for f in scale.vote_hypotheses(postings, hyps, top=64) if f.slot == found.slot), found)

@@ -286,7 +286,8 @@ class Shard(ShardReader):
             txn.put(b"data", data, db=db)
             meta["layout"] = {"low_bits": layout.low_bits, "slot_bits": layout.slot_bits,
                               "frame_bits": layout.frame_bits}
-        meta["format_version"] = FORMAT_VERSION  # a table packed now may narrow its buckets (format 4)
+        meta["format_version"] = FORMAT_VERSION  # a table packed now (this one and the triplets' always go
+        # together) may narrow its buckets: format 4
         meta["hash_count"] = distinct(keys >> np.uint64(KEY_HASH_SHIFT))
         meta["posting_count"] = int(keys.size)
 
@@ -302,7 +303,6 @@ class Shard(ShardReader):
             txn.put(b"layout", layout.to_bytes(), db=db)
             txn.put(b"offsets", offsets, db=db)
             txn.put(b"data", data, db=db)
-        meta["format_version"] = FORMAT_VERSION
         meta["triplet_count"] = int(cols.hash.size)
 
     def _forget(self, txn: lmdb.Transaction, meta: dict[str, Any], slot: int, episode_id: str) -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 from citywok.matcher import synth
 from citywok.matcher.engine.decode import decode, iter_pcm
-from citywok.matcher.engine.fingerprint import fingerprint_chunks, fingerprint_pcm
+from citywok.matcher.engine.fingerprint import fingerprint_episode, fingerprint_pcm
 from citywok.matcher.engine.landmarks import HASH_BITS
 from citywok.matcher.engine.params import DEFAULT_PARAMS
 
@@ -20,7 +20,7 @@ def test_streaming_equals_whole_file():
     wav = synth.encode(synth.episode(5, 200, 8000), 8000, "wav")
     whole = fingerprint_pcm(decode(wav, 8000))
     for chunk_seconds in (0.7, 13.3, 61.0):
-        streamed, seconds = fingerprint_chunks(iter_pcm(wav, 8000, chunk_seconds=chunk_seconds))
+        streamed, _, seconds = fingerprint_episode(iter_pcm(wav, 8000, chunk_seconds=chunk_seconds))
         assert abs(seconds - 200) < 0.01
         assert np.array_equal(streamed.hash, whole.hash)
         assert np.array_equal(streamed.t, whole.t)
