@@ -69,6 +69,47 @@ def test_the_slope_through_the_hits_averages_their_rounding_away():
     assert timefit.fitted_line(postings, 5, 500) is None  # no hits: no line to fit
 
 
+def _sweep_one_scale_at_a_time(postings: Postings, slot: int, offset: int, time_scale: float, span: float,
+                               step: float) -> timefit.Fit:
+    """fit_time_scale as first written: a sort of the hits' offsets per scale tried."""
+    window = int(span * int(postings.query_t.max(initial=0))) + 3
+    m = (postings.slot == slot) & (np.abs(postings.offset - offset) <= window)
+    if not m.any():
+        return timefit.Fit(time_scale, offset, 0, 0)
+    t, db = postings.query_t[m].astype(np.float64), postings.db_t[m]
+    steps = np.arange(-round(span / step), round(span / step) + 1) * step
+    scores, offsets = np.zeros(steps.size, np.int64), np.zeros(steps.size, np.int64)
+    for k, r in enumerate(steps):
+        values, counts = np.unique(db - np.rint(t * (1 + r)).astype(np.int64), return_counts=True)
+        next_to = np.diff(values) == 1
+        pooled = counts.copy()
+        pooled[1:] += np.where(next_to, counts[:-1], 0)
+        pooled[:-1] += np.where(next_to, counts[1:], 0)
+        i = int(np.argmax(pooled))
+        scores[k], offsets[k] = pooled[i], values[i]
+    top = np.flatnonzero(scores == scores.max())
+    k = int(top[np.argmin(np.abs(top - top.mean()))])
+    return timefit.Fit(time_scale * (1 + steps[k]), int(offsets[k]), int(scores[k]), int(scores[steps.size // 2]))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_time_scale_sweep_counts_as_a_sort_per_scale_would(seed):
+    """The sweep counts every scale in one histogram; it must pick what sorting each scale's offsets picks,
+    ties and sparse hits included (a pile counts only at an offset that holds a hit)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 200))
+    scale_ = rng.uniform(0.94, 1.06)
+    t = rng.integers(0, 300, n)
+    db = np.rint(700 + scale_ * t + rng.uniform(-1, 1, n)).astype(np.int64)
+    chance = rng.random(n) < rng.uniform(0, 0.7)
+    db[chance] = 700 + t[chance] + rng.integers(-25, 25, int(chance.sum()))
+    postings = Postings(t, np.where(rng.random(n) < 0.1, 9, 4), db, 0)
+    for span, step in ((0.06, 0.003), (0.012, 0.001), (0.025, 0.001)):
+        for at in (700, 705, 2000):
+            assert timefit.fit_time_scale(postings, 4, at, 1.0, span, step) == \
+                _sweep_one_scale_at_a_time(postings, 4, at, 1.0, span, step)
+
+
 @pytest.mark.parametrize("factors", [{}, {"speed": 1.2}, {"tempo": 0.85}, {"pitch": 2 ** (3 / 12)},
                                      {"tempo": 1.15, "pitch": 2 ** (2 / 12)}])
 @pytest.mark.parametrize("which", ["library", "triplet_library"])
