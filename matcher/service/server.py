@@ -42,6 +42,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -62,6 +63,7 @@ from citywok.errors import CityWokError, CommandError
 log = logging.getLogger("citywok.server")
 access_log = logging.getLogger("citywok.access")
 
+LINKS_WARM_WAIT = 60.0  # seconds the start waits for yt-dlp's warm-up before taking requests regardless
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media"}
@@ -264,10 +266,14 @@ async def observe(request: web.Request, handler: Callable) -> web.StreamResponse
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     svc: Service = app[routes.SERVICE]
-    # serve at once whatever is there (every worker started and holding it open, before the first
-    # request); if nothing is, readyz says 503 until it appears
+    # yt-dlp is imported and warmed in a thread of its own while the shards open: the first requests
+    # are taken once both are done, since a clip answered during the warm-up waits for the interpreter
+    # lock. Then whatever is there is served (every worker holding it open); if nothing is, readyz says
+    # 503 until it appears.
+    links = svc.links.start()
     await svc.poll(hold=0.05)
-    svc.links.start()  # yt-dlp imported and warmed in a thread of its own, once the shards are open
+    # waited for in a thread, never cancelled; a failed warm-up is for a link request to report
+    await asyncio.get_running_loop().run_in_executor(None, futures.wait, [links], LINKS_WARM_WAIT)
     if not svc.holder.ready:
         log.warning("no complete version under %s yet: answering 503 until one appears",
                     svc.config.data_dir / "fingerprints")

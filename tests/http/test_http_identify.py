@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import threading
 import time
 
 import numpy as np
+import pytest
 import requests
 from citywok.matcher import synth
+from citywok.matcher.service.server import ServerConfig
 
-from tests.http.support import RATE, build_version, clip_bytes
+from tests.http.support import RATE, ServerThread, build_version, clip_bytes
 from tests.support import wait_for
 
 
@@ -112,6 +115,33 @@ def test_overload_is_429_with_retry_after_at_once(start_server, data_dir) -> Non
     metrics = requests.get(f"{s.url}/metrics", timeout=5).text
     assert f'citywok_identify_total{{outcome="refused"}} {len(rejected)}.0' in metrics
     assert f'citywok_identify_total{{outcome="match"}} {statuses.count(200)}.0' in metrics
+
+
+def test_no_request_is_taken_before_the_link_downloader_has_loaded(data_dir, monkeypatch) -> None:
+    """yt-dlp loads in a thread of the server process while the shards open; a clip answered meanwhile
+    would wait for the interpreter lock, so the server listens only once both are done."""
+    from citywok.matcher.service import linkdl
+
+    gate, real = threading.Event(), linkdl.warm
+    monkeypatch.setattr(linkdl, "warm", lambda: (gate.wait(30), real()))
+    s = ServerThread(ServerConfig(data_dir=data_dir, host="127.0.0.1", poll_interval=0.1))
+    starting = threading.Thread(target=s.start)
+    starting.start()
+    try:
+        time.sleep(1.0)
+        assert starting.is_alive()
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{s.url}/healthz", timeout=5)
+        gate.set()
+        starting.join(30)
+        assert not starting.is_alive()
+        assert requests.get(f"{s.url}/readyz", timeout=5).json()["db_version"] == "v1"
+        r = requests.post(f"{s.url}/api/v1/identify", files={"file": ("c.mp3", clip_bytes(2, 12.0))}, timeout=30)
+        assert r.status_code == 200 and r.json()["episode_id"] == "S01E02"
+    finally:
+        gate.set()
+        starting.join(30)
+        s.stop()
 
 
 def test_not_ready_is_503_until_a_version_appears(start_server, tmp_path) -> None:
