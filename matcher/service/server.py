@@ -63,7 +63,9 @@ from citywok.errors import CityWokError, CommandError
 log = logging.getLogger("citywok.server")
 access_log = logging.getLogger("citywok.access")
 
-LINKS_WARM_WAIT = 60.0  # seconds the start waits for yt-dlp's warm-up before taking requests regardless
+# seconds the start waits for yt-dlp's warm-up before taking requests regardless, should the import hang: less
+# than the liveness probe the operator gives a matcher (operator/desired.py) allows before a restart
+LINKS_WARM_WAIT = 20.0
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media"}
